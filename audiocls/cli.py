@@ -1,0 +1,153 @@
+"""The ``audiocls`` command: LightningCLI's fit/validate/test/predict plus the framework's own commands.
+
+Run ``audiocls --help``; ``audiocls fit --config configs/demo.yaml`` trains on the built-in synthetic set.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+import torch
+from jsonargparse import lazy_instance
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.loggers import CSVLogger
+
+from audiocls.data.base import AudioDataModule
+from audiocls.errors import AudioclsError
+from audiocls.model import AudioClassifier
+
+__all__ = ["AudioCLI", "main", "EXTRA_COMMANDS"]
+
+log = logging.getLogger("audiocls")
+
+#: top-level commands beyond LightningCLI's, each a module with ``main(argv: list[str]) -> int``
+EXTRA_COMMANDS = {
+    "cv": ("audiocls.cv", "cross-validate over all folds, resumable, with an honest report"),
+    "ensemble": ("audiocls.ensemble", "average the outputs of several cv runs per fold"),
+    "explain": ("audiocls.explain", "gradient saliency image of a clip from a checkpoint"),
+    "export": ("audiocls.export", "waveform-in ONNX / TorchScript model from a checkpoint"),
+    "data": ("audiocls.data.download", "download and verify the public datasets"),
+}
+
+
+class AudioCLI(LightningCLI):
+    """LightningCLI with the datamodule -> model links, a checkpoint callback and a final test."""
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
+        parser.link_arguments("data.in_chans", "model.in_chans", apply_on="instantiate")
+        parser.link_arguments("data.class_names", "model.class_names", apply_on="instantiate")
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults(
+            {
+                "checkpoint.monitor": "val/acc",
+                "checkpoint.mode": "max",
+                "checkpoint.filename": "best",
+                "checkpoint.save_last": True,
+                "trainer.logger": lazy_instance(CSVLogger, save_dir="runs", name="audiocls"),
+            }
+        )
+        parser.add_argument(
+            "--test_after_fit",
+            type=bool,
+            default=True,
+            help="after fit, test the final-epoch weights on the held-out fold (the honest figure)",
+        )
+
+    def after_fit(self) -> None:
+        if self.trainer.interrupted or not self._get(self.config, "test_after_fit", False):
+            return
+        if self.trainer.fast_dev_run:
+            return
+        self.trainer.test(self.model, datamodule=self.datamodule)
+        self._report()
+
+    def after_test(self) -> None:
+        self._report()
+
+    def _report(self) -> None:
+        """Write ``metrics.json`` beside the logs and print the test figures and where the run lives."""
+        metrics = {k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith("test/")}
+        if not self.trainer.is_global_zero or not metrics:
+            return
+        run_dir = Path(self.trainer.log_dir or self.trainer.default_root_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        tmp = run_dir / "metrics.json.tmp"
+        tmp.write_text(json.dumps(metrics, indent=2))
+        tmp.replace(run_dir / "metrics.json")
+        ckpt = getattr(self.trainer.checkpoint_callback, "last_model_path", "") or ""
+        figures = "  ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items()))
+        print(f"\n{figures}\nrun written to {run_dir}" + (f"\nlast checkpoint: {ckpt}" if ckpt else ""))
+
+
+def _help_epilog() -> str:
+    extra = "; ".join(f"{name}: {desc}" for name, (_, desc) in EXTRA_COMMANDS.items())
+    return f"More commands (audiocls COMMAND --help): {extra}."
+
+
+def run_cli(args: list[str] | None = None, **kwargs) -> AudioCLI:
+    """Build and run :class:`AudioCLI` on ``args`` (any datamodule subclass, the AudioClassifier model)."""
+    return AudioCLI(
+        AudioClassifier,
+        AudioDataModule,
+        subclass_mode_data=True,
+        auto_configure_optimizers=False,
+        save_config_kwargs={"overwrite": True},
+        parser_kwargs={
+            "description": "audiocls: ImageNet CNNs on mel-spectrograms, trained with Lightning.",
+            "epilog": _help_epilog(),
+        },
+        args=args,
+        **kwargs,
+    )
+
+
+def main(args: list[str] | None = None) -> int:
+    """Entry point of the ``audiocls`` command; returns the exit code.
+
+    User errors (:class:`~audiocls.errors.AudioclsError`) print one line and exit with 2; set
+    ``AUDIOCLS_DEBUG=1`` to see their traceback.
+    """
+    argv = list(sys.argv[1:] if args is None else args)
+    torch.set_flush_denormal(True)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        if argv and argv[0] in EXTRA_COMMANDS:
+            module_name = EXTRA_COMMANDS[argv[0]][0]
+            try:
+                module = importlib.import_module(module_name)
+            except ModuleNotFoundError as err:
+                if err.name != module_name:
+                    raise
+                print(f"audiocls: error: 'audiocls {argv[0]}' is not available in this version", file=sys.stderr)
+                return 2
+            return int(module.main(argv[1:]) or 0)
+        run_cli(None if args is None else argv)
+    except Exception as err:
+        user_error = _find_user_error(err)
+        if user_error is None or os.environ.get("AUDIOCLS_DEBUG"):
+            raise
+        print(f"audiocls: error: {user_error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _find_user_error(err: BaseException | None) -> AudioclsError | None:
+    """The :class:`AudioclsError` behind ``err``: jsonargparse wraps errors raised while instantiating."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, AudioclsError):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,64 @@
+"""ESC-50 (and its ESC-10 subset): 2000 environmental clips of 5 s, 50 classes, 5 official folds.
+
+Official layout: ``audio/<fold>-<src_file>-<take>-<target>.wav`` and ``meta/esc50.csv`` with the columns
+``filename,fold,target,category,esc10,src_file,take``. The 2015 release shipped OGG files; whatever the CSV
+names is loaded.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from audiocls.data.base import AudioDataModule, Clip
+from audiocls.errors import DataError
+
+__all__ = ["ESC50DataModule", "read_esc50_meta"]
+
+NUM_FOLDS = 5
+META_FILE = "meta/esc50.csv"
+COLUMNS = ("filename", "fold", "target", "category", "esc10", "src_file", "take")
+URL = "https://github.com/karolpiczak/ESC-50/archive/master.zip"
+
+
+def read_esc50_meta(root: Path) -> list[dict[str, str]]:
+    """Rows of ``root/meta/esc50.csv``; :class:`DataError` naming the file and the fix when it is absent."""
+    meta = root / META_FILE
+    if not meta.is_file():
+        raise DataError(
+            f"no {META_FILE} under {root}; expected the layout of the official ESC-50 release "
+            f"(audio/, meta/esc50.csv); run 'audiocls data download esc50 --root {root.parent}'"
+        )
+    with meta.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    missing = [c for c in COLUMNS if rows and c not in rows[0]]
+    if not rows or missing:
+        raise DataError(f"{meta} is empty or lacks the official columns {missing or list(COLUMNS)}")
+    return rows
+
+
+class ESC50DataModule(AudioDataModule):
+    """ESC-50 with its official folds; ``esc10=True`` selects the ESC-10 subset (targets mapped to 0..9).
+
+    Args:
+        root: the release folder holding ``audio/`` and ``meta/esc50.csv``.
+        esc10: keep only the clips whose ``esc10`` column is True.
+        **kwargs: see :class:`~audiocls.data.base.AudioDataModule` (fold, sample_rate, frontend, ...).
+    """
+
+    num_folds = NUM_FOLDS
+
+    def __init__(self, root: str | Path, *, esc10: bool = False, **kwargs):
+        super().__init__(root, **kwargs)
+        self.esc10 = esc10
+        self.check_fold()
+        self._rows = [r for r in read_esc50_meta(self.root) if not esc10 or r["esc10"].strip().lower() == "true"]
+        targets = sorted({int(r["target"]) for r in self._rows})
+        self._label = {t: i for i, t in enumerate(targets)}
+        names = {int(r["target"]): r["category"] for r in self._rows}
+        self.class_names = [names[t] for t in targets]
+
+    def list_clips(self) -> list[Clip]:
+        return [
+            Clip(self.root / "audio" / r["filename"], self._label[int(r["target"])], int(r["fold"])) for r in self._rows
+        ]

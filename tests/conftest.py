@@ -1,0 +1,75 @@
+"""Shared fixtures: a tiny synthetic dataset in tmp, and CLI arguments that train on it in seconds."""
+
+from __future__ import annotations
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"  # nothing downloads in tests: set before timm/huggingface_hub import
+os.environ["WANDB_MODE"] = "disabled"
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from audiocls.data.synthetic import generate_synthetic
+
+torch.set_flush_denormal(True)
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+ESC10 = SHARED / "datasets" / "esc10"
+FSDD = SHARED / "datasets" / "fsdd"
+WEIGHTS = SHARED / "weights"
+
+#: a small frontend for fast tests: the paper's three windows, 32 mels, 32 x 64 images
+TINY_FRONTEND = {
+    "windows_ms": [25.0, 50.0, 100.0],
+    "hops_ms": [10.0, 25.0, 50.0],
+    "n_mels": 32,
+    "size": [32, 64],
+}
+
+
+@pytest.fixture(scope="session")
+def cache_root(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch, tmp_path, cache_root):
+    """Every test runs in its own tmp dir, with the decoded-audio cache in tmp and W&B off."""
+    monkeypatch.setenv("AUDIOCLS_CACHE", str(cache_root))
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def tiny_root(cache_root) -> Path:
+    """4 classes x 5 folds x 3 clips of 1 s at 8 kHz, in the ESC-50 layout."""
+    return generate_synthetic(
+        cache_root / "tiny", num_classes=4, clips_per_fold=3, sample_rate=8000, seconds=1.0, seed=0
+    )
+
+
+@pytest.fixture
+def tiny_args(tiny_root) -> list[str]:
+    """CLI arguments (after the subcommand) for a seconds-long run on the tiny set with timm's test_resnet."""
+    import json
+
+    return [
+        "--seed_everything=0",
+        "--trainer.accelerator=cpu",
+        "--trainer.devices=1",
+        "--trainer.enable_progress_bar=false",
+        "--trainer.enable_model_summary=false",
+        "--model.backbone=test_resnet",
+        "--data=audiocls.data.synthetic.SyntheticDataModule",
+        f"--data.root={tiny_root}",
+        "--data.num_classes=4",
+        "--data.clips_per_fold=3",
+        "--data.seconds=1.0",
+        "--data.sample_rate=8000",
+        "--data.batch_size=4",
+        "--data.num_workers=0",
+        f"--data.frontend={json.dumps(TINY_FRONTEND)}",
+    ]

@@ -1,0 +1,71 @@
+"""The ``audiocls`` command driven in-process: fit, test, every shipped config, and user errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from audiocls.cli import main
+
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml"))
+
+
+def test_help_lists_subcommands(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    for name in ("fit", "validate", "test", "predict", "cv", "ensemble", "explain", "export", "data"):
+        assert name in out
+
+
+def test_fit_fast_dev_run(tiny_args):
+    assert main(["fit", *tiny_args, "--trainer.fast_dev_run=true"]) == 0
+
+
+def test_fit_then_test_writes_metrics_and_checkpoint(tiny_args, tmp_path, capsys):
+    assert main(["fit", *tiny_args, "--trainer.max_epochs=1"]) == 0
+    run = tmp_path / "runs" / "audiocls" / "version_0"
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert 0.0 <= metrics["test/acc"] <= 1.0
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    assert (run / "config.yaml").is_file()
+    assert "run written to" in capsys.readouterr().out
+
+    # the LightningCLI test subcommand rebuilds the model from the checkpoint's hyperparameters
+    ckpt = run / "checkpoints" / "last.ckpt"
+    assert main(["test", *tiny_args, f"--ckpt_path={ckpt}"]) == 0
+    again = json.loads(next((tmp_path / "runs" / "audiocls").glob("version_1/metrics.json")).read_text())
+    assert again["test/acc"] == pytest.approx(metrics["test/acc"])
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.name)
+def test_every_config_parses(config, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["fit", "--config", str(config), "--print_config"])
+    assert exc.value.code == 0
+    assert "model:" in capsys.readouterr().out
+
+
+def test_unknown_config_key_is_refused(tiny_args, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["fit", *tiny_args, "--model.bakbone=resnet18"])
+    assert exc.value.code != 0
+    assert "bakbone" in capsys.readouterr().err
+
+
+def test_missing_data_root_is_one_line(tmp_path, capsys):
+    code = main(["fit", "--data=audiocls.data.esc50.ESC50DataModule", f"--data.root={tmp_path / 'nope'}"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "meta/esc50.csv" in err and "audiocls data download esc50" in err
+    assert "Traceback" not in err
+
+
+def test_unknown_backbone_suggests_names(tiny_args, capsys):
+    code = main(["fit", *tiny_args, "--model.backbone=resnet1800"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "resnet1800" in err and "did you mean" in err
