@@ -1,0 +1,304 @@
+"""``audiocls export --ckpt_path best.ckpt --format onnx|torchscript --out FILE``: one waveform-in model.
+
+The exported model maps ``wave (B, T)`` -- mono float32 at the training sample rate, T the training clip length
+-- to ``logits (B, num_classes)``, the log-mel frontend included, with a dynamic batch axis. Class names,
+sample rate and clip length are stored in the file (ONNX ``metadata_props``; TorchScript ``_extra_files``
+``metadata.json``). After writing, the file is loaded back and run (onnxruntime / ``torch.jit.load``) on audio
+next to the checkpoint's PyTorch model; the command fails when the logits differ by more than ``--tolerance``
+(max abs difference divided by ``max(1, max |logit|)``).
+
+ONNX has no exportable ``torch.stft``, so the ONNX model computes the same log-mel with :class:`DFTLogMel`:
+the STFT as a strided ``conv1d`` with a fixed DFT basis, reflect padding as a fixed gather, and the
+antialiased bilinear resize as two fixed matrices. The TorchScript model traces the training frontend itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from audiocls.data.io import load_audio, pad_or_crop
+from audiocls.errors import AudioLoadError, ConfigError
+from audiocls.features import LogMelFrontend
+from audiocls.inference import LoadedModel, WaveClassifier, load_checkpoint
+from audiocls.predict import AUDIO_EXTENSIONS
+
+__all__ = ["DFTLogMel", "export_model", "export_onnx", "export_torchscript", "check_parity", "read_metadata", "main"]
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("onnx", "torchscript")
+DEFAULT_TOLERANCE = 1e-3
+
+
+def _resize_matrix(n_in: int, n_out: int) -> torch.Tensor:
+    """(n_out, n_in) matrix R with ``R @ x`` = antialiased bilinear resize of ``x`` along one axis.
+
+    ``F.interpolate(..., antialias=True)`` is separable and linear, so resizing the identity gives it exactly.
+    """
+    eye = torch.eye(n_in, dtype=torch.float64).reshape(n_in, 1, 1, n_in)  # n_in images of 1 x n_in
+    out = F.interpolate(eye.float(), size=(1, n_out), mode="bilinear", align_corners=False, antialias=True)
+    return out.reshape(n_in, n_out).T.contiguous()
+
+
+class DFTLogMel(nn.Module):
+    """The log-mel of a :class:`~audiocls.features.LogMelFrontend` from export-friendly ops only.
+
+    ``wave (B, T) -> spec (B, C, n_mels, frames)`` for one fixed T: per channel, centred reflect padding as a
+    fixed gather, the windowed DFT as ``conv1d`` (kernel = window x cos / sin, trimmed to the window's
+    non-zero span, stride = hop), power, mel filterbank, log, and the resize as ``R_mel @ S @ R_time^T``.
+    Equal to the frontend up to float32 rounding (see ``tests/test_export.py``).
+
+    Args:
+        frontend: the training frontend; its windows and filterbanks are copied.
+        num_samples: T, the input length the module is built for (the training clip).
+    """
+
+    def __init__(self, frontend: LogMelFrontend, num_samples: int):
+        super().__init__()
+        cfg = frontend.config
+        self.config, self.num_samples = cfg, int(num_samples)
+        self.hops: list[int] = []
+        self.offsets: list[int] = []
+        self.frames: list[int] = []
+        for c, mel in enumerate(frontend.mels):
+            spec = mel.spectrogram
+            if not spec.center or spec.pad_mode != "reflect" or spec.power != 2.0 or spec.normalized or spec.pad:
+                raise ConfigError("export supports the centred, reflect-padded power-2 STFT of audiocls' frontend")
+            n_fft, hop = spec.n_fft, spec.hop_length
+            window = torch.zeros(n_fft, dtype=torch.float64)
+            left = (n_fft - spec.win_length) // 2
+            window[left : left + spec.win_length] = spec.window.double()
+            nz = torch.nonzero(window).flatten()
+            lo, hi = int(nz.min()), int(nz.max()) + 1  # the window's support inside the n_fft frame
+            k = torch.arange(n_fft // 2 + 1, dtype=torch.float64)[:, None]
+            n = torch.arange(lo, hi, dtype=torch.float64)[None, :]
+            angle = 2 * math.pi * k * n / n_fft
+            basis = torch.cat([torch.cos(angle), -torch.sin(angle)]) * window[lo:hi]  # (2 * n_freq, hi - lo)
+            self.register_buffer(f"basis{c}", basis.float().unsqueeze(1))
+            pad = n_fft // 2
+            if self.num_samples <= pad:
+                raise ConfigError(f"clip of {self.num_samples} samples is too short for n_fft={n_fft}")
+            idx = torch.arange(-pad, self.num_samples + pad).abs()
+            idx = torch.where(idx >= self.num_samples, 2 * (self.num_samples - 1) - idx, idx)  # reflect
+            self.register_buffer(f"index{c}", idx[lo:])  # the gather also drops the samples before the support
+            frames = 1 + self.num_samples // hop
+            self.register_buffer(f"fb{c}", mel.mel_scale.fb.T.contiguous().float())  # (n_mels, n_freq)
+            if cfg.size is not None:
+                self.register_buffer(f"rmel{c}", _resize_matrix(cfg.n_mels, cfg.size[0]))
+                self.register_buffer(f"rtime{c}", _resize_matrix(frames, cfg.size[1]))
+            self.hops.append(hop)
+            self.offsets.append(lo)
+            self.frames.append(frames)
+        mean, std = getattr(frontend, "mean", None), getattr(frontend, "std", None)
+        shape = (1, cfg.channels, 1, 1)
+        mean_t = mean if isinstance(mean, torch.Tensor) else torch.tensor(float(cfg.mean or 0.0))
+        std_t = std if isinstance(std, torch.Tensor) else torch.tensor(float(cfg.std or 1.0))
+        self.register_buffer("mean", mean_t.float().reshape(-1).expand(cfg.channels).reshape(shape).clone())
+        self.register_buffer("std", std_t.float().reshape(-1).expand(cfg.channels).reshape(shape).clone())
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        """wave (B, T) -> spec (B, C, n_mels, frames), float32."""
+        cfg = self.config
+        chans = []
+        for c, (hop, frames) in enumerate(zip(self.hops, self.frames, strict=True)):
+            padded = wave[:, getattr(self, f"index{c}")].unsqueeze(1)  # (B, 1, T + 2 pad - lo)
+            z = F.conv1d(padded, getattr(self, f"basis{c}"), stride=hop)[..., :frames]  # (B, 2 n_freq, frames)
+            re, im = z.chunk(2, dim=1)
+            power = re * re + im * im  # (B, n_freq, frames)
+            mel = torch.matmul(getattr(self, f"fb{c}"), power)  # (B, n_mels, frames)
+            spec = torch.log(mel + cfg.eps) if cfg.log == "ln" else 10.0 * torch.log10(mel + cfg.eps)
+            if cfg.size is not None:
+                spec = torch.matmul(torch.matmul(getattr(self, f"rmel{c}"), spec), getattr(self, f"rtime{c}").T)
+            chans.append(spec)
+        out = torch.stack(chans, dim=1)  # (B, C, n_mels, frames)
+        if cfg.mean is not None:
+            out = out - self.mean
+        if cfg.std is not None:
+            out = out / self.std
+        return out
+
+
+def metadata(loaded: LoadedModel) -> dict[str, str]:
+    """What a consumer of the exported file needs, as strings."""
+    return {
+        "class_names": json.dumps(loaded.class_names),
+        "sample_rate": str(loaded.sample_rate),
+        "clip_samples": str(loaded.clip_samples),
+        "input": f"wave (batch, {loaded.clip_samples}) float32, mono, {loaded.sample_rate} Hz",
+        "output": f"logits (batch, {len(loaded.class_names)})",
+        "backbone": str(loaded.model.hparams.get("backbone", "")),
+        "producer": "audiocls export",
+    }
+
+
+def export_onnx(loaded: LoadedModel, out: Path, *, opset: int = 17) -> None:
+    """Write the waveform-in ONNX model with a dynamic batch axis and :func:`metadata` as ``metadata_props``."""
+    import onnx
+
+    model = WaveClassifier(DFTLogMel(loaded.frontend, loaded.clip_samples), loaded.model.backbone).eval()
+    example = torch.zeros(2, loaded.clip_samples)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model,
+            (example,),
+            str(out),
+            dynamo=False,  # the TorchScript-based exporter: no onnxscript needed
+            input_names=["wave"],
+            output_names=["logits"],
+            dynamic_axes={"wave": {0: "batch"}, "logits": {0: "batch"}},
+            opset_version=opset,
+        )
+    proto = onnx.load(str(out))
+    for key, value in metadata(loaded).items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(proto, str(out))
+
+
+def export_torchscript(loaded: LoadedModel, out: Path) -> None:
+    """Write the traced waveform-in model with :func:`metadata` as ``metadata.json`` in ``_extra_files``."""
+    model = loaded.wave_classifier()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(model, torch.zeros(2, loaded.clip_samples), check_trace=False)
+        torch.jit.save(traced, str(out), _extra_files={"metadata.json": json.dumps(metadata(loaded))})
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The metadata of an exported file (``.onnx`` or TorchScript), as written by :func:`metadata`."""
+    path = Path(path)
+    if path.suffix == ".onnx":
+        import onnx
+
+        return {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    extra = {"metadata.json": ""}
+    torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+    return json.loads(extra["metadata.json"])
+
+
+def run_exported(path: Path, fmt: str, wave: np.ndarray) -> np.ndarray:
+    """logits (B, num_classes) of the exported file on ``wave (B, T)``."""
+    if fmt == "onnx":
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return session.run(["logits"], {"wave": wave.astype(np.float32)})[0]
+    module = torch.jit.load(str(path), map_location="cpu")
+    with torch.no_grad():
+        return module(torch.from_numpy(wave)).numpy()
+
+
+def parity_audio(loaded: LoadedModel, files: list[Path] | None, *, max_files: int = 4) -> tuple[np.ndarray, str]:
+    """wave (B, clip_samples) to compare on, and where it came from.
+
+    ``files`` when given; else up to ``max_files`` audio files of the training data root stored in the
+    checkpoint; else (no data at hand) a synthetic mix of tones, a chirp and noise.
+    """
+    if not files:
+        from audiocls.predict import expand_files
+
+        root = torch.load(loaded.path, map_location="cpu", weights_only=True)["datamodule_hyper_parameters"].get("root")
+        if root and Path(root).is_dir():
+            found = sorted(f for f in Path(root).rglob("*") if f.suffix.lower() in AUDIO_EXTENSIONS)
+            files = found[:: max(1, len(found) // max_files)][:max_files]
+        files = expand_files(files) if files else []
+    waves, used = [], []
+    for f in files:
+        try:
+            waves.append(pad_or_crop(load_audio(f, loaded.sample_rate), loaded.clip_samples))
+            used.append(str(f))
+        except AudioLoadError as err:
+            log.warning("parity check skips %s", err)
+    if waves:
+        return np.stack(waves), f"{len(waves)} audio files ({', '.join(Path(u).name for u in used)})"
+    rng = np.random.default_rng(0)
+    t = np.arange(loaded.clip_samples) / loaded.sample_rate
+    nyq = loaded.sample_rate / 2
+    synth = [
+        0.5 * np.sin(2 * np.pi * 0.05 * nyq * t),
+        0.3 * np.sin(2 * np.pi * np.cumsum(np.linspace(0.02, 0.6, len(t)) * nyq) / loaded.sample_rate),
+        0.1 * rng.standard_normal(len(t)),
+    ]
+    return np.stack(synth).astype(np.float32), "3 synthetic signals (no audio files found; pass --check_files)"
+
+
+def check_parity(loaded: LoadedModel, path: Path, fmt: str, wave: np.ndarray) -> float:
+    """Relative max logit error of the exported file against the PyTorch model: max |a - b| / max(1, max |b|)."""
+    with torch.no_grad():
+        ref = loaded.wave_classifier()(torch.from_numpy(wave)).numpy()
+    got = run_exported(path, fmt, wave)
+    if got.shape != ref.shape:
+        raise ConfigError(f"exported model {path} returns shape {got.shape}, expected {ref.shape}")
+    return float(np.abs(got - ref).max() / max(1.0, float(np.abs(ref).max())))
+
+
+def export_model(
+    ckpt_path: str | Path,
+    out: str | Path,
+    fmt: str = "onnx",
+    *,
+    tolerance: float = DEFAULT_TOLERANCE,
+    check_files: list[Path] | None = None,
+) -> float:
+    """Export the checkpoint's waveform-in model to ``out`` and check it; returns the parity error.
+
+    Raises:
+        ConfigError: unknown format, or the exported model differs from the PyTorch model by more than
+            ``tolerance`` (the file is kept for inspection, renamed ``*.failed``).
+    """
+    if fmt not in FORMATS:
+        raise ConfigError(f"--format={fmt!r} is not one of {', '.join(FORMATS)}")
+    loaded = load_checkpoint(ckpt_path)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    (export_onnx if fmt == "onnx" else export_torchscript)(loaded, out)
+    wave, source = parity_audio(loaded, check_files)
+    err = check_parity(loaded, out, fmt, wave)
+    if not err <= tolerance:
+        failed = out.with_name(out.name + ".failed")
+        out.replace(failed)
+        raise ConfigError(
+            f"exported {fmt} model differs from the PyTorch model: relative max logit error {err:.2e} > "
+            f"--tolerance={tolerance:g} on {source}; the file is kept as {failed}"
+        )
+    log.info("parity on %s: relative max logit error %.2e (tolerance %g)", source, err, tolerance)
+    print(f"exported {out} ({fmt}); parity vs PyTorch: relative max logit error {err:.2e} <= {tolerance:g} on {source}")
+    return err
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="audiocls export",
+        description="Export a checkpoint as one waveform-in model (frontend included) and check it against PyTorch.",
+    )
+    p.add_argument("--ckpt_path", required=True, help="the .ckpt written by 'audiocls fit'")
+    p.add_argument("--format", choices=FORMATS, default="onnx", help="onnx (default) or torchscript")
+    p.add_argument("--out", type=Path, required=True, help="the file to write (model.onnx, model.pt)")
+    p.add_argument(
+        "--tolerance",
+        type=float,
+        default=DEFAULT_TOLERANCE,
+        help="largest accepted max |logit difference| / max(1, max |logit|) (default 1e-3)",
+    )
+    p.add_argument(
+        "--check_files", nargs="+", type=Path, default=None, help="audio for the parity check (default: training data)"
+    )
+    return p
+
+
+def main(argv: list[str]) -> int:
+    """``audiocls export``; exit code 0, or 2 (via :class:`ConfigError`) when the parity check fails."""
+    args = build_parser().parse_args(argv)
+    export_model(args.ckpt_path, args.out, args.format, tolerance=args.tolerance, check_files=args.check_files)
+    return 0

@@ -1,0 +1,190 @@
+"""``audiocls predict --ckpt_path best.ckpt --files a.wav b.flac dir/``: top-k classes of any audio file.
+
+Files of any length, sample rate, channel count and format soundfile reads; folders expand to the audio files
+under them. A recording longer than the training clip is scored over sliding windows (``--hop_seconds``) and
+the window probabilities are averaged; ``--per_window`` shows each window, and JSON always carries them.
+A file that cannot be decoded is reported on its own line and the others are still scored; the exit code is 1
+when any file failed.
+
+Without ``--files``, ``audiocls predict`` is LightningCLI's subcommand (predicts the datamodule's test fold).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from audiocls.data.io import load_audio
+from audiocls.errors import AudioLoadError, ConfigError
+from audiocls.inference import LoadedModel, load_checkpoint, score_wave
+
+__all__ = ["AUDIO_EXTENSIONS", "expand_files", "predict_files", "format_results", "main"]
+
+log = logging.getLogger(__name__)
+
+#: suffixes a folder is searched for (what libsndfile decodes)
+AUDIO_EXTENSIONS = frozenset(
+    {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc", ".au", ".snd", ".w64", ".caf"}
+)
+FORMATS = ("table", "json", "csv")
+
+
+def expand_files(paths: list[str | Path]) -> list[Path]:
+    """The files to score: files as given (even missing ones, reported later), folders searched recursively.
+
+    Raises:
+        ConfigError: a folder holds no audio file.
+    """
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in AUDIO_EXTENSIONS)
+            if not found:
+                raise ConfigError(f"folder {p} holds no audio file ({', '.join(sorted(AUDIO_EXTENSIONS))})")
+            out += found
+        else:
+            out.append(p)
+    return out
+
+
+def _top(probs, names: list[str], k: int) -> list[dict]:
+    order = probs.argsort()[::-1][:k]
+    return [{"label": names[i], "probability": round(float(probs[i]), 6)} for i in order]
+
+
+def predict_files(
+    loaded: LoadedModel, files: list[Path], *, top_k: int = 5, hop_seconds: float | None = None, batch_size: int = 16
+) -> list[dict]:
+    """Score every file; a file that fails gives ``{"file", "error"}`` instead of stopping the batch.
+
+    Returns:
+        One dict per file: ``file``, ``duration_s``, ``top`` (the ``top_k`` classes of the averaged
+        probabilities, as ``{"label", "probability"}``) and ``windows`` (``start_s``, ``end_s``, ``top``
+        per window); or ``file`` and ``error``.
+    """
+    results = []
+    names, sr = loaded.class_names, loaded.sample_rate
+    for f in files:
+        try:
+            wave = load_audio(f, sr)
+        except AudioLoadError as err:
+            log.warning("%s", err)
+            results.append({"file": str(f), "error": str(err)})
+            continue
+        probs, window_probs, starts = score_wave(loaded, wave, hop_seconds=hop_seconds, batch_size=batch_size)
+        windows = [
+            {
+                "start_s": round(s / sr, 4),
+                "end_s": round(min(s + loaded.clip_samples, len(wave)) / sr, 4),
+                "top": _top(p, names, top_k),
+            }
+            for s, p in zip(starts.tolist(), window_probs, strict=True)
+        ]
+        results.append(
+            {
+                "file": str(f),
+                "duration_s": round(len(wave) / sr, 4),
+                "top": _top(probs, names, top_k),
+                "windows": windows,
+            }
+        )
+    return results
+
+
+def format_results(results: list[dict], fmt: str = "table", *, per_window: bool = False) -> str:
+    """Render :func:`predict_files` output as ``table`` (for people), ``json`` or ``csv``.
+
+    CSV has one row per (file, rank) with ``scope=file``, plus per-window rows (``scope=window``) when
+    ``per_window``; a failed file is one row with the ``error`` column set.
+    """
+    if fmt == "json":
+        return json.dumps(results, indent=2) + "\n"
+    if fmt == "csv":
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(["file", "scope", "start_s", "end_s", "rank", "label", "probability", "error"])
+        for r in results:
+            if "error" in r:
+                w.writerow([r["file"], "file", "", "", "", "", "", r["error"]])
+                continue
+            for rank, t in enumerate(r["top"], 1):
+                w.writerow([r["file"], "file", 0.0, r["duration_s"], rank, t["label"], t["probability"], ""])
+            for win in r["windows"] if per_window else []:
+                for rank, t in enumerate(win["top"], 1):
+                    w.writerow(
+                        [r["file"], "window", win["start_s"], win["end_s"], rank, t["label"], t["probability"], ""]
+                    )
+        return buf.getvalue()
+    if fmt != "table":
+        raise ConfigError(f"--format={fmt!r} is not one of {', '.join(FORMATS)}")
+    lines = []
+    for r in results:
+        if "error" in r:
+            lines.append(f"{r['file']}: FAILED: {r['error']}")
+            continue
+        n = len(r["windows"])
+        head = f"{r['file']} ({r['duration_s']:.2f} s" + (f", mean of {n} windows)" if n > 1 else ")")
+        lines.append(head)
+        lines += [f"  {t['probability']:7.2%}  {t['label']}" for t in r["top"]]
+        for win in r["windows"] if per_window and n > 1 else []:
+            best = ", ".join(f"{t['label']} {t['probability']:.2%}" for t in win["top"][:3])
+            lines.append(f"    [{win['start_s']:8.2f} - {win['end_s']:8.2f} s]  {best}")
+    return "\n".join(lines) + "\n"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="audiocls predict",
+        description="Top-k classes of audio files from a checkpoint written by 'audiocls fit'. "
+        "(Without --files, 'audiocls predict' is the LightningCLI subcommand.)",
+    )
+    p.add_argument("--ckpt_path", required=True, help="the .ckpt written by 'audiocls fit'")
+    p.add_argument("--files", nargs="+", required=True, help="audio files and folders (searched recursively)")
+    p.add_argument("--top_k", type=int, default=5, help="classes shown per file (default 5)")
+    p.add_argument("--format", choices=FORMATS, default="table", help="output format (default table)")
+    p.add_argument("--out", type=Path, default=None, help="write the output to this file instead of stdout")
+    p.add_argument(
+        "--hop_seconds", type=float, default=None, help="step between windows on long audio (default: half a clip)"
+    )
+    p.add_argument("--per_window", action="store_true", help="also show every window (JSON always has them)")
+    p.add_argument("--batch_size", type=int, default=16, help="windows per forward pass")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    """``audiocls predict --files ...``; returns 0, or 1 when some file could not be scored."""
+    args = build_parser().parse_args(argv)
+    if args.top_k < 1:
+        raise ConfigError(f"--top_k={args.top_k} must be at least 1")
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch_size={args.batch_size} must be at least 1")
+    loaded = load_checkpoint(args.ckpt_path).to(torch.device(args.device))
+    files = expand_files(args.files)
+    t0 = time.perf_counter()
+    results = predict_files(
+        loaded, files, top_k=min(args.top_k, len(loaded.class_names)), hop_seconds=args.hop_seconds,
+        batch_size=args.batch_size,
+    )  # fmt: skip
+    elapsed = time.perf_counter() - t0
+    text = format_results(results, args.format, per_window=args.per_window)
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text)
+        log.info("wrote %s", args.out)
+    else:
+        sys.stdout.write(text)
+    failed = [r["file"] for r in results if "error" in r]
+    log.info("scored %d files in %.2f s (%.1f files/s)", len(results) - len(failed), elapsed, len(files) / elapsed)
+    if failed:
+        print(f"audiocls predict: {len(failed)} of {len(files)} files failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
