@@ -1,0 +1,423 @@
+"""``audiocls cv``: every fold of a dataset, each one ``fit`` in its own process, resumable, with an honest report.
+
+    audiocls cv --config configs/esc50.yaml --data.root ~/data/ESC-50 [--folds 1,3] [--parallel 2] [--out DIR]
+
+Any other argument is a ``fit`` override. The user's config and overrides are resolved once into
+``DIR/cv_config.yaml``, which every fold runs with ``--data.fold K``; its hash (ignoring the settings in
+:data:`HASH_IGNORED`, which do not change a result) is recorded in ``DIR/cv.json`` and in every fold's result,
+and a directory made with another config is refused. ``DIR/fold_K/`` holds one run: ``config.yaml``,
+``checkpoints/{last,best}.ckpt``, ``metrics.json``, ``fit.log``, ``test_each_epoch.json`` and
+``predictions.npz`` (from :class:`TestFoldEachEpoch`), and ``result.json``, written last: a fold is complete
+when its ``result.json`` is valid and carries the current hash. An incomplete fold resumes from its
+``last.ckpt``. The report (:mod:`audiocls.cv_report`) gives the final epoch's test-fold accuracy (the honest
+figure) and, labelled, the best epoch's (the paper's protocol).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import io
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from lightning.fabric.utilities.apply_func import move_data_to_device
+from lightning.pytorch import Callback
+
+from audiocls.errors import ConfigError
+
+__all__ = ["TestFoldEachEpoch", "main", "config_hash", "predict_test_fold", "fold_metrics"]
+
+log = logging.getLogger(__name__)
+
+#: dotted config keys left out of the config hash: where a run lives and how it is displayed or scheduled
+HASH_IGNORED = (
+    "data.init_args.fold",
+    "data.init_args.num_workers",
+    "data.init_args.cache_dir",
+    "trainer.logger",
+    "trainer.default_root_dir",
+    "trainer.enable_progress_bar",
+    "trainer.enable_model_summary",
+    "checkpoint.dirpath",
+    "ckpt_path",
+    "test_after_fit",
+)
+RESULT, PREDICTIONS, EPOCHS, LOG = "result.json", "predictions.npz", "test_each_epoch.json", "fit.log"
+
+
+# --- the callback each fold runs with -------------------------------------------------------------------------
+@torch.no_grad()
+def predict_test_fold(trainer, pl_module) -> tuple[np.ndarray, np.ndarray]:
+    """Softmax outputs (N, num_classes) and labels (N,) of the model on the datamodule's test fold, in eval mode.
+
+    Batches go to the model's device and through ``datamodule.on_after_batch_transfer`` as in Lightning's
+    loops (no augmentation outside training).
+    """
+    dm = trainer.datamodule
+    was_training = pl_module.training
+    pl_module.eval()
+    probs, labels = [], []
+    try:
+        for batch in dm.test_dataloader():
+            spec, y = dm.on_after_batch_transfer(move_data_to_device(batch, pl_module.device), 0)
+            with trainer.precision_plugin.forward_context():
+                logits = pl_module(spec)
+            probs.append(logits.float().softmax(-1).cpu().numpy())
+            labels.append(y.cpu().numpy())
+    finally:
+        pl_module.train(was_training)
+    return np.concatenate(probs), np.concatenate(labels)
+
+
+def _write_json(path: Path, obj) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2))
+    tmp.replace(path)
+
+
+class TestFoldEachEpoch(Callback):
+    """Accuracy on the held-out fold after every validation epoch, and the final model's test-fold outputs.
+
+    The per-epoch figures are the paper's protocol (picking the best of them flatters the result); they are
+    logged as ``test_each_epoch/acc`` and written to ``test_each_epoch.json``. At the end of ``test`` (which
+    ``audiocls fit`` runs on the final weights) the softmax outputs, labels, file names and class names are
+    saved to ``predictions.npz`` for the report and :mod:`audiocls.ensemble`. The history is kept in
+    checkpoints, so a resumed fit continues it.
+
+    Args:
+        dirpath: where the files go; ``None`` is the trainer's ``log_dir``.
+    """
+
+    def __init__(self, dirpath: str | None = None):
+        self.dirpath = dirpath
+        self.history: list[dict] = []
+
+    def _dir(self, trainer) -> Path:
+        path = Path(self.dirpath or trainer.log_dir or trainer.default_root_dir)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking:
+            return
+        probs, labels = predict_test_fold(trainer, pl_module)
+        acc = float((probs.argmax(1) == labels).mean()) if len(labels) else float("nan")
+        self.history = [h for h in self.history if h["epoch"] != trainer.current_epoch]
+        self.history.append({"epoch": trainer.current_epoch, "step": trainer.global_step, "acc": acc})
+        pl_module.log("test_each_epoch/acc", acc)
+        if trainer.is_global_zero:
+            _write_json(self._dir(trainer) / EPOCHS, self.history)
+
+    def on_test_end(self, trainer, pl_module) -> None:
+        probs, labels = predict_test_fold(trainer, pl_module)
+        if not trainer.is_global_zero:
+            return
+        test = getattr(trainer.datamodule, "splits", {}).get("test")
+        files = [str(test.cache.files[i]) for i in test.indices] if hasattr(test, "cache") else []
+        names = list(getattr(pl_module, "class_names", None) or range(probs.shape[1]))
+        out = self._dir(trainer)
+        tmp = out / (PREDICTIONS + ".tmp.npz")
+        np.savez(tmp, probs=probs, labels=labels, files=np.array(files, dtype=str), class_names=np.array(names, str))
+        tmp.replace(out / PREDICTIONS)
+        _write_json(out / EPOCHS, self.history)
+
+    def state_dict(self) -> dict:
+        return {"history": list(self.history)}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.history = list(state_dict.get("history", []))
+
+
+# --- metrics from saved predictions ----------------------------------------------------------------------------
+def confusion(labels: np.ndarray, pred: np.ndarray, num_classes: int) -> np.ndarray:
+    """(num_classes, num_classes) counts, rows = true class, columns = predicted class."""
+    return np.bincount(labels * num_classes + pred, minlength=num_classes**2).reshape(num_classes, num_classes)
+
+
+def fold_metrics(probs: np.ndarray, labels: np.ndarray) -> dict:
+    """Accuracy and macro F1 (mean over the classes present in ``labels`` or predicted) of ``probs`` (N, C)."""
+    pred = probs.argmax(1)
+    cm = confusion(labels, pred, probs.shape[1])
+    tp = np.diag(cm).astype(float)
+    denom = cm.sum(0) + cm.sum(1)
+    present = denom > 0
+    f1 = np.where(present, 2 * tp / np.maximum(denom, 1), 0.0)
+    return {"acc": float(tp.sum() / max(len(labels), 1)), "macro_f1": float(f1[present].mean()), "confusion": cm}
+
+
+# --- config: resolve, hash, datamodule ---------------------------------------------------------------------------
+def resolve_config(fit_args: list[str]) -> dict:
+    """The full config ``audiocls fit`` would run with ``fit_args``, as a dict (nothing is instantiated)."""
+    from audiocls.cli import run_cli
+
+    buf = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(buf), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*args parameter is intended.*")
+            run_cli(["fit", *fit_args, "--print_config"])
+    except SystemExit as exc:
+        if exc.code not in (0, None):
+            raise
+    return yaml.safe_load(buf.getvalue())
+
+
+def _flatten(obj, prefix: str = "") -> dict:
+    if isinstance(obj, dict) and obj:
+        return {k: v for key, val in obj.items() for k, v in _flatten(val, f"{prefix}{key}.").items()}
+    return {prefix[:-1]: obj}
+
+
+def _hashed_items(cfg: dict) -> dict:
+    return {k: v for k, v in _flatten(cfg).items() if not any(k == i or k.startswith(i + ".") for i in HASH_IGNORED)}
+
+
+def config_hash(cfg: dict) -> str:
+    """sha256 (16 hex digits) of the resolved config without :data:`HASH_IGNORED`."""
+    blob = json.dumps(_hashed_items(cfg), sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def build_datamodule(cfg: dict):
+    """The datamodule of a resolved config, instantiated in this process (cheap: no audio is decoded)."""
+    from jsonargparse import ArgumentParser
+
+    from audiocls.data.base import AudioDataModule
+
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_subclass_arguments(AudioDataModule, "data")
+    return parser.instantiate_classes(parser.parse_object({"data": cfg["data"]})).data
+
+
+# --- the driver ---------------------------------------------------------------------------------------------------
+def _parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    p = argparse.ArgumentParser(
+        prog="audiocls cv",
+        allow_abbrev=False,
+        description="Run fit + test on every fold, each in its own process; resumable; writes cv_results.{json,md}.",
+        epilog="Every other argument is passed to 'audiocls fit' (e.g. --data.root ~/data/ESC-50 --trainer.max_epochs 5).",
+    )
+    p.add_argument("--config", action="append", default=[], help="fit config file(s), as for 'audiocls fit'")
+    p.add_argument("--folds", default=None, help="comma-separated fold ids (default: every fold of the dataset)")
+    p.add_argument("--parallel", type=int, default=1, help="folds run at once (one GPU each when there are GPUs)")
+    p.add_argument("--out", default=None, help="cv directory (default: runs/<config name>-cv)")
+    p.add_argument("--name", default=None, help="cv name, the W&B group (default: the --out folder's name)")
+    return p.parse_known_args(argv)
+
+
+def _check_dir(out: Path, cfg: dict, cfg_hash: str) -> None:
+    meta = out / "cv.json"
+    if not meta.is_file():
+        return
+    old = json.loads(meta.read_text()).get("config_hash")
+    if old == cfg_hash:
+        return
+    diff = ""
+    if (out / "cv_config.yaml").is_file():
+        before, now = _hashed_items(yaml.safe_load((out / "cv_config.yaml").read_text())), _hashed_items(cfg)
+        keys = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
+        diff = "; differing settings: " + ", ".join(f"{k} ({before.get(k)!r} -> {now.get(k)!r})" for k in keys[:5])
+    raise ConfigError(
+        f"{out} holds a cv run of another config (hash {old}, now {cfg_hash}){diff}; pass a new --out, "
+        f"or delete {out} to start over"
+    )
+
+
+def _fold_done(fold_dir: Path, cfg_hash: str) -> dict | None:
+    try:
+        result = json.loads((fold_dir / RESULT).read_text())
+    except (OSError, ValueError):
+        return None
+    if result.get("config_hash") != cfg_hash:
+        raise ConfigError(
+            f"{fold_dir / RESULT} was made with another config (hash {result.get('config_hash')}, now "
+            f"{cfg_hash}); pass a new --out or delete {fold_dir}"
+        )
+    return result if result.get("status") == "done" and (fold_dir / PREDICTIONS).is_file() else None
+
+
+def _logger_args(cfg: dict, out: Path, fold_dir: Path, name: str, fold: int) -> list[str]:
+    logger = cfg.get("trainer", {}).get("logger")
+    path = logger.get("class_path", "") if isinstance(logger, dict) else ""
+    pre = "--trainer.logger.init_args"
+    if path.endswith(("CSVLogger", "TensorBoardLogger")):  # log_dir = save_dir/name/version = out/fold_K
+        return [f"{pre}.save_dir={out}", f"{pre}.name=", f"{pre}.version={fold_dir.name}"]
+    if path.endswith("WandbLogger"):  # one W&B run per fold, grouped by the cv name
+        return [
+            f"{pre}.save_dir={fold_dir}",
+            f"{pre}.name={name}-fold{fold}",
+            f"--trainer.logger.dict_kwargs.group={name}",
+        ]
+    return []
+
+
+def _fold_command(cfg: dict, out: Path, name: str, fold: int, devices_one: bool) -> list[str]:
+    fold_dir = out / f"fold_{fold}"
+    callback = {"class_path": "audiocls.cv.TestFoldEachEpoch", "init_args": {"dirpath": str(fold_dir)}}
+    cmd = [sys.executable, "-m", "audiocls.cli", "fit", "--config", str(out / "cv_config.yaml")]
+    cmd += [f"--data.fold={fold}", f"--trainer.default_root_dir={fold_dir}", "--test_after_fit=true"]
+    cmd += [f"--checkpoint.dirpath={fold_dir / 'checkpoints'}", f"--trainer.callbacks+={json.dumps(callback)}"]
+    cmd += _logger_args(cfg, out, fold_dir, name, fold)
+    if devices_one:
+        cmd.append("--trainer.devices=1")
+    last = fold_dir / "checkpoints" / "last.ckpt"
+    if last.is_file():
+        cmd.append(f"--ckpt_path={last}")
+    return cmd
+
+
+def _collect(fold_dir: Path, fold: int, cfg_hash: str, wall_s: float, resumed: bool) -> dict:
+    """``result.json`` of a finished fold, from its saved predictions and per-epoch figures."""
+    data = np.load(fold_dir / PREDICTIONS)
+    metrics = fold_metrics(data["probs"], data["labels"])
+    history = json.loads((fold_dir / EPOCHS).read_text()) if (fold_dir / EPOCHS).is_file() else []
+    best = max(history, key=lambda h: h["acc"]) if history else None
+    cli_metrics = fold_dir / "metrics.json"
+    result = {
+        "fold": fold,
+        "status": "done",
+        "config_hash": cfg_hash,
+        "final_acc": metrics["acc"],
+        "best_epoch_acc": best["acc"] if best else None,
+        "best_epoch": best["epoch"] + 1 if best else None,
+        "epochs": len(history),
+        "macro_f1": metrics["macro_f1"],
+        "num_test": len(data["labels"]),
+        "test_metrics": json.loads(cli_metrics.read_text()) if cli_metrics.is_file() else {},
+        "wall_s": round(wall_s, 1),
+        "resumed": resumed,
+        "log": str(fold_dir / LOG),
+    }
+    _write_json(fold_dir / RESULT, result)
+    return result
+
+
+def _last_line(path: Path) -> str:
+    try:
+        lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return ""
+    return lines[-1][:300] if lines else ""
+
+
+def run_folds(cfg: dict, cfg_hash: str, out: Path, name: str, folds: list[int], parallel: int) -> dict[int, dict]:
+    """Run ``folds`` (``parallel`` at a time) as ``fit`` processes; the result or failure of each."""
+    accel = str(cfg.get("trainer", {}).get("accelerator", "auto"))
+    gpus = []
+    if torch.cuda.is_available() and accel in ("auto", "gpu", "cuda"):
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        gpus = visible.split(",") if visible else [str(i) for i in range(torch.cuda.device_count())]
+    threads = max(1, (os.cpu_count() or 1) // parallel)
+    pending, running, results, free = list(folds), {}, {}, list(range(parallel))
+    try:
+        while pending or running:
+            while pending and free:
+                fold, slot = pending.pop(0), free.pop(0)
+                fold_dir = out / f"fold_{fold}"
+                fold_dir.mkdir(parents=True, exist_ok=True)
+                env = dict(os.environ, PYTHONUNBUFFERED="1")
+                if gpus and parallel > 1:
+                    env["CUDA_VISIBLE_DEVICES"] = gpus[slot % len(gpus)]
+                elif parallel > 1:
+                    env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
+                cmd = _fold_command(cfg, out, name, fold, devices_one=bool(gpus) and parallel > 1)
+                resumed = any(a.startswith("--ckpt_path=") for a in cmd)
+                log.info("fold %d: %s%s", fold, "resuming from last.ckpt, " if resumed else "", f"log {fold_dir / LOG}")
+                fh = (fold_dir / LOG).open("a")
+                fh.write(f"\n$ {' '.join(cmd)}\n")
+                fh.flush()
+                proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)
+                running[proc] = (fold, slot, time.monotonic(), fh, resumed)
+            time.sleep(0.2)
+            for proc in [p for p in running if p.poll() is not None]:
+                fold, slot, t0, fh, resumed = running.pop(proc)
+                fh.close()
+                free.append(slot)
+                fold_dir, wall = out / f"fold_{fold}", time.monotonic() - t0
+                if proc.returncode == 0 and (fold_dir / PREDICTIONS).is_file():
+                    results[fold] = _collect(fold_dir, fold, cfg_hash, wall, resumed)
+                    log.info("fold %d done in %.0f s: final-epoch acc %.4f", fold, wall, results[fold]["final_acc"])
+                else:
+                    why = _last_line(fold_dir / LOG) if proc.returncode else f"no {PREDICTIONS} written"
+                    results[fold] = {"fold": fold, "status": "failed", "log": str(fold_dir / LOG), "error": why}
+                    log.error("fold %d failed (exit %s): %s; log: %s", fold, proc.returncode, why, fold_dir / LOG)
+    except KeyboardInterrupt:
+        for proc in running:  # a terminal's Ctrl-C reaches them too; a signal may not
+            with contextlib.suppress(OSError):
+                proc.send_signal(signal.SIGINT)
+        for proc, (fold, _slot, _t0, fh, _r) in running.items():
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            fh.close()
+            results[fold] = {"fold": fold, "status": "interrupted", "log": str(out / f"fold_{fold}" / LOG)}
+        raise
+    return results
+
+
+def main(argv: list[str]) -> int:
+    """``audiocls cv``; returns 0 when every fold is done, 1 when some failed, 130 on Ctrl-C."""
+    from audiocls.cv_report import write_report
+
+    opts, overrides = _parse(argv)
+    if opts.parallel < 1:
+        raise ConfigError(f"--parallel={opts.parallel} must be at least 1")
+    fit_args = [a for c in opts.config for a in ("--config", c)] + overrides
+    cfg = resolve_config(fit_args)
+    if cfg.get("data", {}).get("init_args", {}).get("val_fold") is not None:
+        raise ConfigError("data.val_fold is set, and it would be the held-out fold in one of the folds; use null")
+    dm = build_datamodule(cfg)
+    fold_ids = list(getattr(dm, "fold_ids", None) or range(1, dm.num_folds + 1))
+    if opts.folds:
+        try:
+            folds = [int(f) for f in opts.folds.split(",") if f.strip()]
+        except ValueError:
+            raise ConfigError(f"--folds={opts.folds!r} must be comma-separated fold ids, e.g. 1,3") from None
+        bad = [f for f in folds if f not in fold_ids]
+        if bad:
+            raise ConfigError(f"--folds: {bad} not folds of {type(dm).__name__}; choose among {fold_ids}")
+    else:
+        folds = fold_ids
+    stem = Path(opts.config[-1]).stem if opts.config else "audiocls"
+    out = Path(opts.out or f"runs/{stem}-cv").expanduser().resolve()
+    name = opts.name or out.name
+    cfg_hash = config_hash(cfg)
+    _check_dir(out, cfg, cfg_hash)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "cv_config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    _write_json(out / "cv.json", {"config_hash": cfg_hash, "name": name, "datamodule": cfg["data"]["class_path"]})
+
+    results: dict[int, dict] = {}
+    todo = []
+    for fold in folds:
+        done = _fold_done(out / f"fold_{fold}", cfg_hash)
+        if done:
+            log.info("fold %d: complete, skipped (%s)", fold, out / f"fold_{fold}" / RESULT)
+            results[fold] = done
+        else:
+            todo.append(fold)
+    interrupted = False
+    try:
+        results.update(run_folds(cfg, cfg_hash, out, name, todo, opts.parallel))
+    except KeyboardInterrupt:
+        interrupted = True
+        log.warning("interrupted: completed folds are kept; run the same command again to resume")
+    for fold in folds:
+        results.setdefault(fold, {"fold": fold, "status": "not run"})
+    report = write_report(out, name, cfg_hash, [results[f] for f in folds], fold_ids)
+    print(report)
+    if interrupted:
+        return 130
+    return 0 if all(r["status"] == "done" for r in results.values()) else 1

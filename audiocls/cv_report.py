@@ -1,0 +1,142 @@
+"""The report of an ``audiocls cv`` run: ``cv_results.json``, ``cv_results.md`` and ``confusion.png``.
+
+Everything is computed from the folds' saved ``predictions.npz`` and ``test_each_epoch.json``: the final
+epoch's test-fold accuracy (the honest figure), the best epoch's (the paper's protocol, labelled as such),
+macro F1, the confusion matrix summed over the folds and the per-class accuracy derived from it.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from audiocls.cv import PREDICTIONS, _write_json, confusion
+
+__all__ = ["write_report", "mean_std", "plot_confusion"]
+
+log = logging.getLogger(__name__)
+
+
+def mean_std(values: list[float]) -> dict:
+    """Mean, sample standard deviation (ddof=1; 0 for one value) and count of ``values``."""
+    arr = np.asarray([v for v in values if v is not None], dtype=float)
+    if not len(arr):
+        return {"mean": None, "std": None, "n": 0}
+    return {"mean": float(arr.mean()), "std": float(arr.std(ddof=1)) if len(arr) > 1 else 0.0, "n": len(arr)}
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.2f}"
+
+
+def _pm(stats: dict) -> str:
+    return "n/a" if stats["mean"] is None else f"{100 * stats['mean']:.2f} ± {100 * stats['std']:.2f}"
+
+
+def plot_confusion(cm: np.ndarray, names: list[str], path: Path, title: str) -> None:
+    """Save ``cm`` (C, C) (rows true, columns predicted) as a PNG with the counts written in the cells."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(names)
+    side = max(5.0, 0.28 * n + 2)
+    fig, ax = plt.subplots(figsize=(side, side))
+    ax.imshow(cm, cmap="Blues")
+    ax.set_xticks(range(n), names, rotation=90, fontsize=8 if n <= 20 else 5)
+    ax.set_yticks(range(n), names, fontsize=8 if n <= 20 else 5)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    if n <= 20:
+        top = cm.max() or 1
+        for i in range(n):
+            for j in range(n):
+                if cm[i, j]:
+                    ax.text(j, i, int(cm[i, j]), ha="center", va="center", color="w" if cm[i, j] > top / 2 else "k")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_report(out: Path, name: str, cfg_hash: str, results: list[dict], fold_ids: list[int]) -> str:
+    """Write the report files under ``out`` and return the Markdown text.
+
+    Args:
+        out: the cv directory.
+        name: the cv name.
+        cfg_hash: the config hash of the folds.
+        results: one dict per requested fold (``status`` done / failed / interrupted / not run).
+        fold_ids: every fold of the dataset, to say when the report covers only some of them.
+    """
+    done = [r for r in results if r["status"] == "done"]
+    total, names = None, None
+    for r in done:
+        data = np.load(out / f"fold_{r['fold']}" / PREDICTIONS)
+        names = [str(n) for n in data["class_names"]]
+        cm = confusion(data["labels"], data["probs"].argmax(1), len(names))
+        total = cm if total is None else total + cm
+    summary = {key: mean_std([r[key] for r in done]) for key in ("final_acc", "best_epoch_acc", "macro_f1")}
+    per_class = {}
+    if total is not None:
+        support = total.sum(1)
+        per_class = {n: float(total[i, i] / support[i]) if support[i] else None for i, n in enumerate(names)}
+        plot_confusion(total, names, out / "confusion.png", f"{name}: summed over {len(done)} fold(s)")
+    report = {
+        "name": name,
+        "config_hash": cfg_hash,
+        "folds": results,
+        "summary": summary,
+        "all_folds": len(done) == len(fold_ids),
+        "wall_s_total": round(sum(r.get("wall_s", 0.0) for r in done), 1),
+        "class_names": names,
+        "per_class_acc": per_class,
+        "confusion": total.tolist() if total is not None else None,
+    }
+    _write_json(out / "cv_results.json", report)
+
+    lines = [
+        f"# cv {name}",
+        "",
+        f"config hash `{cfg_hash}`; {len(done)} of {len(results)} requested fold(s) done"
+        + ("" if len(done) == len(fold_ids) else f" (the dataset has {len(fold_ids)}: not a full cv)"),
+        "",
+        "| fold | final-epoch acc % | best-epoch acc % (paper's protocol) | best epoch | macro F1 % | wall s | status |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in results:
+        if r["status"] == "done":
+            best_at = f"{r['best_epoch']} of {r['epochs']}" if r.get("best_epoch") else "n/a"
+            lines.append(
+                f"| {r['fold']} | {_pct(r['final_acc'])} | {_pct(r['best_epoch_acc'])} | {best_at} | "
+                f"{_pct(r['macro_f1'])} | {r['wall_s']:.0f} | done{' (resumed)' if r.get('resumed') else ''} |"
+            )
+        else:
+            where = f": {r['log']}" if r.get("log") else ""
+            lines.append(f"| {r['fold']} | | | | | | {r['status']}{where} |")
+    lines.append(
+        f"| **mean ± std** | **{_pm(summary['final_acc'])}** | {_pm(summary['best_epoch_acc'])} | | "
+        f"{_pm(summary['macro_f1'])} | {report['wall_s_total']:.0f} | {len(done)} fold(s) |"
+    )
+    lines += [
+        "",
+        "Final-epoch accuracy is the honest figure. Best-epoch accuracy picks, per fold, the epoch that scored best "
+        "on the held-out test fold itself (the protocol of the paper's code), which flatters it. std is the sample "
+        "standard deviation over folds.",
+    ]
+    if per_class:
+        lines += ["", "Per-class accuracy (final epoch, summed over folds), confusion matrix: confusion.png", ""]
+        lines += ["| class | acc % |", "| --- | --- |"]
+        lines += [f"| {n} | {_pct(a)} |" for n, a in per_class.items()]
+    failed = [r for r in results if r["status"] == "failed"]
+    if failed:
+        lines += ["", "Failed folds:", ""] + [
+            f"- fold {r['fold']}: {r.get('error', '')} (log: {r['log']})" for r in failed
+        ]
+    text = "\n".join(lines) + "\n"
+    (out / "cv_results.md").write_text(text)
+    log.info("report written to %s", out / "cv_results.md")
+    return text

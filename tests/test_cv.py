@@ -1,0 +1,201 @@
+"""``audiocls cv``: the per-epoch test-fold callback, metrics, config hashing and refusal (fast), and a real
+2-fold cv on the tiny set, interrupted after fold 1 and resumed (slow, subprocesses)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from audiocls import cv
+from audiocls.cli import main
+from tests.conftest import TINY_FRONTEND
+
+
+def _tiny(root: Path) -> list[str]:
+    """The tiny-set fit overrides of conftest's ``tiny_args``, for fixtures wider than one test."""
+    return [
+        "--seed_everything=0",
+        "--trainer.accelerator=cpu",
+        "--trainer.devices=1",
+        "--trainer.enable_progress_bar=false",
+        "--trainer.enable_model_summary=false",
+        "--model.backbone=test_resnet",
+        "--data=audiocls.data.synthetic.SyntheticDataModule",
+        f"--data.root={root}",
+        "--data.num_classes=4",
+        "--data.clips_per_fold=3",
+        "--data.seconds=1.0",
+        "--data.sample_rate=8000",
+        "--data.batch_size=4",
+        "--data.num_workers=0",
+        f"--data.frontend={json.dumps(TINY_FRONTEND)}",
+    ]
+
+
+# --- fast ---------------------------------------------------------------------------------------------------------
+def test_fold_metrics_match_sklearn():
+    from sklearn.metrics import accuracy_score, f1_score
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 4, 50)  # class 4 of 5 never occurs: macro F1 must leave it out, as sklearn does
+    probs = rng.random((50, 5))
+    pred = probs.argmax(1)
+    m = cv.fold_metrics(probs, labels)
+    assert m["acc"] == pytest.approx(accuracy_score(labels, pred))
+    assert m["macro_f1"] == pytest.approx(f1_score(labels, pred, average="macro"))
+    assert m["confusion"].sum() == 50 and np.trace(m["confusion"]) == (pred == labels).sum()
+
+
+def test_callback_records_each_epoch_and_final_predictions(tiny_args, tmp_path):
+    """The last epoch's test-fold accuracy, the saved predictions and the CLI's test/acc are the same weights."""
+    out = tmp_path / "fold"
+    callback = {"class_path": "audiocls.cv.TestFoldEachEpoch", "init_args": {"dirpath": str(out)}}
+    assert (
+        main(
+            [
+                "fit",
+                *tiny_args,
+                "--trainer.max_epochs=2",
+                "--trainer.limit_train_batches=3",
+                f"--trainer.callbacks+={json.dumps(callback)}",
+            ]
+        )
+        == 0
+    )
+    history = json.loads((out / cv.EPOCHS).read_text())
+    assert [h["epoch"] for h in history] == [0, 1]
+    data = np.load(out / cv.PREDICTIONS)
+    assert data["probs"].shape == (12, 4) and np.allclose(data["probs"].sum(1), 1, atol=1e-5)
+    assert sorted(np.bincount(data["labels"])) == [3, 3, 3, 3]  # fold 1 of the tiny set: 3 clips of 4 classes
+    assert all(Path(f).name.startswith("1-") for f in data["files"])  # the held-out fold's files, in order
+    assert list(data["class_names"]) == ["tone", "chirp_up", "chirp_down", "noise_band"]
+    final = float((data["probs"].argmax(1) == data["labels"]).mean())
+    assert history[-1]["acc"] == pytest.approx(final)
+    metrics = json.loads(next((tmp_path / "runs").rglob("metrics.json")).read_text())
+    assert metrics["test/acc"] == pytest.approx(final)
+
+
+def test_config_hash_ignores_where_a_run_lives(tiny_root):
+    base = cv.resolve_config(_tiny(tiny_root))
+    moved = cv.resolve_config(
+        [*_tiny(tiny_root), "--data.fold=3", "--data.num_workers=1", "--trainer.logger.init_args.save_dir=elsewhere"]
+    )
+    other = cv.resolve_config([*_tiny(tiny_root), "--model.optimizer.init_args.lr=0.5"])
+    assert cv.config_hash(base) == cv.config_hash(moved)
+    assert cv.config_hash(base) != cv.config_hash(other)
+
+
+def test_cv_dir_of_another_config_is_refused(tiny_root, tmp_path, monkeypatch, capsys):
+    """The second command changes the learning rate: refused before any fold runs, naming the setting."""
+    monkeypatch.setattr(cv, "run_folds", lambda *a, **k: {})  # no fold processes: only the bookkeeping
+    assert main(["cv", "--out", "cvdir", "--folds", "1", *_tiny(tiny_root)]) == 1  # fold 1 "not run"
+    assert json.loads((tmp_path / "cvdir" / "cv_results.json").read_text())["folds"][0]["status"] == "not run"
+    capsys.readouterr()
+    code = main(["cv", "--out", "cvdir", "--folds", "1", *_tiny(tiny_root), "--model.optimizer.init_args.lr=0.5"])
+    err = capsys.readouterr().err
+    assert code == 2 and "another config" in err and "model.optimizer.init_args.lr" in err and "--out" in err
+
+
+def test_unknown_fold_is_refused(tiny_root, capsys):
+    assert main(["cv", "--folds", "1,9", *_tiny(tiny_root)]) == 2
+    assert "choose among [1, 2, 3, 4, 5]" in capsys.readouterr().err
+
+
+def test_fold_command_resumes_from_last_checkpoint(tmp_path):
+    cfg = {"trainer": {"logger": {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {}}}}
+    first = cv._fold_command(cfg, tmp_path, "x", 2, devices_one=False)
+    assert "--data.fold=2" in first and not any(a.startswith("--ckpt_path") for a in first)
+    assert "--trainer.logger.init_args.version=fold_2" in first
+    (tmp_path / "fold_2" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "fold_2" / "checkpoints" / "last.ckpt").write_bytes(b"")
+    again = cv._fold_command(cfg, tmp_path, "x", 2, devices_one=False)
+    assert f"--ckpt_path={tmp_path / 'fold_2' / 'checkpoints' / 'last.ckpt'}" in again
+
+
+def test_wandb_folds_are_grouped_by_cv_name(tmp_path):
+    cfg = {"trainer": {"logger": {"class_path": "lightning.pytorch.loggers.WandbLogger", "init_args": {}}}}
+    cmd = cv._fold_command(cfg, tmp_path, "esc50-cv", 3, devices_one=True)
+    assert "--trainer.logger.dict_kwargs.group=esc50-cv" in cmd and "--trainer.devices=1" in cmd
+    assert "--trainer.logger.init_args.name=esc50-cv-fold3" in cmd
+
+
+# --- slow: real folds in subprocesses -----------------------------------------------------------------------------
+def _cv_cmd(out: Path, root: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "audiocls.cli", "cv", "--out", str(out), "--folds", "1,2", *_tiny(root), *extra]
+
+
+def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    return {
+        str(p.relative_to(folder)): (p.stat().st_mtime_ns, p.stat().st_size) for p in folder.rglob("*") if p.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def interrupted_then_resumed(tmp_path_factory, tiny_root, cache_root):
+    """A 2-fold cv, Ctrl-C (SIGINT to the driver) once fold 1 is complete, then the same command again."""
+    work = tmp_path_factory.mktemp("cv")
+    env = dict(os.environ, AUDIOCLS_CACHE=str(cache_root), WANDB_MODE="disabled", HF_HUB_OFFLINE="1")
+    cmd = _cv_cmd(work / "A", tiny_root, "--trainer.max_epochs=2")
+    driver = subprocess.Popen(cmd, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    result1 = work / "A" / "fold_1" / cv.RESULT
+    deadline = time.monotonic() + 300
+    while not result1.is_file() and driver.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    driver.send_signal(signal.SIGINT)
+    first_out, _ = driver.communicate(timeout=120)
+    after_interrupt = {
+        "code": driver.returncode,
+        "fold_2_done": (work / "A" / "fold_2" / cv.RESULT).is_file(),
+        "fold_1": _snapshot(work / "A" / "fold_1"),
+    }
+    second = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=300)
+    return {"work": work, "first": first_out, "after_interrupt": after_interrupt, "second": second}
+
+
+@pytest.mark.slow
+def test_interrupted_cv_resumes_and_reports(interrupted_then_resumed):
+    run = interrupted_then_resumed
+    out = run["work"] / "A"
+    assert run["after_interrupt"]["code"] == 130, run["first"]
+    assert not run["after_interrupt"]["fold_2_done"]
+    assert run["second"].returncode == 0, run["second"].stdout + run["second"].stderr
+    assert "fold 1: complete, skipped" in run["second"].stderr
+    assert _snapshot(out / "fold_1") == run["after_interrupt"]["fold_1"]  # not one byte of fold 1 rewritten
+
+    report = json.loads((out / "cv_results.json").read_text())
+    folds = report["folds"]
+    assert [f["fold"] for f in folds] == [1, 2] and all(f["status"] == "done" for f in folds)
+    for f in folds:
+        data = np.load(out / f"fold_{f['fold']}" / cv.PREDICTIONS)
+        assert f["final_acc"] == pytest.approx((data["probs"].argmax(1) == data["labels"]).mean())
+        assert f["test_metrics"]["test/acc"] == pytest.approx(f["final_acc"])  # the CLI's own test, same weights
+        assert f["best_epoch_acc"] >= f["final_acc"] and f["epochs"] == 2
+        assert f["wall_s"] > 0
+    assert report["summary"]["final_acc"]["mean"] == pytest.approx(np.mean([f["final_acc"] for f in folds]))
+    assert report["summary"]["final_acc"]["n"] == 2 and not report["all_folds"]
+    cm = np.array(report["confusion"])
+    assert cm.sum() == 24 and cm.sum(1).tolist() == [6, 6, 6, 6]  # 2 folds x 4 classes x 3 clips
+    assert (out / "confusion.png").stat().st_size > 1000
+    md = (out / "cv_results.md").read_text()
+    assert "paper's protocol" in md and "mean ± std" in md and md in run["second"].stdout
+
+
+@pytest.mark.slow
+def test_failing_fold_is_reported_with_its_log(tmp_path, tiny_root, cache_root):
+    """A fold process that dies (here: a weights file that does not exist) is reported, not raised."""
+    env = dict(os.environ, AUDIOCLS_CACHE=str(cache_root), HF_HUB_OFFLINE="1")
+    cmd = _cv_cmd(tmp_path / "F", tiny_root, "--model.weights=/nonexistent/w.safetensors")
+    cmd[cmd.index("1,2")] = "2"
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    fold = json.loads((tmp_path / "F" / "cv_results.json").read_text())["folds"][0]
+    assert fold["status"] == "failed" and Path(fold["log"]).is_file()
+    assert "w.safetensors" in fold["error"] and fold["log"] in proc.stdout
