@@ -2,15 +2,19 @@
 
 The paper's input is three log-mel channels computed with three window/hop pairs (25/10, 50/25, 100/50 ms),
 one FFT size (the longest window), 128 mel bins, ``ln(mel + 1e-6)``, each channel resized bilinearly (with
-antialiasing, as PIL does) to 128 x 250. :class:`FrontendConfig` describes that and its variants; one window
-gives the plain single-channel log-mel.
+antialiasing, as PIL does) to 128 x 250. The official code computes each channel with
+``torchaudio.transforms.MelSpectrogram`` at its defaults (HTK mel scale, unnormalised triangles, power 2,
+centred frames with reflect padding), which is what the defaults here reproduce. :class:`FrontendConfig`
+describes that and its variants; one window gives the plain single-channel log-mel
+(:meth:`FrontendConfig.logmel`).
 """
 
 from __future__ import annotations
 
+import logging
 import math
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Literal
 
 import torch
 import torch.nn.functional as F
@@ -19,7 +23,12 @@ from torch import nn
 
 from audiocls.errors import ConfigError
 
-__all__ = ["FrontendConfig", "LogMelFrontend", "build_frontend"]
+if TYPE_CHECKING:
+    from audiocls.data.base import AudioDataModule
+
+__all__ = ["FrontendConfig", "LogMelFrontend", "build_frontend", "check_frontend", "compute_stats"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -33,13 +42,16 @@ class FrontendConfig:
         n_mels: mel bins.
         f_min: lowest mel frequency in Hz.
         f_max: highest mel frequency in Hz; ``None`` is the Nyquist frequency.
-        mel_scale: ``slaney`` (librosa's default, the paper's) or ``htk``.
+        mel_scale: ``htk`` (torchaudio's default, what the paper's code used) or ``slaney`` (librosa's).
+        mel_norm: ``slaney`` scales each triangle to unit area (librosa's default); ``None`` leaves them
+            unnormalised (torchaudio's default, the paper's).
         log: ``ln`` for ``ln(mel + eps)`` (the paper) or ``db`` for ``10 log10(mel + eps)``.
         eps: added before the log.
-        size: (n_mels_out, frames_out) each channel is resized to; ``None`` keeps the native frames
-            (all channels must then share one hop).
-        mean: subtracted after the log (per-dataset normalisation); ``None`` skips it.
-        std: divided by after ``mean``; ``None`` skips it.
+        size: (n_mels_out, frames_out) each channel is resized to (bilinear, antialiased like PIL); ``None``
+            keeps the native frames (all channels must then share one hop).
+        mean: subtracted after the log (per-dataset normalisation), one value or one per channel; ``None``
+            skips it. :func:`compute_stats` measures it on a training set.
+        std: divided by after ``mean``, one value or one per channel; ``None`` skips it.
     """
 
     windows_ms: tuple[float, ...] = (25.0, 50.0, 100.0)
@@ -48,23 +60,46 @@ class FrontendConfig:
     n_mels: int = 128
     f_min: float = 0.0
     f_max: float | None = None
-    mel_scale: Literal["slaney", "htk"] = "slaney"
+    mel_scale: Literal["htk", "slaney"] = "htk"
+    mel_norm: Literal["slaney"] | None = None
     log: Literal["ln", "db"] = "ln"
     eps: float = 1e-6
     size: tuple[int, int] | None = (128, 250)
-    mean: float | None = None
-    std: float | None = None
+    mean: float | tuple[float, ...] | None = None
+    std: float | tuple[float, ...] | None = None
 
     @property
     def channels(self) -> int:
         return len(self.windows_ms)
+
+    @classmethod
+    def paper(cls, frames: int = 250, **overrides) -> FrontendConfig:
+        """The paper's input: 3 channels (25/10, 50/25, 100/50 ms), 128 mels, ln, resized to 128 x ``frames``.
+
+        ``frames`` is 250 for ESC-50 and UrbanSound8K, 1500 for GTZAN; n_fft follows the sample rate (the
+        100 ms window: 4410 at 44.1 kHz, 2205 at 22.05 kHz).
+        """
+        return replace(cls(size=(128, frames)), **overrides)
+
+    @classmethod
+    def logmel(
+        cls,
+        window_ms: float = 25.0,
+        hop_ms: float = 10.0,
+        n_mels: int = 128,
+        log: Literal["ln", "db"] = "db",
+        size: tuple[int, int] | None = None,
+        **overrides,
+    ) -> FrontendConfig:
+        """A plain single-channel log-mel (B, 1, n_mels, frames); timm adapts the stem to one channel."""
+        return cls(windows_ms=(window_ms,), hops_ms=(hop_ms,), n_mels=n_mels, log=log, size=size, **overrides)
 
 
 class LogMelFrontend(nn.Module):
     """Multi-resolution log-mel: ``wave (B, T) -> spec (B, C, n_mels, frames)``, C = len(windows_ms).
 
     Runs in float32 with autocast off. Every clip is processed on its own values only (no batch statistics),
-    so batched output equals per-item output.
+    so batched output equals per-item output. Windows and mel filterbanks are buffers (``.to()`` moves them).
 
     Args:
         config: the frontend settings.
@@ -90,10 +125,13 @@ class LogMelFrontend(nn.Module):
                 n_mels=config.n_mels,
                 power=2.0,
                 mel_scale=config.mel_scale,
-                norm="slaney" if config.mel_scale == "slaney" else None,
+                norm=config.mel_norm,
             )
             for w, h in zip(wins, hops, strict=True)
         )
+        c = config.channels
+        self.register_buffer("mean", _per_channel(config.mean, c, 0.0), persistent=False)
+        self.register_buffer("std", _per_channel(config.std, c, 1.0), persistent=False)
 
     @property
     def out_channels(self) -> int:
@@ -110,7 +148,7 @@ class LogMelFrontend(nn.Module):
                 spec = torch.log(spec + cfg.eps) if cfg.log == "ln" else 10.0 * torch.log10(spec + cfg.eps)
                 if cfg.size is not None:
                     spec = F.interpolate(
-                        spec.unsqueeze(1),
+                        spec.unsqueeze(1),  # (B, 1, n_mels, frames_c)
                         size=tuple(cfg.size),
                         mode="bilinear",
                         align_corners=False,
@@ -119,10 +157,18 @@ class LogMelFrontend(nn.Module):
                 chans.append(spec)
             out = torch.stack(chans, dim=1)  # (B, C, n_mels, frames)
             if cfg.mean is not None:
-                out = out - cfg.mean
+                out = out - self.mean
             if cfg.std is not None:
-                out = out / cfg.std
+                out = out / self.std
         return out
+
+
+def _per_channel(value: float | tuple[float, ...] | None, channels: int, default: float) -> torch.Tensor:
+    """(C, 1, 1) float32 from one value, one value per channel, or ``None`` (the default)."""
+    values = [default] * channels if value is None else value
+    if isinstance(values, int | float):
+        values = [float(values)] * channels
+    return torch.tensor([float(v) for v in values], dtype=torch.float32).view(channels, 1, 1)
 
 
 def check_frontend(config: FrontendConfig, sample_rate: int, clip_samples: int | None = None) -> None:
@@ -137,19 +183,34 @@ def check_frontend(config: FrontendConfig, sample_rate: int, clip_samples: int |
             f"frontend.size is null but the hops differ ({list(config.hops_ms)}): channels of different "
             "frame counts cannot be stacked; set frontend.size, e.g. [128, 250]"
         )
+    if config.size is not None and (len(config.size) != 2 or min(config.size) < 1):
+        raise ConfigError(f"frontend.size={list(config.size)} must be two positive sizes [n_mels_out, frames_out]")
     nyquist = sample_rate / 2
     if config.f_max is not None and config.f_max > nyquist:
         raise ConfigError(
             f"frontend.f_max={config.f_max} Hz is above the Nyquist frequency {nyquist:g} Hz of "
             f"sample_rate={sample_rate}; lower f_max or raise sample_rate to at least {2 * config.f_max:g}"
         )
-    if clip_samples is not None:
-        longest = math.ceil(max(config.windows_ms) * sample_rate / 1000)
-        if clip_samples < longest:
+    longest = math.ceil(max(config.windows_ms) * sample_rate / 1000)
+    if config.n_fft is not None and config.n_fft < longest:
+        raise ConfigError(
+            f"frontend.n_fft={config.n_fft} is shorter than the longest window ({max(config.windows_ms)} ms = "
+            f"{longest} samples at {sample_rate} Hz); set n_fft to at least {longest} or null"
+        )
+    for name, value in (("mean", config.mean), ("std", config.std)):
+        if isinstance(value, tuple | list) and len(value) != config.channels:
             raise ConfigError(
-                f"clip of {clip_samples} samples is shorter than the longest window "
-                f"({max(config.windows_ms)} ms = {longest} samples); raise clip_seconds"
+                f"frontend.{name} has {len(value)} values but the frontend has {config.channels} channels; "
+                "give one value or one per channel"
             )
+    std = config.std if isinstance(config.std, tuple | list) else [config.std]
+    if any(s is not None and s <= 0 for s in std):
+        raise ConfigError(f"frontend.std={config.std} must be positive")
+    if clip_samples is not None and clip_samples < longest:
+        raise ConfigError(
+            f"clip of {clip_samples} samples is shorter than the longest window "
+            f"({max(config.windows_ms)} ms = {longest} samples); raise clip_seconds"
+        )
 
 
 def build_frontend(config: FrontendConfig | dict, sample_rate: int) -> LogMelFrontend:
@@ -157,3 +218,41 @@ def build_frontend(config: FrontendConfig | dict, sample_rate: int) -> LogMelFro
     if isinstance(config, dict):
         config = FrontendConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()})
     return LogMelFrontend(config, sample_rate)
+
+
+@torch.no_grad()
+def compute_stats(
+    datamodule: AudioDataModule, max_batches: int | None = None, per_channel: bool = True
+) -> tuple[tuple[float, ...], tuple[float, ...]] | tuple[float, float]:
+    """Mean and std of the frontend's output over a datamodule's training split, without augmentation.
+
+    Put the result in ``frontend.mean`` / ``frontend.std`` to normalise with training-set statistics. The
+    datamodule's own normalisation (if any) is ignored, so the figures are always of the raw log-mel.
+
+    Args:
+        datamodule: set up (or set-up-able) datamodule; its training loader is read once, in order.
+        max_batches: stop after this many batches (``None`` reads the whole training split).
+        per_channel: one (mean, std) per channel when True, one pair for all channels otherwise.
+
+    Returns:
+        ``(means, stds)`` as tuples of floats (one per channel), or two floats when ``per_channel`` is False.
+    """
+    datamodule.setup("fit")
+    frontend = build_frontend(replace(datamodule.frontend.config, mean=None, std=None), datamodule.sample_rate)
+    total = sq = count = None
+    loader = torch.utils.data.DataLoader(datamodule.splits["train"], batch_size=datamodule.batch_size)
+    for i, (wave, *_rest) in enumerate(loader):
+        if max_batches is not None and i >= max_batches:
+            break
+        spec = frontend(wave).double()  # (B, C, n_mels, frames)
+        dims = (0, 2, 3) if per_channel else (0, 1, 2, 3)
+        s, q, n = spec.sum(dims), (spec**2).sum(dims), spec.numel() / (1 if not per_channel else spec.shape[1])
+        total, sq, count = (s, q, n) if total is None else (total + s, sq + q, count + n)
+    if total is None:
+        raise ConfigError("compute_stats: the training split is empty; check data.root and data.fold")
+    mean = total / count
+    std = (sq / count - mean**2).clamp_min(0).sqrt()
+    log.info("frontend statistics over %d values: mean %s std %s", int(count), mean.tolist(), std.tolist())
+    if per_channel:
+        return tuple(round(v, 6) for v in mean.tolist()), tuple(round(v, 6) for v in std.tolist())
+    return round(mean.item(), 6), round(std.item(), 6)
