@@ -19,7 +19,7 @@ from torchmetrics import MaxMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from audiocls.errors import ConfigError
-from audiocls.weights import read_state_dict
+from audiocls.weights import read_state_dict, resolve_weights
 
 __all__ = ["AudioClassifier", "build_backbone"]
 
@@ -58,14 +58,14 @@ def build_backbone(
         raise ConfigError(f"model.backbone={name!r} is not a timm model; {hint}")
     common = dict(num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate, **kwargs)
     if weights is not None:
-        path = Path(weights).expanduser()
+        path = resolve_weights(weights)
         state = read_state_dict(path)  # fails early, with the file's name, on a missing or corrupt file
         # tell timm the head size of the file, so a head of the requested size is kept and another is dropped
         cfg = timm.models.get_pretrained_cfg(name)
         heads = cfg.classifier if cfg is not None else "fc"
         heads = [heads] if isinstance(heads, str) else list(heads)
         file_classes = next((state[f"{h}.weight"].shape[0] for h in heads if f"{h}.weight" in state), 0)
-        overlay = {"file": str(path), "num_classes": file_classes}
+        overlay = {"state_dict": state, "num_classes": file_classes}
         try:
             return timm.create_model(name, pretrained=True, pretrained_cfg_overlay=overlay, **common)
         except RuntimeError as err:

