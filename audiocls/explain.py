@@ -61,7 +61,7 @@ def compute_saliency(loaded: LoadedModel, wave: np.ndarray, targets: list[int]) 
         targets: class indices.
     """
     model, backbone = loaded.model.eval(), loaded.model.backbone
-    device = next(model.parameters()).device
+    device = loaded.device
     wave_t = torch.from_numpy(pad_or_crop(np.asarray(wave, np.float32), loaded.clip_samples)).to(device)
     with torch.no_grad():
         spec = loaded.frontend(wave_t[None])  # (1, C, n_mels, frames)

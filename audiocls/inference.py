@@ -70,6 +70,11 @@ class LoadedModel:
     def clip_seconds(self) -> float:
         return self.clip_samples / self.sample_rate
 
+    @property
+    def device(self) -> torch.device:
+        """Where the frontend (and the model) runs."""
+        return next(iter(self.frontend.buffers()), torch.empty(0)).device
+
     def wave_classifier(self) -> WaveClassifier:
         """The frontend and the backbone as one module, ``wave (B, T) -> logits (B, num_classes)``."""
         return WaveClassifier(self.frontend, self.model.backbone).eval()
@@ -186,7 +191,7 @@ def score_wave(
     if not math.isfinite(hop) or hop <= 0:
         raise ConfigError(f"--hop_seconds={hop_seconds} must be a positive number of seconds")
     starts = window_starts(len(wave), clip, max(1, round(hop)))
-    device = next(loaded.model.parameters()).device
+    device = loaded.device
     chunks = []
     for i in range(0, len(starts), batch_size):
         batch = np.stack([pad_or_crop(wave[s : s + clip], clip) for s in starts[i : i + batch_size]])

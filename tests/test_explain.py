@@ -1,0 +1,169 @@
+"""``audiocls explain``: saliency arrays land where the class evidence is, the figure and the CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from audiocls.cli import main
+from audiocls.explain import compute_saliency, mel_centres_hz, plot_saliency
+from audiocls.features import build_frontend
+from audiocls.inference import LoadedModel, load_checkpoint
+from audiocls.model import AudioClassifier
+from tests.conftest import TINY_FRONTEND
+from tests.test_predict import CLASSES, make_checkpoint
+
+SR = 8000
+
+
+def tone_clip(freq: float, start: float, seed: int = 0, span: float = 0.2, level: float = 0.5) -> np.ndarray:
+    """1 s of weak noise with a Hann-shaped tone of ``freq`` Hz from ``start`` to ``start + span`` seconds."""
+    rng = np.random.default_rng(seed)
+    x = 0.05 * rng.standard_normal(SR)
+    n, s = round(span * SR), round(start * SR)
+    x[s : s + n] += level * np.sin(2 * np.pi * freq * np.arange(n) / SR) * np.hanning(n)
+    return x.astype(np.float32)
+
+
+def box(loaded: LoadedModel, freq: float, start: float, span: float = 0.2, shape=(32, 64)) -> np.ndarray:
+    """(n_mels, frames) mask of the image region of a tone: +-25 % around ``freq``, the span +-50 ms."""
+    hz = mel_centres_hz(loaded, shape[0])
+    t = (np.arange(shape[1]) + 0.5) / shape[1] * loaded.clip_seconds
+    return (np.abs(hz - freq) <= 0.25 * freq)[:, None] & ((t >= start - 0.05) & (t <= start + span + 0.05))[None]
+
+
+class PeakDetector(nn.Module):
+    """A fixed "loudest spot" detector: class 0 scores the image's strongest smoothed log-mel, class 1 its opposite.
+
+    The evidence for class 0 is wherever the input is loudest, so a correct saliency map must sit on the tone
+    (wrong axes, a flipped time or frequency axis or a misaligned upsampling would miss it).
+    """
+
+    def forward_features(self, spec: torch.Tensor) -> torch.Tensor:
+        """spec (B, C, M, F) -> positive map (B, 1, M, F)."""
+        return torch.exp(F.avg_pool2d(spec.mean(1, keepdim=True), 3, stride=1, padding=1))
+
+    def forward_head(self, feats: torch.Tensor) -> torch.Tensor:
+        peak = feats.flatten(1).amax(1).log()
+        return torch.stack([peak, -peak], 1)
+
+    def forward(self, spec: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(spec))
+
+
+@pytest.fixture(scope="module")
+def detector() -> LoadedModel:
+    model = AudioClassifier("test_resnet", num_classes=2, in_chans=3, class_names=["loud", "quiet"])
+    model.backbone = PeakDetector()
+    return LoadedModel(model.eval(), build_frontend(TINY_FRONTEND, SR).eval(), SR, SR, ["loud", "quiet"], Path("-"))
+
+
+@pytest.mark.parametrize(("freq", "start"), [(1000.0, 0.6), (2500.0, 0.1), (400.0, 0.35)])
+def test_saliency_sits_on_the_tone(detector, freq, start):
+    sal = compute_saliency(detector, tone_clip(freq, start), [0])
+    mask = box(detector, freq, start)
+    assert sal.grad.shape == (1, 3, 32, 64) and sal.gradcam.shape == (1, 32, 64)
+    grad = sal.grad[0].sum(0)  # (n_mels, frames)
+    assert grad[mask].sum() / grad.sum() > 0.95  # the box is ~5 % of the image
+    cam = sal.gradcam[0]
+    assert mask[np.unravel_index(cam.argmax(), mask.shape)]
+    assert cam[mask].sum() / cam.sum() > 4 * mask.mean()  # a smooth map, but dense on the tone
+    assert 0.0 <= cam.min() and cam.max() == pytest.approx(1.0)
+    # the spectrogram itself is loudest there too: the arrays share one orientation
+    assert mask[np.unravel_index(sal.spec.mean(0).argmax(), mask.shape)]
+
+
+def test_timm_split_matches_the_model_and_every_target_gets_a_map(tmp_path):
+    loaded = load_checkpoint(make_checkpoint(tmp_path / "m.ckpt"))
+    wave = tone_clip(1000.0, 0.3)
+    sal = compute_saliency(loaded, wave, [2, 0, 1])
+    with torch.no_grad():
+        probs = loaded.wave_classifier()(torch.from_numpy(wave)[None])[0].softmax(-1).numpy()
+    np.testing.assert_allclose(sal.probs, probs, atol=1e-5)  # forward_features + forward_head == forward
+    assert sal.grad.shape == (3, 3, 32, 64) and sal.gradcam.shape == (3, 32, 64)
+    assert all(sal.grad[k].sum() > 0 for k in range(3))
+    assert not np.allclose(sal.grad[0], sal.grad[1])  # one map per class, not one map three times
+
+    png = plot_saliency(sal, loaded, tmp_path / "fig.png")
+    image = plt_imread(png)
+    assert image.ndim == 3 and image.shape[0] > 500  # three rows of panels
+
+
+def plt_imread(path: Path) -> np.ndarray:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.image
+
+    return matplotlib.image.imread(path)
+
+
+def test_explain_command_writes_png_and_arrays(tmp_path, capsys):
+    ckpt = make_checkpoint(tmp_path / "m.ckpt")
+    sf.write(tmp_path / "long.wav", np.concatenate([tone_clip(500.0, 0.2, seed=s) for s in range(3)]), SR)
+    out, arrays = tmp_path / "s.png", tmp_path / "s.npz"
+    code = main(["explain", f"--ckpt_path={ckpt}", str(tmp_path / "long.wav"), f"--out={out}", "--top_k=2",
+                 f"--save_arrays={arrays}"])  # fmt: skip
+    assert code == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    saved = np.load(arrays)
+    assert saved["grad"].shape == (2, 3, 32, 64) and saved["gradcam"].shape == (2, 32, 64)
+    top2 = np.argsort(saved["probs"])[::-1][:2].tolist()
+    assert saved["targets"].tolist() == top2
+    assert "wrote" in capsys.readouterr().out
+
+    code = main(["explain", f"--ckpt_path={ckpt}", str(tmp_path / "long.wav"), "--target=chirp_up",
+                 "--start_seconds=1.5", f"--save_arrays={arrays}"])  # fmt: skip
+    assert code == 0
+    assert np.load(arrays)["targets"].tolist() == [CLASSES.index("chirp_up")]
+    assert "[1.50-2.50 s]" in capsys.readouterr().out
+
+
+def test_unknown_target_lists_the_classes(tmp_path, capsys):
+    ckpt = make_checkpoint(tmp_path / "m.ckpt")
+    sf.write(tmp_path / "a.wav", tone_clip(500.0, 0.2), SR)
+    code = main(["explain", f"--ckpt_path={ckpt}", str(tmp_path / "a.wav"), "--target=dog"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "'dog'" in err and all(name in err for name in CLASSES)
+
+
+@pytest.mark.slow
+def test_trained_model_saliency_follows_the_class_defining_tone(tmp_path):
+    """Train test_resnet to tell a 1 kHz tone from a 2.5 kHz tone (each at a random time in noise); the
+    gradient saliency of each class is concentrated on its tone's mel band and time span."""
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    freqs = (1000.0, 2500.0)
+    frontend = build_frontend(TINY_FRONTEND, SR)
+    model = AudioClassifier("test_resnet", num_classes=2, in_chans=3, class_names=["low", "high"])
+    opt = torch.optim.Adam(model.parameters(), 3e-3)
+    model.train()
+    for _ in range(20):
+        y = rng.integers(0, 2, 8)
+        waves = [
+            tone_clip(freqs[k] * rng.uniform(0.95, 1.05), rng.uniform(0, 0.8), seed=int(rng.integers(1e9))) for k in y
+        ]
+        with torch.no_grad():
+            spec = frontend(torch.from_numpy(np.stack(waves)))
+        loss = F.cross_entropy(model(spec), torch.from_numpy(y))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    loaded = LoadedModel(model.eval(), frontend.eval(), SR, SR, ["low", "high"], Path("-"))
+    hz = mel_centres_hz(loaded, 32)
+    for k, freq in enumerate(freqs):
+        for start in (0.1, 0.6):
+            sal = compute_saliency(loaded, tone_clip(freq, start, seed=5), [k])
+            assert sal.probs[k] > 0.8  # it learned the task
+            grad = sal.grad[0].sum(0)
+            peak_row = int(grad.sum(1).argmax())
+            assert abs(hz[peak_row] - freq) <= 0.25 * freq  # the most salient mel band is the tone's
+            mask = box(loaded, freq, start)
+            assert grad[mask].sum() / grad.sum() > 1.5 * mask.mean()  # denser on the tone than elsewhere
