@@ -60,7 +60,7 @@ def compute_saliency(loaded: LoadedModel, wave: np.ndarray, targets: list[int]) 
         wave: (clip_samples,) float32 at ``loaded.sample_rate``; shorter is zero-padded, longer is centre-cropped.
         targets: class indices.
     """
-    model, backbone = loaded.model.eval(), loaded.model.backbone
+    backbone = loaded.model.eval().backbone
     device = loaded.device
     wave_t = torch.from_numpy(pad_or_crop(np.asarray(wave, np.float32), loaded.clip_samples)).to(device)
     with torch.no_grad():

@@ -74,7 +74,7 @@ def test_saliency_sits_on_the_tone(detector, freq, start):
     cam = sal.gradcam[0]
     assert mask[np.unravel_index(cam.argmax(), mask.shape)]
     assert cam[mask].sum() / cam.sum() > 4 * mask.mean()  # a smooth map, but dense on the tone
-    assert 0.0 <= cam.min() and cam.max() == pytest.approx(1.0)
+    assert cam.min() >= 0.0 and cam.max() == pytest.approx(1.0)
     # the spectrogram itself is loudest there too: the arrays share one orientation
     assert mask[np.unravel_index(sal.spec.mean(0).argmax(), mask.shape)]
 
