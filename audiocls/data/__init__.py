@@ -2,6 +2,21 @@
 
 from audiocls.data.base import AudioDataModule, Clip, ClipDataset
 from audiocls.data.esc50 import ESC50DataModule
+from audiocls.data.folder import CSVDataModule, FolderDataModule
+from audiocls.data.fsdd import FSDDDataModule
+from audiocls.data.gtzan import GTZANDataModule
 from audiocls.data.synthetic import SyntheticDataModule
+from audiocls.data.urbansound8k import UrbanSound8KDataModule
 
-__all__ = ["AudioDataModule", "Clip", "ClipDataset", "ESC50DataModule", "SyntheticDataModule"]
+__all__ = [
+    "AudioDataModule",
+    "Clip",
+    "ClipDataset",
+    "CSVDataModule",
+    "ESC50DataModule",
+    "FolderDataModule",
+    "FSDDDataModule",
+    "GTZANDataModule",
+    "SyntheticDataModule",
+    "UrbanSound8KDataModule",
+]

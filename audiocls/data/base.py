@@ -1,9 +1,10 @@
 """The shared data side: :class:`ClipDataset` over decoded audio and :class:`AudioDataModule`.
 
 A dataset module subclasses :class:`AudioDataModule`, sets ``class_names`` and ``num_folds`` in its
-``__init__`` and implements :meth:`AudioDataModule.list_clips`. The base class owns the split (held-out
-fold, validation carved from the training folds), the decoded-audio cache, the loaders and the device hook
-that turns waveforms into spectrograms.
+``__init__`` and implements :meth:`AudioDataModule.list_clips`. The base class owns the checks on the clip
+list (labels, folds, duplicates), the split (held-out fold, validation carved from the training folds), the
+decoded-audio cache and the bad-file policy, the loaders and the device hook that turns waveforms into
+spectrograms (with sliding windows over long evaluation clips).
 """
 
 from __future__ import annotations
@@ -19,11 +20,11 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from audiocls.augment import AugmentConfig, SpecAugment, WaveAugment
-from audiocls.data.io import DecodedCache, pad_or_crop
-from audiocls.errors import ConfigError
+from audiocls.data.io import DecodedCache, pad_or_crop, sliding_windows
+from audiocls.errors import AudioLoadError, ConfigError, DataError
 from audiocls.features import FrontendConfig, build_frontend, check_frontend
 
-__all__ = ["Clip", "ClipDataset", "AudioDataModule"]
+__all__ = ["Clip", "ClipDataset", "AudioDataModule", "stratified_folds"]
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,8 @@ class ClipDataset(Dataset):
         labels: the class index of each entry of ``indices``.
         clip_samples: output length; longer clips are cropped, shorter ones zero-padded at the end.
         train: random crop when True, centre crop otherwise.
+        windows: ``(total, hop)`` in samples: each clip is padded or centre-cropped to ``total`` and returned
+            as ``(W, clip_samples)`` windows ``hop`` apart (evaluation of long clips); ``None`` for one crop.
     """
 
     def __init__(
@@ -61,20 +64,48 @@ class ClipDataset(Dataset):
         labels: Sequence[int],
         clip_samples: int,
         train: bool,
+        windows: tuple[int, int] | None = None,
     ):
         self.cache, self.indices, self.labels = cache, list(indices), list(labels)
-        self.clip_samples, self.train = clip_samples, train
+        self.clip_samples, self.train, self.windows = clip_samples, train, windows
 
     def __len__(self) -> int:
         return len(self.indices)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        """(wave (clip_samples,) float32, label)."""
+        """(wave (clip_samples,) or windows (W, clip_samples) float32, label)."""
         wave = self.cache[self.indices[i]]
+        if self.windows is not None:
+            total, hop = self.windows
+            return torch.from_numpy(sliding_windows(wave, total, self.clip_samples, hop)), self.labels[i]
         offset = None
         if self.train and len(wave) > self.clip_samples:
             offset = int(torch.randint(0, len(wave) - self.clip_samples + 1, ()).item())
         return torch.from_numpy(np.array(pad_or_crop(wave, self.clip_samples, offset=offset))), self.labels[i]
+
+
+def stratified_folds(keys: Sequence[str], labels: Sequence[int], num_folds: int, seed: int) -> list[int]:
+    """Seeded, class-stratified fold ids (1-based) that depend on the clips, not on their listing order.
+
+    Each class's clips are sorted by ``keys`` (e.g. file names), shuffled with ``seed`` and dealt round-robin
+    into ``num_folds`` folds, so every fold holds ``n_class / num_folds`` clips of every class (+-1).
+
+    Args:
+        keys: a stable identifier of each clip (unique).
+        labels: class index of each clip.
+        num_folds: how many folds.
+        seed: the folds are a function of this seed and the set of (key, label) pairs.
+
+    Returns:
+        the fold of each clip, aligned with ``keys``.
+    """
+    rng = np.random.default_rng(seed)
+    folds = [0] * len(keys)
+    for label in sorted(set(labels)):
+        members = sorted((i for i in range(len(keys)) if labels[i] == label), key=lambda i: keys[i])
+        for rank, j in enumerate(rng.permutation(len(members))):
+            folds[members[j]] = rank % num_folds + 1
+    return folds
 
 
 def _plain(value):
@@ -95,6 +126,12 @@ class AudioDataModule(L.LightningDataModule):
         clip_seconds: length of every training and evaluation clip.
         batch_size: clips per batch.
         num_workers: DataLoader worker processes.
+        eval_seconds: length evaluated per clip in validation/test/predict; longer than ``clip_seconds`` turns
+            every evaluation clip into ``W`` windows of ``clip_seconds`` (padded or centre-cropped to this length
+            first) whose logits the model averages; ``None`` evaluates one centre crop of ``clip_seconds``.
+        eval_hop_seconds: hop between evaluation windows; ``None`` is ``clip_seconds`` (no overlap).
+        skip_bad_files: clips that cannot be decoded (corrupt, empty, NaN/Inf, missing) are left out with a
+            warning naming them and a count; ``False`` stops before the first step with one error listing them.
         frontend: the spectrogram frontend (see :class:`~audiocls.features.FrontendConfig`).
         augment: training-time augmentation (see :class:`~audiocls.augment.AugmentConfig`).
         cache_dir: where decoded audio is cached; ``None`` is ``$AUDIOCLS_CACHE`` or ``~/.cache/audiocls``.
@@ -115,6 +152,9 @@ class AudioDataModule(L.LightningDataModule):
         clip_seconds: float = 5.0,
         batch_size: int = 32,
         num_workers: int = 2,
+        eval_seconds: float | None = None,
+        eval_hop_seconds: float | None = None,
+        skip_bad_files: bool = False,
         frontend: FrontendConfig = FrontendConfig(),
         augment: AugmentConfig = AugmentConfig(),
         cache_dir: str | Path | None = None,
@@ -133,6 +173,20 @@ class AudioDataModule(L.LightningDataModule):
             raise ConfigError(f"data.batch_size={batch_size} must be at least 1")
         if not 0 <= val_fraction < 1:
             raise ConfigError(f"data.val_fraction={val_fraction} must lie in [0, 1)")
+        if clip_seconds <= 0:
+            raise ConfigError(f"data.clip_seconds={clip_seconds} must be positive")
+        self.skip_bad_files = skip_bad_files
+        self.eval_windows: tuple[int, int] | None = None
+        if eval_seconds is not None and round(eval_seconds * sample_rate) > self.clip_samples:
+            hop = round((eval_hop_seconds or clip_seconds) * sample_rate)
+            if hop < 1:
+                raise ConfigError(f"data.eval_hop_seconds={eval_hop_seconds} must be positive")
+            self.eval_windows = (round(eval_seconds * sample_rate), hop)
+        elif eval_seconds is not None and eval_seconds < clip_seconds:
+            raise ConfigError(
+                f"data.eval_seconds={eval_seconds} is shorter than data.clip_seconds={clip_seconds}: "
+                "set it to null or at least clip_seconds"
+            )
         check_frontend(frontend, self.sample_rate, self.clip_samples)
         self.frontend = build_frontend(frontend, self.sample_rate)
         self.wave_augment, self.spec_augment = WaveAugment(augment), SpecAugment(augment)
@@ -143,6 +197,12 @@ class AudioDataModule(L.LightningDataModule):
         """Every clip of the dataset, in a fixed order."""
         raise NotImplementedError
 
+    def require_root(self, layout: str) -> Path:
+        """``self.root``; :class:`ConfigError` saying what to pass when it is unset."""
+        if self.root is None:
+            raise ConfigError(f"data.root is not set: pass --data.root DIR, the folder holding {layout}")
+        return self.root
+
     def check_fold(self) -> None:
         """Raise :class:`ConfigError` when ``fold``/``val_fold`` are not fold ids of this dataset."""
         name = type(self).__name__
@@ -151,6 +211,26 @@ class AudioDataModule(L.LightningDataModule):
                 raise ConfigError(f"data.{key}={value} is not a fold of {name}: choose 1..{self.num_folds}")
         if self.val_fold is not None and self.val_fold == self.fold:
             raise ConfigError(f"data.val_fold={self.val_fold} equals data.fold: pick another fold or null")
+
+    def check_clips(self, clips: Sequence[Clip]) -> None:
+        """:class:`DataError` for labels or folds out of range and for files listed twice, naming them."""
+        name = type(self).__name__
+        if not clips:
+            raise DataError(f"{name} found no clips under {self.root}")
+        for c in clips:
+            if not 0 <= c.label < self.num_classes:
+                raise DataError(f"{c.path}: label {c.label} outside 0..{self.num_classes - 1} of {name}")
+            if c.fold is not None and not 1 <= c.fold <= self.num_folds:
+                raise DataError(f"{c.path}: fold {c.fold} outside 1..{self.num_folds} of {name}; fix the metadata")
+        seen: dict[str, Path] = {}
+        dups = []
+        for c in clips:
+            key = str(Path(c.path).resolve())
+            if key in seen:
+                dups.append(str(c.path))
+            seen[key] = c.path
+        if dups:
+            raise DataError(f"{name}: {len(dups)} files listed twice in the metadata, e.g. {dups[:3]}")
 
     # --- linked to the model ------------------------------------------------------------------------------
     @property
@@ -175,6 +255,10 @@ class AudioDataModule(L.LightningDataModule):
                 members = [i for i in rest if clips[i].label == label]
                 take = round(len(members) * self.val_fraction)
                 val += sorted(rng.permutation(members)[:take].tolist())
+        if not test:
+            raise DataError(f"fold {self.fold} of {type(self).__name__} has no files under {self.root}")
+        if self.val_fold is not None and not val:
+            raise DataError(f"val_fold {self.val_fold} of {type(self).__name__} has no files under {self.root}")
         in_val = set(val)
         return {"train": [i for i in rest if i not in in_val], "val": sorted(val), "test": test}
 
@@ -182,16 +266,41 @@ class AudioDataModule(L.LightningDataModule):
         return DecodedCache([c.path for c in clips], self.sample_rate, self.cache_dir)
 
     def prepare_data(self) -> None:
-        self._cache(self.list_clips()).build()
+        clips = self.list_clips()
+        self.check_clips(clips)
+        self._cache(clips).build()
+
+    def apply_bad_file_policy(self, clips: Sequence[Clip], cache: DecodedCache) -> set[int]:
+        """Indices of clips to leave out; raises :class:`AudioLoadError` listing them unless ``skip_bad_files``."""
+        bad = cache.bad
+        if not bad:
+            return set()
+        lines = [bad[i] for i in sorted(bad)]
+        shown = "; ".join(lines[:5]) + (f"; ... and {len(lines) - 5} more" if len(lines) > 5 else "")
+        if not self.skip_bad_files:
+            raise AudioLoadError(
+                f"{len(bad)} of {len(clips)} audio files cannot be decoded: {shown}. "
+                "Fix or delete them, or set data.skip_bad_files=true to leave them out"
+            )
+        log.warning("skipping %d of %d audio files that cannot be decoded: %s", len(bad), len(clips), shown)
+        return set(bad)
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
             return
         clips = self.list_clips()
+        self.check_clips(clips)
         cache = self._cache(clips)
+        skip = self.apply_bad_file_policy(clips, cache)
         for name, idx in self.split(clips).items():
+            idx = [i for i in idx if i not in skip]
             self.splits[name] = ClipDataset(
-                cache, idx, [clips[i].label for i in idx], self.clip_samples, train=name == "train"
+                cache,
+                idx,
+                [clips[i].label for i in idx],
+                self.clip_samples,
+                train=name == "train",
+                windows=None if name == "train" else self.eval_windows,
             )
         sizes = {k: len(v) for k, v in self.splits.items()}
         log.info("%s fold %s: %s clips", type(self).__name__, self.fold, sizes)
@@ -204,10 +313,21 @@ class AudioDataModule(L.LightningDataModule):
     # --- loaders -----------------------------------------------------------------------------------------
     def _loader(self, name: str) -> DataLoader:
         train = name == "train"
+        sampler, trainer = None, self.trainer
+        if not train and trainer is not None and trainer.world_size > 1:
+            # several processes (DDP): each evaluates its own share and every clip exactly once, where Lightning's
+            # DistributedSampler would pad with repeats; Lightning keeps a DistributedSampler it is given, and
+            # shards the training set itself. Metrics are torchmetrics, summed over the processes.
+            from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+
+            sampler = UnrepeatedDistributedSampler(
+                self.splits[name], num_replicas=trainer.world_size, rank=trainer.global_rank, shuffle=False
+            )
         return DataLoader(
             self.splits[name],
             batch_size=self.batch_size,
             shuffle=train,
+            sampler=sampler,
             drop_last=train,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
@@ -228,13 +348,22 @@ class AudioDataModule(L.LightningDataModule):
 
     # --- on the device -----------------------------------------------------------------------------------
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
-        """(wave (B, T), y) -> (spec (B, C, n_mels, frames), y); augmentation in training only."""
+        """(wave (B, T), y) -> (spec (B, C, n_mels, frames), y); augmentation in training only.
+
+        Windowed evaluation batches (wave (B, W, T)) become spec (B, W, C, n_mels, frames); the model averages
+        the logits of the W windows.
+        """
         wave, *rest = batch if isinstance(batch, list | tuple) else (batch,)
         training = self.trainer is not None and self.trainer.training
         self.frontend.to(wave.device)
         if training:
             wave = self.wave_augment(wave)
-        spec = self.frontend(wave)
+        if wave.ndim == 3:
+            b, w, t = wave.shape
+            spec = self.frontend(wave.reshape(b * w, t))  # (B*W, C, F, frames)
+            spec = spec.reshape(b, w, *spec.shape[1:])
+        else:
+            spec = self.frontend(wave)
         if training:
             spec = self.spec_augment(spec)
         return (spec, *rest) if rest else spec

@@ -15,10 +15,17 @@ from audiocls.errors import DataError
 
 __all__ = ["ESC50DataModule", "read_esc50_meta"]
 
+NUM_CLASSES = 50
+NUM_CLASSES_ESC10 = 10
 NUM_FOLDS = 5
+SAMPLE_RATE = 44100  # the paper's rate
+CLIP_SECONDS = 5.0
 META_FILE = "meta/esc50.csv"
 COLUMNS = ("filename", "fold", "target", "category", "esc10", "src_file", "take")
 URL = "https://github.com/karolpiczak/ESC-50/archive/master.zip"
+#: GitHub builds branch archives on demand; this is the archive of the (unchanged since 2018) master branch
+CHECKSUM = "sha256:805afc618aff80eff0641d51311647871fead5807da68bb18e43a27db47a79ce"
+ARCHIVE_DIR = "ESC-50-master"  # folder the archive extracts to: pass it as data.root
 
 
 def read_esc50_meta(root: Path) -> list[dict[str, str]]:
@@ -34,6 +41,9 @@ def read_esc50_meta(root: Path) -> list[dict[str, str]]:
     missing = [c for c in COLUMNS if rows and c not in rows[0]]
     if not rows or missing:
         raise DataError(f"{meta} is empty or lacks the official columns {missing or list(COLUMNS)}")
+    for n, r in enumerate(rows, start=2):
+        if not (r["fold"] or "").strip().isdigit() or not (r["target"] or "").strip().isdigit():
+            raise DataError(f"{meta} line {n}: fold {r['fold']!r} and target {r['target']!r} must be integers")
     return rows
 
 
@@ -49,10 +59,18 @@ class ESC50DataModule(AudioDataModule):
     num_folds = NUM_FOLDS
 
     def __init__(self, root: str | Path, *, esc10: bool = False, **kwargs):
+        kwargs.setdefault("sample_rate", SAMPLE_RATE)
+        kwargs.setdefault("clip_seconds", CLIP_SECONDS)
         super().__init__(root, **kwargs)
+        self.require_root("audio/ and meta/esc50.csv")
         self.esc10 = esc10
         self.check_fold()
         self._rows = [r for r in read_esc50_meta(self.root) if not esc10 or r["esc10"].strip().lower() == "true"]
+        if not self._rows:
+            raise DataError(f"{self.root / META_FILE} has no row with esc10=True")
+        bad = [r["target"] for r in self._rows if not 0 <= int(r["target"]) < NUM_CLASSES]
+        if bad:
+            raise DataError(f"{self.root / META_FILE}: target {bad[0]} outside 0..{NUM_CLASSES - 1}")
         targets = sorted({int(r["target"]) for r in self._rows})
         self._label = {t: i for i, t in enumerate(targets)}
         names = {int(r["target"]): r["category"] for r in self._rows}

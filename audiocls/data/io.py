@@ -1,9 +1,11 @@
 """Audio I/O in one place: decode with soundfile, downmix, resample once, pad or crop, and a decoded-audio cache.
 
-The cache holds every clip of a dataset decoded and resampled to the target rate, concatenated in one
-float32 ``.npy`` file that is memory-mapped, plus an index of offsets. It is keyed by a hash of the file
-list (paths, sizes, modification times) and the sample rate, so it is rebuilt whenever files change and an
-epoch never decodes or resamples again.
+The cache holds every clip of a dataset decoded and resampled to the target rate, concatenated in one raw
+float32 file that is memory-mapped, plus an index of offsets. It is keyed by a hash of the file list (paths,
+sizes, modification times) and the sample rate, so it is rebuilt whenever files change and an epoch never
+decodes or resamples again. Files that fail to decode are recorded in the index (with the reason) as empty
+entries; what happens to them (skip or stop) is the datamodule's policy, so changing that policy never
+re-decodes.
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import tempfile
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +27,11 @@ import torchaudio.functional as AF
 
 from audiocls.errors import AudioLoadError
 
-__all__ = ["load_audio", "pad_or_crop", "DecodedCache", "default_cache_dir"]
+__all__ = ["load_audio", "pad_or_crop", "sliding_windows", "DecodedCache", "default_cache_dir"]
 
 log = logging.getLogger(__name__)
+
+CACHE_VERSION = "v2"
 
 
 def default_cache_dir() -> Path:
@@ -35,6 +41,8 @@ def default_cache_dir() -> Path:
 
 def load_audio(path: str | Path, sample_rate: int) -> np.ndarray:
     """Decode one file to a mono float32 wave at ``sample_rate``.
+
+    Integer files (8-bit unsigned, 16/24/32-bit) are scaled to [-1, 1]; float files are kept as they are.
 
     Args:
         path: any file soundfile reads (WAV, FLAC, OGG, MP3 with libsndfile >= 1.1, AU, ...).
@@ -47,6 +55,8 @@ def load_audio(path: str | Path, sample_rate: int) -> np.ndarray:
         AudioLoadError: the file is missing, unreadable, empty or not finite; the message names it.
     """
     path = Path(path)
+    if not path.is_file():
+        raise AudioLoadError(f"audio file {path} does not exist")
     try:
         data, sr = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as err:  # soundfile raises LibsndfileError, RuntimeError, TypeError, ... on bad input
@@ -62,7 +72,7 @@ def load_audio(path: str | Path, sample_rate: int) -> np.ndarray:
 
 
 def pad_or_crop(wave: np.ndarray, length: int, *, offset: int | None = None) -> np.ndarray:
-    """Zero-pad (at the end) or crop ``wave (T,)`` to ``length`` samples.
+    """Zero-pad (at the end, never looped) or crop ``wave (T,)`` to ``length`` samples.
 
     Args:
         wave: (T,) float32.
@@ -83,6 +93,31 @@ def pad_or_crop(wave: np.ndarray, length: int, *, offset: int | None = None) -> 
     return wave[start : start + length]
 
 
+def sliding_windows(wave: np.ndarray, total: int, window: int, hop: int) -> np.ndarray:
+    """Pad or centre-crop ``wave (T,)`` to ``total`` samples and cut it into overlapping windows.
+
+    Args:
+        wave: (T,) float32.
+        total: length evaluated, in samples (e.g. GTZAN's 30 s).
+        window: samples per window (the training clip length).
+        hop: samples between window starts.
+
+    Returns:
+        (W, window) float32 with ``W = 1 + (total - window) // hop``, the same for every clip.
+    """
+    wave = pad_or_crop(wave, total)
+    count = 1 + (total - window) // hop
+    return np.stack([wave[i * hop : i * hop + window] for i in range(count)])
+
+
+def _decode(args: tuple[Path, int]) -> np.ndarray | str:
+    """The wave, or the reason the file could not be decoded."""
+    try:
+        return load_audio(*args)
+    except AudioLoadError as err:
+        return str(err)
+
+
 class DecodedCache:
     """Every clip of a file list, decoded once at one sample rate, memory-mapped from disk.
 
@@ -90,18 +125,28 @@ class DecodedCache:
         files: the audio files, in dataset order.
         sample_rate: target rate in Hz.
         cache_dir: where cache folders live; one sub-folder per (file list, rate) hash.
+        workers: decoding threads for :meth:`build` (soundfile and torchaudio release the GIL);
+            ``None`` takes ``min(4, cpu count)``.
     """
 
-    def __init__(self, files: Sequence[str | Path], sample_rate: int, cache_dir: str | Path | None = None):
+    def __init__(
+        self,
+        files: Sequence[str | Path],
+        sample_rate: int,
+        cache_dir: str | Path | None = None,
+        workers: int | None = None,
+    ):
         self.files = [Path(f) for f in files]
         self.sample_rate = int(sample_rate)
+        self.workers = workers or min(4, os.cpu_count() or 1)
         self.dir = Path(cache_dir or default_cache_dir()) / f"decoded-{self.key()}"
         self._waves: np.ndarray | None = None
         self._offsets: np.ndarray | None = None
+        self._bad: dict[int, str] | None = None
 
     def key(self) -> str:
         """Hash of the file list (path, size, mtime) and the sample rate."""
-        h = hashlib.sha1(f"v1:{self.sample_rate}".encode())
+        h = hashlib.sha1(f"{CACHE_VERSION}:{self.sample_rate}".encode())
         for f in self.files:
             try:
                 st = f.stat()
@@ -117,41 +162,64 @@ class DecodedCache:
     def build(self) -> None:
         """Decode every file and write the cache; a no-op when it is already complete.
 
-        Written to a temporary folder and renamed, so a killed build never leaves a cache that looks complete.
+        Files are decoded in parallel threads and streamed to disk in order, so memory holds a few clips, not
+        the dataset. Written to a temporary folder and renamed, so a killed build never leaves a cache that
+        looks complete; files that fail to decode are recorded in the index, not raised (see :attr:`bad`).
         """
         if self.complete:
             return
         self.dir.parent.mkdir(parents=True, exist_ok=True)
         log.info("decoding %d files at %d Hz into %s", len(self.files), self.sample_rate, self.dir)
-        waves = [load_audio(f, self.sample_rate) for f in self.files]
-        lengths = np.array([len(w) for w in waves], dtype=np.int64)
-        offsets = np.concatenate([[0], np.cumsum(lengths)])
         tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.dir.parent))
-        np.save(tmp / "waves.npy", np.concatenate(waves) if waves else np.zeros(0, np.float32))
-        np.save(tmp / "offsets.npy", offsets)
-        (tmp / "index.json").write_text(
-            json.dumps({"sample_rate": self.sample_rate, "files": [str(f) for f in self.files]})
-        )
         try:
+            lengths, bad = np.zeros(len(self.files), dtype=np.int64), {}
+            jobs = [(f, self.sample_rate) for f in self.files]
+            with open(tmp / "waves.f32", "wb") as out, ThreadPoolExecutor(self.workers) as pool:
+                for i, result in enumerate(pool.map(_decode, jobs)):  # map keeps the order
+                    if isinstance(result, str):
+                        bad[i] = result
+                        continue
+                    out.write(result.tobytes())
+                    lengths[i] = len(result)
+            np.save(tmp / "offsets.npy", np.concatenate([[0], np.cumsum(lengths)]))
+            index = {"sample_rate": self.sample_rate, "files": [str(f) for f in self.files], "bad": bad}
+            (tmp / "index.json").write_text(json.dumps(index))
             tmp.rename(self.dir)
-        except OSError:  # another process finished first: keep theirs
-            if not self.complete:
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if not self.complete:  # otherwise another process finished first: keep theirs
                 raise
-            for p in tmp.iterdir():
-                p.unlink()
-            tmp.rmdir()
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        if bad:
+            log.warning("%d of %d files could not be decoded (recorded in %s)", len(bad), len(self.files), self.dir)
+
+    @property
+    def bad(self) -> dict[int, str]:
+        """Index -> reason, for every file that could not be decoded (builds the cache if needed)."""
+        if self._bad is None:
+            self.build()
+            raw = json.loads((self.dir / "index.json").read_text()).get("bad", {})
+            self._bad = {int(k): v for k, v in raw.items()}
+        return self._bad
 
     def _open(self) -> None:
         if self._waves is None:
             self.build()
-            self._waves = np.load(self.dir / "waves.npy", mmap_mode="r")
             self._offsets = np.load(self.dir / "offsets.npy")
+            total = int(self._offsets[-1])
+            self._waves = (
+                np.memmap(self.dir / "waves.f32", dtype=np.float32, mode="r", shape=(total,))
+                if total
+                else np.zeros(0, np.float32)
+            )
 
     def __len__(self) -> int:
         return len(self.files)
 
     def __getitem__(self, i: int) -> np.ndarray:
-        """wave (T_i,) float32 of clip ``i`` (a view into the memory map)."""
+        """wave (T_i,) float32 of clip ``i`` (a view into the memory map; empty for a bad file)."""
         self._open()
         return self._waves[self._offsets[i] : self._offsets[i + 1]]
 

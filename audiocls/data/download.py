@@ -1,0 +1,260 @@
+"""``audiocls data download|verify``: fetch a public dataset, check it, unpack it safely, decode it.
+
+    audiocls data download esc50 --root ~/data     # then --data.root ~/data/ESC-50-master
+    audiocls data verify esc50 --root ~/data/ESC-50-master
+
+Downloads resume from a ``.part`` file with an HTTP Range request, show a progress bar and are checked
+against the checksum in the dataset's module. Archives are unpacked only after every member was checked:
+absolute paths, ``..`` components, links that point outside the target and special files are refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+import stat
+import sys
+import tarfile
+import urllib.request
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path, PurePosixPath
+from types import ModuleType
+
+from audiocls.errors import AudioclsError, AudioLoadError, DataError
+
+__all__ = ["main", "fetch", "safe_extract", "verify_checksum", "DATASETS"]
+
+log = logging.getLogger(__name__)
+
+CHUNK = 1 << 20
+
+
+def _modules() -> dict[str, tuple[ModuleType, type]]:
+    from audiocls.data import esc50, fsdd, gtzan, urbansound8k
+
+    return {
+        "esc50": (esc50, esc50.ESC50DataModule),
+        "urbansound8k": (urbansound8k, urbansound8k.UrbanSound8KDataModule),
+        "gtzan": (gtzan, gtzan.GTZANDataModule),
+        "fsdd": (fsdd, fsdd.FSDDDataModule),
+    }
+
+
+DATASETS = ("esc50", "urbansound8k", "gtzan", "fsdd")
+
+
+# --- checksum -------------------------------------------------------------------------------------------
+def verify_checksum(path: Path, checksum: str | None) -> bool:
+    """True when ``path`` matches ``checksum`` (``md5:<hex>`` or ``sha256:<hex>``); ``None`` always matches."""
+    if checksum is None:
+        return True
+    algo, _, expected = checksum.partition(":")
+    if algo not in ("md5", "sha256") or not expected:
+        raise DataError(f"checksum {checksum!r} must read md5:<hex> or sha256:<hex>")
+    h = hashlib.new(algo)
+    with path.open("rb") as fh:
+        while block := fh.read(CHUNK):
+            h.update(block)
+    return h.hexdigest() == expected.lower()
+
+
+# --- download -------------------------------------------------------------------------------------------
+def fetch(url: str, dest: Path, checksum: str | None, *, progress: bool = True, timeout: float = 60.0) -> Path:
+    """Download ``url`` to ``dest``, resuming ``dest.part`` when a previous run was cut off.
+
+    Args:
+        url: http(s) URL.
+        dest: the final file; skipped when it exists and matches ``checksum``.
+        checksum: ``md5:<hex>``/``sha256:<hex>`` or ``None`` (no check).
+        progress: show a tqdm bar on stderr.
+        timeout: socket timeout in seconds.
+
+    Returns:
+        ``dest``.
+
+    Raises:
+        DataError: the server fails or the file does not match the checksum (the bad file is removed).
+    """
+    from tqdm import tqdm
+
+    dest = Path(dest)
+    if dest.is_file() and verify_checksum(dest, checksum):
+        log.info("%s is already there and matches its checksum", dest)
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    have = part.stat().st_size if part.is_file() else 0
+    request = urllib.request.Request(url, headers={"User-Agent": "audiocls"})
+    if have:
+        request.add_header("Range", f"bytes={have}-")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as resp:
+            resumed = have and resp.status == 206
+            if have and not resumed:
+                log.info("the server ignored the resume request; downloading %s from the start", url)
+                have = 0
+            length = resp.headers.get("Content-Length")
+            total = have + int(length) if length is not None else None
+            with (
+                part.open("ab" if resumed else "wb") as out,
+                tqdm(total=total, initial=have, unit="B", unit_scale=True, desc=dest.name, disable=not progress) as bar,
+            ):
+                while block := resp.read(CHUNK):
+                    out.write(block)
+                    bar.update(len(block))
+    except OSError as err:  # URLError, HTTPError, timeouts, connection resets
+        if getattr(err, "code", None) == 416:  # range not satisfiable: the part file is already complete
+            pass
+        else:
+            raise DataError(f"downloading {url} failed: {err}; run the command again to resume") from err
+    if not verify_checksum(part, checksum):
+        part.unlink()
+        raise DataError(
+            f"{url} does not match its checksum {checksum}; the download was removed. Run again, or pass "
+            "--checksum none if the server publishes a new archive"
+        )
+    part.replace(dest)
+    return dest
+
+
+# --- extraction -----------------------------------------------------------------------------------------
+def _check_member_name(name: str, archive: Path) -> None:
+    p = PurePosixPath(name.replace("\\", "/"))
+    if p.is_absolute() or name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
+        raise DataError(f"{archive}: refusing the absolute path {name!r} in the archive")
+    if ".." in p.parts:
+        raise DataError(f"{archive}: refusing the path {name!r} with '..' in the archive")
+
+
+def _inside(target: Path, path: Path) -> bool:
+    try:
+        path.resolve().relative_to(target.resolve())
+        return True
+    except ValueError:
+        return False
+
+
+def safe_extract(archive: Path, target: Path) -> None:
+    """Unpack a zip or tar(.gz/.bz2/.xz) archive into ``target`` after checking every member.
+
+    Raises:
+        DataError: a member has an absolute path, a ``..`` component, is a link leading outside ``target``,
+            or is a device/fifo; nothing is written then.
+    """
+    archive, target = Path(archive), Path(target)
+    target.mkdir(parents=True, exist_ok=True)
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as zf:
+            for info in zf.infolist():
+                _check_member_name(info.filename, archive)
+                if stat.S_ISLNK(info.external_attr >> 16):
+                    raise DataError(f"{archive}: refusing the symbolic link {info.filename!r} in the zip archive")
+            zf.extractall(target)
+        return
+    try:
+        tf = tarfile.open(archive)  # noqa: SIM115 - closed by the with below; the open itself may fail
+    except tarfile.TarError as err:
+        raise DataError(f"{archive} is neither a zip nor a tar archive ({err})") from err
+    with tf:
+        members = tf.getmembers()
+        for m in members:
+            _check_member_name(m.name, archive)
+            if m.issym() or m.islnk():
+                base = target / PurePosixPath(m.name).parent if m.issym() else target
+                if PurePosixPath(m.linkname).is_absolute() or not _inside(target, base / m.linkname):
+                    raise DataError(f"{archive}: refusing the link {m.name!r} -> {m.linkname!r} outside {target}")
+            elif not (m.isfile() or m.isdir()):
+                raise DataError(f"{archive}: refusing the special file {m.name!r}")
+        tf.extractall(target, members=members, filter="data")
+
+
+# --- layout check and verify ----------------------------------------------------------------------------
+def _datamodule(name: str, root: Path):
+    """The dataset's datamodule at ``root`` or at ``root/ARCHIVE_DIR``."""
+    module, cls = _modules()[name]
+    candidates = [root, root / module.ARCHIVE_DIR]
+    err: AudioclsError | None = None
+    for path in candidates:
+        try:
+            return cls(path, num_workers=0)
+        except AudioclsError as e:
+            err = err or e
+    raise err
+
+
+def check_layout(name: str, root: Path) -> tuple[Path, int]:
+    """(data root, clip count) of a dataset unpacked under ``root``; :class:`DataError` when files are missing."""
+    dm = _datamodule(name, root)
+    clips = dm.list_clips()
+    dm.check_clips(clips)
+    missing = [str(c.path) for c in clips if not Path(c.path).is_file()]
+    if missing:
+        raise DataError(f"{len(missing)} files named by the metadata are missing under {dm.root}, e.g. {missing[:3]}")
+    return dm.root, len(clips)
+
+
+def verify(name: str, root: Path, workers: int = 2) -> list[str]:
+    """Decode and resample every clip as training would; the problems found, one line each (empty when none)."""
+    from audiocls.data.io import load_audio
+
+    dm = _datamodule(name, root)
+
+    def one(path: Path) -> str | None:
+        try:
+            load_audio(path, dm.sample_rate)
+        except AudioLoadError as err:
+            return str(err)
+        return None
+
+    with ThreadPoolExecutor(workers) as pool:
+        return [p for p in pool.map(one, [c.path for c in dm.list_clips()]) if p]
+
+
+# --- the command ----------------------------------------------------------------------------------------
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="audiocls data", description="Download and verify the public datasets.")
+    sub = parser.add_subparsers(dest="action", required=True)
+    dl = sub.add_parser("download", help="download, check and unpack a dataset")
+    dl.add_argument("name", choices=DATASETS)
+    dl.add_argument("--root", type=Path, required=True, help="folder to download and unpack into")
+    dl.add_argument("--url", help="another URL (a mirror); default: the official one")
+    dl.add_argument("--checksum", help="md5:<hex> or sha256:<hex>, or 'none'; default: the dataset's")
+    dl.add_argument("--keep-archive", action="store_true", help="keep the archive after unpacking")
+    dl.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ve = sub.add_parser("verify", help="decode every file of a dataset and report problems")
+    ve.add_argument("name", choices=DATASETS)
+    ve.add_argument("--root", type=Path, required=True, help="the dataset folder (data.root)")
+    ve.add_argument("--workers", type=int, default=2, help="decoding threads")
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    """``audiocls data download|verify NAME --root DIR``; returns the exit code (1: verify found problems)."""
+    args = _parser().parse_args(argv)
+    root = args.root.expanduser()
+    if args.action == "verify":
+        problems = verify(args.name, root, args.workers)
+        for line in problems:
+            print(line)
+        print(f"{args.name}: {len(problems)} problem(s)" if problems else f"{args.name}: every file decodes")
+        return 1 if problems else 0
+    module, _ = _modules()[args.name]
+    url = args.url or module.URL
+    checksum = (
+        module.CHECKSUM if args.checksum is None else (None if args.checksum.lower() == "none" else args.checksum)
+    )
+    archive = root / (Path(urllib.request.urlparse(url).path).name or f"{args.name}.archive")
+    fetch(url, archive, checksum, progress=not args.no_progress)
+    log.info("unpacking %s into %s", archive, root)
+    safe_extract(archive, root)
+    data_root, count = check_layout(args.name, root)
+    if not args.keep_archive:
+        archive.unlink()
+    print(f"{args.name}: {count} clips in {data_root}\nuse --data.root {data_root}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,139 @@
+"""Users' own audio: one folder per class (:class:`FolderDataModule`) or a CSV manifest (:class:`CSVDataModule`).
+
+Without folds in the data, clips are dealt into ``num_folds`` seeded, class-stratified folds computed from
+their paths (independent of listing order); ``fold`` is held out as the test set as everywhere else.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import soundfile as sf
+
+from audiocls.data.base import AudioDataModule, Clip, stratified_folds
+from audiocls.errors import ConfigError, DataError
+
+__all__ = ["FolderDataModule", "CSVDataModule", "AUDIO_EXTENSIONS"]
+
+#: file endings loaded from class folders: those libsndfile decodes here (MP3 needs libsndfile >= 1.1)
+_MP3 = "MP3" in sf.available_formats() or "MPEG" in sf.available_formats()
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".opus", ".aiff", ".aif", ".au") + ((".mp3",) if _MP3 else ())
+
+
+def _check_num_folds(num_folds: int) -> None:
+    if num_folds < 2:
+        raise ConfigError(f"data.num_folds={num_folds} must be at least 2 (one fold is held out as the test set)")
+
+
+class FolderDataModule(AudioDataModule):
+    """``root/<class>/*.{wav,flac,ogg,mp3,...}``; class names are the folder names, sorted.
+
+    Args:
+        root: the folder holding one sub-folder per class.
+        num_folds: stratified folds the clips are dealt into.
+        fold_seed: seed of those folds.
+        extensions: file endings to load (default :data:`AUDIO_EXTENSIONS`).
+        **kwargs: see :class:`~audiocls.data.base.AudioDataModule` (fold, sample_rate, clip_seconds, ...).
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        *,
+        num_folds: int = 5,
+        fold_seed: int = 0,
+        extensions: list[str] | None = None,
+        **kwargs,
+    ):
+        super().__init__(root, **kwargs)
+        self.require_root("one sub-folder of audio files per class")
+        _check_num_folds(num_folds)
+        self.num_folds, self.fold_seed = num_folds, fold_seed
+        self.check_fold()
+        exts = {e.lower() if e.startswith(".") else f".{e.lower()}" for e in (extensions or AUDIO_EXTENSIONS)}
+        if not self.root.is_dir():
+            raise DataError(f"data.root={self.root} is not a folder; expected root/<class>/<clip>.wav")
+        classes = sorted(p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        self._files: list[tuple[Path, int]] = []
+        for label, name in enumerate(classes):
+            files = sorted(p for p in (self.root / name).rglob("*") if p.is_file() and p.suffix.lower() in exts)
+            self._files += [(p, label) for p in files]
+        if len(classes) < 2 or not self._files:
+            raise DataError(
+                f"{self.root} holds {len(classes)} class folders and {len(self._files)} audio files "
+                f"({', '.join(sorted(exts))}); expected root/<class>/<clip> with at least two classes"
+            )
+        self.class_names = classes
+
+    def list_clips(self) -> list[Clip]:
+        keys = [str(p.relative_to(self.root)) for p, _ in self._files]
+        folds = stratified_folds(keys, [y for _, y in self._files], self.num_folds, self.fold_seed)
+        return [Clip(p, y, f) for (p, y), f in zip(self._files, folds, strict=True)]
+
+
+class CSVDataModule(AudioDataModule):
+    """A manifest ``path,label[,fold]``: paths relative to the manifest's folder (or absolute).
+
+    Labels are class names (sorted numerically when they are all integers, else alphabetically) unless
+    ``class_names`` fixes the order. With a ``fold`` column its values (1..num_folds) are the folds;
+    without, clips are dealt into ``num_folds`` stratified folds.
+
+    Args:
+        manifest: the CSV file.
+        class_names: the classes in label order; ``None`` takes the sorted labels of the manifest.
+        num_folds: stratified folds when the manifest has no ``fold`` column.
+        fold_seed: seed of those folds.
+        **kwargs: see :class:`~audiocls.data.base.AudioDataModule`.
+    """
+
+    def __init__(
+        self,
+        manifest: str | Path,
+        *,
+        class_names: list[str] | None = None,
+        num_folds: int = 5,
+        fold_seed: int = 0,
+        **kwargs,
+    ):
+        manifest = Path(manifest).expanduser()
+        kwargs.pop("root", None)  # the manifest's folder is the root
+        super().__init__(manifest.parent, **kwargs)
+        if not manifest.is_file():
+            raise DataError(
+                f"data.manifest={manifest} does not exist; expected a CSV with the header path,label[,fold]"
+            )
+        with manifest.open(newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        if not rows or not {"path", "label"} <= set(rows[0]):
+            raise DataError(f"{manifest} needs the header path,label[,fold] and at least one row")
+        labels = [r["label"].strip() for r in rows]
+        if class_names is None:
+            uniq = set(labels)
+            class_names = sorted(uniq, key=int) if all(v.lstrip("-").isdigit() for v in uniq) else sorted(uniq)
+        unknown = sorted(set(labels) - set(class_names))
+        if unknown:
+            raise DataError(f"{manifest}: labels {unknown[:5]} are not in data.class_names={class_names}")
+        self.class_names = list(class_names)
+        index = {name: i for i, name in enumerate(self.class_names)}
+        paths = [Path(r["path"].strip()) for r in rows]
+        paths = [p if p.is_absolute() else manifest.parent / p for p in paths]
+        self._labels = [index[v] for v in labels]
+        self._paths = paths
+        if "fold" in rows[0]:
+            try:
+                self._folds = [int(r["fold"]) for r in rows]
+            except (TypeError, ValueError) as err:
+                raise DataError(f"{manifest}: the fold column must hold integers 1..N ({err})") from err
+            num_folds = max(self._folds)
+        else:
+            self._folds = None
+        _check_num_folds(num_folds)
+        self.num_folds, self.fold_seed, self.manifest = num_folds, fold_seed, manifest
+        self.check_fold()
+
+    def list_clips(self) -> list[Clip]:
+        folds = self._folds or stratified_folds(
+            [str(p) for p in self._paths], self._labels, self.num_folds, self.fold_seed
+        )
+        return [Clip(p, y, f) for p, y, f in zip(self._paths, self._labels, folds, strict=True)]
