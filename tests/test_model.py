@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
+import lightning as L
 import pytest
 import torch
+import torch.nn.functional as F
 
 from audiocls.errors import ConfigError
-from audiocls.model import AudioClassifier, build_backbone
+from audiocls.model import AudioClassifier, build_backbone, mixup
 
 
 def test_every_parameter_gets_a_gradient():
@@ -51,3 +55,113 @@ def test_weights_of_another_architecture_are_refused(tmp_path):
 def test_class_names_must_match_num_classes():
     with pytest.raises(ConfigError, match="class_names"):
         AudioClassifier("test_resnet", num_classes=3, class_names=["a", "b"])
+
+
+# --- windows, mixup, metrics -------------------------------------------------------------------------------
+def test_windows_average_the_logits_of_each_window():
+    model = AudioClassifier("test_efficientnet", num_classes=6, in_chans=3).eval()
+    spec = torch.randn(2, 3, 3, 32, 48)  # (B, W, C, F, T)
+    with torch.no_grad():
+        out = model(spec)
+        per_window = torch.stack([model(spec[:, w]) for w in range(3)], 1)
+    assert out.shape == (2, 6)
+    torch.testing.assert_close(out, per_window.mean(1))
+    assert not torch.allclose(per_window[:, 0], per_window[:, 1])  # the windows did differ
+
+
+def test_bad_input_rank_is_refused():
+    model = AudioClassifier("test_resnet", num_classes=3)
+    with pytest.raises(ValueError, match="B, C, F, T"):
+        model(torch.randn(3, 32, 48))
+
+
+def test_mixup_mixes_inputs_and_partners():
+    torch.manual_seed(0)
+    spec = torch.arange(8.0).view(8, 1, 1, 1).expand(8, 1, 2, 2).clone()
+    y = torch.arange(8)
+    mixed, y_b, lam = mixup(spec, y, alpha=0.4)
+    assert 0 <= lam <= 1
+    # each mixed input is lam * its own + (1 - lam) * its partner's, the partner being the one of y_b
+    torch.testing.assert_close(mixed, lam * spec + (1 - lam) * spec[y_b])
+
+
+def test_mixup_loss_is_the_mixed_cross_entropy(monkeypatch):
+    model = AudioClassifier("test_resnet", num_classes=4, mixup_alpha=0.4)
+    monkeypatch.setattr(model, "log", lambda *a, **k: None)
+    spec, y = torch.randn(6, 3, 32, 32), torch.tensor([0, 1, 2, 3, 0, 1])
+    seen = {}
+
+    def fake_mixup(s, t, alpha):
+        seen["alpha"] = alpha
+        return s.flip(0), t.flip(0), 0.3
+
+    monkeypatch.setattr("audiocls.model.mixup", fake_mixup)
+    model.eval()  # no dropout/BN noise: the loss is a function of the mixed input only
+    loss = model.training_step((spec, y), 0)
+    logits = model(spec.flip(0))
+    expected = 0.3 * F.cross_entropy(logits, y) + 0.7 * F.cross_entropy(logits, y.flip(0))
+    assert seen["alpha"] == 0.4
+    torch.testing.assert_close(loss, expected)
+
+
+def test_mixup_is_off_by_default(monkeypatch):
+    model = AudioClassifier("test_resnet", num_classes=4)
+    monkeypatch.setattr(model, "log", lambda *a, **k: None)
+    monkeypatch.setattr("audiocls.model.mixup", lambda *a: pytest.fail("mixup called"))
+    model.training_step((torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 2, 3])), 0)
+
+
+def test_fit_and_test_log_the_metrics_and_keep_the_confusion(tiny_args, tmp_path):
+    """A real (tiny) fit + test through the CLI: the metric names, and a confusion matrix that adds up."""
+    from audiocls.cli import run_cli
+
+    args = ["fit", *tiny_args, "--trainer.max_epochs=1", "--model.backbone=test_efficientnet"]
+    cli = run_cli(args)
+    model, trainer = cli.model, cli.trainer
+    metrics = trainer.callback_metrics
+    header = next(tmp_path.rglob("metrics.csv")).read_text().splitlines()[0].split(",")
+    for key in ("train/loss_epoch", "val/acc", "val/acc_best", "test/acc", "test/loss", "test/f1_macro"):
+        assert key in header, header
+    assert "test/acc_top5" not in metrics  # 4 classes: top-5 would be trivially 1
+    confusion = model.test_confusion
+    assert confusion.shape == (4, 4)
+    n_test = len(cli.datamodule.splits["test"])
+    assert int(confusion.sum()) == n_test
+    # accuracy is the trace of the confusion matrix, and per-class accuracy its normalised diagonal
+    assert float(metrics["test/acc"]) == pytest.approx(float(confusion.diag().sum()) / n_test)
+    per_class = confusion.diag() / confusion.sum(1)
+    torch.testing.assert_close(model.test_per_class_acc, per_class.float())
+    assert json.loads(next(tmp_path.rglob("metrics.json")).read_text())["test/acc"] == pytest.approx(
+        float(metrics["test/acc"])
+    )
+
+
+def test_top5_is_logged_beyond_five_classes():
+    model = AudioClassifier("test_resnet", num_classes=8)
+    assert "acc_top5" in model.test_metrics
+    assert "acc_top5" not in AudioClassifier("test_resnet", num_classes=5).test_metrics
+
+
+def test_checkpoint_loads_with_weights_only(tmp_path):
+    model = AudioClassifier("test_resnet", num_classes=3, class_names=["a", "b", "c"], mixup_alpha=0.2)
+    trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    trainer.strategy.connect(model)
+    trainer.save_checkpoint(tmp_path / "m.ckpt")
+    state = torch.load(tmp_path / "m.ckpt", weights_only=True)
+    assert state["hyper_parameters"]["mixup_alpha"] == 0.2
+    again = AudioClassifier.load_from_checkpoint(tmp_path / "m.ckpt", weights_only=True)
+    assert again.class_names == ["a", "b", "c"]
+    for (k, a), b in zip(model.state_dict().items(), again.state_dict().values(), strict=True):
+        assert torch.equal(a, b), k
+
+
+def test_tv_inception_transform_is_torchvisions():
+    model = AudioClassifier("test_resnet", num_classes=3, input_transform="tv_inception")
+    x = torch.rand(1, 3, 4, 4)
+    seen = {}
+    model.backbone.forward = lambda s: seen.setdefault("x", s) and torch.zeros(1, 3)
+    model(x)
+    # torchvision inception_v3(transform_input=True), channel 0
+    torch.testing.assert_close(seen["x"][:, 0], x[:, 0] * (0.229 / 0.5) + (0.485 - 0.5) / 0.5)
+    with pytest.raises(ConfigError, match="3 input channels"):
+        AudioClassifier("test_resnet", num_classes=3, in_chans=1, input_transform="tv_inception")
