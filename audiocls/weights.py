@@ -252,7 +252,7 @@ def freeze_until(model: nn.Module, stage: int) -> list[nn.Module]:
     Returns:
         The frozen normalisation modules, which the caller keeps in eval mode after every ``train()``.
     """
-    _check_stage(model, stage, "freeze_until", 0)
+    _check_stage(model, stage, "freeze_until", 0, 0)
     frozen_norms = []
     for name, k in stage_of_modules(model).items():
         if k > stage:
@@ -275,7 +275,7 @@ def reinit_from(model: nn.Module, fresh: nn.Module, stage: int) -> int:
     Returns:
         The number of tensors replaced.
     """
-    _check_stage(model, stage, "reinit_from", 1)
+    _check_stage(model, stage, "reinit_from", 1, 1)
     own, new = model.state_dict(), fresh.state_dict()
     regions = stage_of_modules(model)
     replaced = 0
