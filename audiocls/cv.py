@@ -35,6 +35,7 @@ import yaml
 from lightning.fabric.utilities.apply_func import move_data_to_device
 from lightning.pytorch import Callback
 
+from audiocls.cv_report import EPOCHS, LOG, PREDICTIONS, RESULT, fold_metrics, write_json, write_report
 from audiocls.errors import ConfigError
 
 __all__ = ["TestFoldEachEpoch", "main", "config_hash", "predict_test_fold", "fold_metrics"]
@@ -54,7 +55,6 @@ HASH_IGNORED = (
     "ckpt_path",
     "test_after_fit",
 )
-RESULT, PREDICTIONS, EPOCHS, LOG = "result.json", "predictions.npz", "test_each_epoch.json", "fit.log"
 
 
 # --- the callback each fold runs with -------------------------------------------------------------------------
@@ -79,12 +79,6 @@ def predict_test_fold(trainer, pl_module) -> tuple[np.ndarray, np.ndarray]:
     finally:
         pl_module.train(was_training)
     return np.concatenate(probs), np.concatenate(labels)
-
-
-def _write_json(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2))
-    tmp.replace(path)
 
 
 class TestFoldEachEpoch(Callback):
@@ -118,7 +112,7 @@ class TestFoldEachEpoch(Callback):
         self.history.append({"epoch": trainer.current_epoch, "step": trainer.global_step, "acc": acc})
         pl_module.log("test_each_epoch/acc", acc)
         if trainer.is_global_zero:
-            _write_json(self._dir(trainer) / EPOCHS, self.history)
+            write_json(self._dir(trainer) / EPOCHS, self.history)
 
     def on_test_end(self, trainer, pl_module) -> None:
         probs, labels = predict_test_fold(trainer, pl_module)
@@ -131,30 +125,13 @@ class TestFoldEachEpoch(Callback):
         tmp = out / (PREDICTIONS + ".tmp.npz")
         np.savez(tmp, probs=probs, labels=labels, files=np.array(files, dtype=str), class_names=np.array(names, str))
         tmp.replace(out / PREDICTIONS)
-        _write_json(out / EPOCHS, self.history)
+        write_json(out / EPOCHS, self.history)
 
     def state_dict(self) -> dict:
         return {"history": list(self.history)}
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.history = list(state_dict.get("history", []))
-
-
-# --- metrics from saved predictions ----------------------------------------------------------------------------
-def confusion(labels: np.ndarray, pred: np.ndarray, num_classes: int) -> np.ndarray:
-    """(num_classes, num_classes) counts, rows = true class, columns = predicted class."""
-    return np.bincount(labels * num_classes + pred, minlength=num_classes**2).reshape(num_classes, num_classes)
-
-
-def fold_metrics(probs: np.ndarray, labels: np.ndarray) -> dict:
-    """Accuracy and macro F1 (mean over the classes present in ``labels`` or predicted) of ``probs`` (N, C)."""
-    pred = probs.argmax(1)
-    cm = confusion(labels, pred, probs.shape[1])
-    tp = np.diag(cm).astype(float)
-    denom = cm.sum(0) + cm.sum(1)
-    present = denom > 0
-    f1 = np.where(present, 2 * tp / np.maximum(denom, 1), 0.0)
-    return {"acc": float(tp.sum() / max(len(labels), 1)), "macro_f1": float(f1[present].mean()), "confusion": cm}
 
 
 # --- config: resolve, hash, datamodule ---------------------------------------------------------------------------
@@ -299,7 +276,7 @@ def _collect(fold_dir: Path, fold: int, cfg_hash: str, wall_s: float, resumed: b
         "resumed": resumed,
         "log": str(fold_dir / LOG),
     }
-    _write_json(fold_dir / RESULT, result)
+    write_json(fold_dir / RESULT, result)
     return result
 
 
@@ -311,15 +288,21 @@ def _last_line(path: Path) -> str:
     return lines[-1][:300] if lines else ""
 
 
-def run_folds(cfg: dict, cfg_hash: str, out: Path, name: str, folds: list[int], parallel: int) -> dict[int, dict]:
-    """Run ``folds`` (``parallel`` at a time) as ``fit`` processes; the result or failure of each."""
+def run_folds(
+    cfg: dict, cfg_hash: str, out: Path, name: str, folds: list[int], parallel: int, results: dict[int, dict]
+) -> None:
+    """Run ``folds`` (``parallel`` at a time) as ``fit`` processes; fills ``results`` as they end or fail.
+
+    On Ctrl-C the running folds get SIGINT (a terminal sends it to them too), are marked interrupted and
+    :class:`KeyboardInterrupt` is raised again; completed folds are untouched.
+    """
     accel = str(cfg.get("trainer", {}).get("accelerator", "auto"))
     gpus = []
     if torch.cuda.is_available() and accel in ("auto", "gpu", "cuda"):
         visible = os.environ.get("CUDA_VISIBLE_DEVICES")
         gpus = visible.split(",") if visible else [str(i) for i in range(torch.cuda.device_count())]
     threads = max(1, (os.cpu_count() or 1) // parallel)
-    pending, running, results, free = list(folds), {}, {}, list(range(parallel))
+    pending, running, free = list(folds), {}, list(range(parallel))
     try:
         while pending or running:
             while pending and free:
@@ -364,13 +347,10 @@ def run_folds(cfg: dict, cfg_hash: str, out: Path, name: str, folds: list[int], 
             fh.close()
             results[fold] = {"fold": fold, "status": "interrupted", "log": str(out / f"fold_{fold}" / LOG)}
         raise
-    return results
 
 
 def main(argv: list[str]) -> int:
     """``audiocls cv``; returns 0 when every fold is done, 1 when some failed, 130 on Ctrl-C."""
-    from audiocls.cv_report import write_report
-
     opts, overrides = _parse(argv)
     if opts.parallel < 1:
         raise ConfigError(f"--parallel={opts.parallel} must be at least 1")
@@ -397,7 +377,7 @@ def main(argv: list[str]) -> int:
     _check_dir(out, cfg, cfg_hash)
     out.mkdir(parents=True, exist_ok=True)
     (out / "cv_config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    _write_json(out / "cv.json", {"config_hash": cfg_hash, "name": name, "datamodule": cfg["data"]["class_path"]})
+    write_json(out / "cv.json", {"config_hash": cfg_hash, "name": name, "datamodule": cfg["data"]["class_path"]})
 
     results: dict[int, dict] = {}
     todo = []
@@ -410,7 +390,7 @@ def main(argv: list[str]) -> int:
             todo.append(fold)
     interrupted = False
     try:
-        results.update(run_folds(cfg, cfg_hash, out, name, todo, opts.parallel))
+        run_folds(cfg, cfg_hash, out, name, todo, opts.parallel, results)
     except KeyboardInterrupt:
         interrupted = True
         log.warning("interrupted: completed folds are kept; run the same command again to resume")

@@ -7,16 +7,41 @@ macro F1, the confusion matrix summed over the folds and the per-class accuracy 
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
 import numpy as np
 
-from audiocls.cv import PREDICTIONS, _write_json, confusion
-
-__all__ = ["write_report", "mean_std", "plot_confusion"]
+__all__ = ["write_report", "mean_std", "plot_confusion", "fold_metrics", "confusion", "write_json"]
 
 log = logging.getLogger(__name__)
+
+#: files of a fold directory
+RESULT, PREDICTIONS, EPOCHS, LOG = "result.json", "predictions.npz", "test_each_epoch.json", "fit.log"
+
+
+def write_json(path: Path, obj) -> None:
+    """Write ``obj`` as JSON atomically (temporary file, then rename)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2))
+    tmp.replace(path)
+
+
+def confusion(labels: np.ndarray, pred: np.ndarray, num_classes: int) -> np.ndarray:
+    """(num_classes, num_classes) counts, rows = true class, columns = predicted class."""
+    return np.bincount(labels * num_classes + pred, minlength=num_classes**2).reshape(num_classes, num_classes)
+
+
+def fold_metrics(probs: np.ndarray, labels: np.ndarray) -> dict:
+    """Accuracy and macro F1 (mean over the classes present in ``labels`` or predicted) of ``probs`` (N, C)."""
+    pred = probs.argmax(1)
+    cm = confusion(labels, pred, probs.shape[1])
+    tp = np.diag(cm).astype(float)
+    denom = cm.sum(0) + cm.sum(1)
+    present = denom > 0
+    f1 = np.where(present, 2 * tp / np.maximum(denom, 1), 0.0)
+    return {"acc": float(tp.sum() / max(len(labels), 1)), "macro_f1": float(f1[present].mean()), "confusion": cm}
 
 
 def mean_std(values: list[float]) -> dict:
@@ -96,13 +121,13 @@ def write_report(out: Path, name: str, cfg_hash: str, results: list[dict], fold_
         "per_class_acc": per_class,
         "confusion": total.tolist() if total is not None else None,
     }
-    _write_json(out / "cv_results.json", report)
+    write_json(out / "cv_results.json", report)
 
     lines = [
         f"# cv {name}",
         "",
-        f"config hash `{cfg_hash}`; {len(done)} of {len(results)} requested fold(s) done"
-        + ("" if len(done) == len(fold_ids) else f" (the dataset has {len(fold_ids)}: not a full cv)"),
+        f"config hash `{cfg_hash}`; {len(done)} of the dataset's {len(fold_ids)} folds done"
+        + ("" if len(done) == len(fold_ids) else ": not a full cv, the means cover these folds only"),
         "",
         "| fold | final-epoch acc % | best-epoch acc % (paper's protocol) | best epoch | macro F1 % | wall s | status |",
         "| --- | --- | --- | --- | --- | --- | --- |",

@@ -18,8 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from audiocls.cv import PREDICTIONS, RESULT, _write_json, fold_metrics
-from audiocls.cv_report import mean_std
+from audiocls.cv_report import PREDICTIONS, RESULT, fold_metrics, mean_std, write_json
 from audiocls.errors import ConfigError, DataError
 
 __all__ = ["main", "load_run", "ensemble_folds"]
@@ -132,7 +131,7 @@ def main(argv: list[str]) -> int:
     report = ensemble_folds(runs)
     out = Path(opts.out or f"runs/ensemble-{'+'.join(r.name for r in runs)}").expanduser()
     out.mkdir(parents=True, exist_ok=True)
-    _write_json(out / "ensemble.json", report)
+    write_json(out / "ensemble.json", report)
     text = _markdown(report)
     (out / "ensemble.md").write_text(text)
     print(text + f"\nwritten to {out}")

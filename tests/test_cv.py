@@ -138,25 +138,37 @@ def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
     }
 
 
+def _sigint_default() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.fixture(scope="module")
 def interrupted_then_resumed(tmp_path_factory, tiny_root, cache_root):
     """A 2-fold cv, Ctrl-C (SIGINT to the driver) once fold 1 is complete, then the same command again."""
     work = tmp_path_factory.mktemp("cv")
     env = dict(os.environ, AUDIOCLS_CACHE=str(cache_root), WANDB_MODE="disabled", HF_HUB_OFFLINE="1")
-    cmd = _cv_cmd(work / "A", tiny_root, "--trainer.max_epochs=2")
-    driver = subprocess.Popen(cmd, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    cmd = _cv_cmd(work / "A", tiny_root, "--trainer.max_epochs=2", "--trainer.limit_train_batches=4")
+    driver = subprocess.Popen(
+        cmd,
+        cwd=work,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=_sigint_default,  # a shell without job control starts background jobs with SIGINT ignored
+    )
     result1 = work / "A" / "fold_1" / cv.RESULT
-    deadline = time.monotonic() + 300
+    deadline = time.monotonic() + 900
     while not result1.is_file() and driver.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)
     driver.send_signal(signal.SIGINT)
-    first_out, _ = driver.communicate(timeout=120)
+    first_out, _ = driver.communicate(timeout=600)
     after_interrupt = {
         "code": driver.returncode,
         "fold_2_done": (work / "A" / "fold_2" / cv.RESULT).is_file(),
         "fold_1": _snapshot(work / "A" / "fold_1"),
     }
-    second = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=300)
+    second = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=900)
     return {"work": work, "first": first_out, "after_interrupt": after_interrupt, "second": second}
 
 
@@ -194,8 +206,31 @@ def test_failing_fold_is_reported_with_its_log(tmp_path, tiny_root, cache_root):
     env = dict(os.environ, AUDIOCLS_CACHE=str(cache_root), HF_HUB_OFFLINE="1")
     cmd = _cv_cmd(tmp_path / "F", tiny_root, "--model.weights=/nonexistent/w.safetensors")
     cmd[cmd.index("1,2")] = "2"
-    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     fold = json.loads((tmp_path / "F" / "cv_results.json").read_text())["folds"][0]
     assert fold["status"] == "failed" and Path(fold["log"]).is_file()
     assert "w.safetensors" in fold["error"] and fold["log"] in proc.stdout
+
+
+@pytest.mark.slow
+def test_ensemble_of_two_real_cv_runs(interrupted_then_resumed, tiny_root, cache_root):
+    """Run A (folds 1, 2) and a run B of fold 2 with another seed: the ensemble's fold 2 equals averaging their
+    saved predictions by hand, and fold 1 (not in B) is left out."""
+    from tests.test_ensemble import _hand
+
+    work = interrupted_then_resumed["work"]
+    env = dict(os.environ, AUDIOCLS_CACHE=str(cache_root), WANDB_MODE="disabled", HF_HUB_OFFLINE="1")
+    cmd = _cv_cmd(work / "B", tiny_root, "--trainer.max_epochs=1", "--seed_everything=1")
+    cmd[cmd.index("1,2")] = "2"
+    proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert main(["ensemble", "--runs", str(work / "A"), str(work / "B"), "--out", str(work / "ens")]) == 0
+    report = json.loads((work / "ens" / "ensemble.json").read_text())
+    assert report["skipped_folds"] == [1] and [f["fold"] for f in report["folds"]] == [2]
+    data = [np.load(work / r / "fold_2" / cv.PREDICTIONS) for r in ("A", "B")]
+    assert not np.allclose(data[0]["probs"], data[1]["probs"])  # two different models
+    fold = report["folds"][0]
+    assert fold["A"]["acc"] == pytest.approx(_hand([data[0]["probs"]], data[0]["labels"]))
+    assert fold["B"]["acc"] == pytest.approx(_hand([data[1]["probs"]], data[1]["labels"]))
+    assert fold["ensemble"]["acc"] == pytest.approx(_hand([d["probs"] for d in data], data[0]["labels"]))
