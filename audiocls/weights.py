@@ -232,11 +232,14 @@ def stage_of_modules(model: nn.Module) -> dict[str, int]:
     return out
 
 
-def _check_stage(model: nn.Module, stage: int, option: str, low: int) -> int:
+def _check_stage(model: nn.Module, stage: int, option: str, low: int, high_extra: int) -> int:
     count = num_stages(model)
-    if not low <= stage <= count + 1:
+    if not count:
+        raise ConfigError(f"{type(model).__name__} has no feature_info stages; model.{option} needs a timm model")
+    if not low <= stage <= count + high_extra:
         raise ConfigError(
-            f"model.{option}={stage} is out of range: {type(model).__name__} has {count} stages, choose {low}..{count + 1}"
+            f"model.{option}={stage} is out of range: {type(model).__name__} has {count} stages, "
+            f"choose {low}..{count + high_extra}"
         )
     return count
 
