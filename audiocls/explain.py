@@ -66,14 +66,15 @@ def compute_saliency(loaded: LoadedModel, wave: np.ndarray, targets: list[int]) 
     with torch.no_grad():
         spec = loaded.frontend(wave_t[None])  # (1, C, n_mels, frames)
     spec.requires_grad_(True)
+    x = loaded.wave_classifier().backbone_input(spec)  # after AudioClassifier's input transform, if any
     feats = None
     if hasattr(backbone, "forward_features") and hasattr(backbone, "forward_head"):
-        feats = backbone.forward_features(spec)  # (1, D, h, w) for a CNN
+        feats = backbone.forward_features(x)  # (1, D, h, w) for a CNN
         logits = backbone.forward_head(feats)
         if feats.ndim != 4:
             feats = None
     else:
-        logits = backbone(spec)
+        logits = backbone(x)
     grads, cams = [], []
     for i, t in enumerate(targets):
         inputs = [spec] if feats is None else [spec, feats]

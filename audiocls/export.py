@@ -145,7 +145,7 @@ def export_onnx(loaded: LoadedModel, out: Path, *, opset: int = 17) -> None:
     """Write the waveform-in ONNX model with a dynamic batch axis and :func:`metadata` as ``metadata_props``."""
     import onnx
 
-    model = WaveClassifier(DFTLogMel(loaded.frontend, loaded.clip_samples), loaded.model.backbone).eval()
+    model = WaveClassifier(DFTLogMel(loaded.frontend, loaded.clip_samples), loaded.model).eval()
     example = torch.zeros(2, loaded.clip_samples)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -235,8 +235,8 @@ def parity_audio(loaded: LoadedModel, files: list[Path] | None, *, max_files: in
 
 def check_parity(loaded: LoadedModel, path: Path, fmt: str, wave: np.ndarray) -> float:
     """Relative max logit error of the exported file against the PyTorch model: max |a - b| / max(1, max |b|)."""
-    with torch.no_grad():
-        ref = loaded.wave_classifier()(torch.from_numpy(wave)).numpy()
+    with torch.no_grad():  # the PyTorch reference: the Lightning model on the training frontend
+        ref = loaded.model(loaded.frontend(torch.from_numpy(wave))).numpy()
     got = run_exported(path, fmt, wave)
     if got.shape != ref.shape:
         raise ConfigError(f"exported model {path} returns shape {got.shape}, expected {ref.shape}")

@@ -84,7 +84,7 @@ def test_timm_split_matches_the_model_and_every_target_gets_a_map(tmp_path):
     wave = tone_clip(1000.0, 0.3)
     sal = compute_saliency(loaded, wave, [2, 0, 1])
     with torch.no_grad():
-        probs = loaded.wave_classifier()(torch.from_numpy(wave)[None])[0].softmax(-1).numpy()
+        probs = loaded.model(loaded.frontend(torch.from_numpy(wave)[None]))[0].softmax(-1).numpy()
     np.testing.assert_allclose(sal.probs, probs, atol=1e-5)  # forward_features + forward_head == forward
     assert sal.grad.shape == (3, 3, 32, 64) and sal.gradcam.shape == (3, 32, 64)
     assert all(sal.grad[k].sum() > 0 for k in range(3))

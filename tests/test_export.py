@@ -67,7 +67,7 @@ def test_export_parity_metadata_and_dynamic_batch(fmt, ckpt, tmp_path, capsys):
     for batch in (1, 5):  # the batch axis is dynamic
         wave = np.stack([noise(1.0, 8000, seed=10 + b)[:, 0] * (b + 1) for b in range(batch)])
         with torch.no_grad():
-            ref = loaded.wave_classifier()(torch.from_numpy(wave)).numpy()
+            ref = loaded.model(loaded.frontend(torch.from_numpy(wave))).numpy()
         got = run_exported(out, fmt, wave)
         assert got.shape == (batch, len(CLASSES))
         np.testing.assert_allclose(got, ref, atol=1e-4 * max(1.0, np.abs(ref).max()))
@@ -90,3 +90,20 @@ def test_export_refuses_a_foreign_checkpoint(tmp_path, capsys):
     torch.save({"model": {}}, tmp_path / "other.ckpt")
     code = main(["export", f"--ckpt_path={tmp_path / 'other.ckpt'}", "--format=onnx", f"--out={tmp_path / 'm.onnx'}"])
     assert code == 2 and "not a checkpoint written by 'audiocls fit'" in capsys.readouterr().err
+
+
+def test_wave_classifier_keeps_the_models_input_transform(ckpt):
+    """Backbones with an input transform (AudioClassifier.input_scale/shift) export with it."""
+    loaded = load_checkpoint(ckpt)
+    if hasattr(loaded.model, "input_scale"):
+        delattr(loaded.model, "input_scale")
+        delattr(loaded.model, "input_shift")
+    loaded.model.register_buffer("input_scale", torch.tensor([0.5, 2.0, 1.0]).view(1, 3, 1, 1))
+    loaded.model.register_buffer("input_shift", torch.tensor([1.0, -1.0, 0.0]).view(1, 3, 1, 1))
+    wave = torch.from_numpy(np.stack([noise(1.0, 8000, seed=s)[:, 0] for s in range(2)]))
+    with torch.no_grad():
+        ref = loaded.model(loaded.frontend(wave))
+        plain = loaded.model.backbone(loaded.frontend(wave))
+        got = loaded.wave_classifier()(wave)
+    assert not torch.allclose(ref, plain, atol=1e-3)  # the transform matters here
+    torch.testing.assert_close(got, ref)
