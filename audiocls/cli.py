@@ -128,6 +128,10 @@ def main(args: list[str] | None = None) -> int:
                 print(f"audiocls: error: 'audiocls {argv[0]}' is not available in this version", file=sys.stderr)
                 return 2
             return int(module.main(argv[1:]) or 0)
+        if argv and argv[0] == "predict" and any(a == "--files" or a.startswith("--files=") for a in argv):
+            from audiocls.predict import main as predict_files_main  # predict on audio files, from a checkpoint
+
+            return int(predict_files_main(argv[1:]) or 0)
         run_cli(None if args is None else argv)
     except Exception as err:
         user_error = _find_user_error(err)
