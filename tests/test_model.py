@@ -215,3 +215,35 @@ def test_a_preset_then_random_yaml_gives_random_init_keeping_the_optimizer(capsy
     assert config["model"]["backbone"] == "tf_mobilenetv3_small_100"
     assert config["model"]["weights"] is None
     assert config["model"]["optimizer"]["class_path"] == "torch.optim.AdamW"  # from esc10.yaml, kept
+
+
+def test_scheduler_interval_is_passed_to_lightning():
+    from functools import partial
+
+    model = AudioClassifier(
+        "test_resnet",
+        num_classes=3,
+        optimizer=partial(torch.optim.SGD, lr=0.1),
+        scheduler=partial(torch.optim.lr_scheduler.OneCycleLR, max_lr=0.1, total_steps=10),
+        scheduler_interval="step",
+    )
+    config = model.configure_optimizers()
+    assert config["lr_scheduler"]["interval"] == "step"
+    assert isinstance(config["lr_scheduler"]["scheduler"], torch.optim.lr_scheduler.OneCycleLR)
+
+
+def test_frozen_parameters_are_left_out_of_the_optimizer():
+    model = AudioClassifier("test_efficientnet", num_classes=3, freeze_until=2)
+    optimizer = model.configure_optimizers()
+    given = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    assert given == {id(p) for p in model.parameters() if p.requires_grad} != {id(p) for p in model.parameters()}
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="flush-denormal is set for CPU training only")
+def test_the_model_turns_flush_denormal_on():
+    torch.set_flush_denormal(False)
+    try:
+        AudioClassifier("test_resnet", num_classes=3)
+        assert torch.tensor([1e-40]).mul(1.0).item() == 0.0  # a denormal is flushed to zero
+    finally:
+        torch.set_flush_denormal(True)
