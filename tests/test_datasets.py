@@ -301,16 +301,28 @@ def test_esc50_fold_outside_range_in_metadata(tiny_root, tmp_path):
 # --- real data ------------------------------------------------------------------------------------------
 @pytest.mark.real_data
 @pytest.mark.skipif(not ESC10.is_dir(), reason="../shared/datasets/esc10 is absent")
-def test_real_esc10_folds_classes_and_a_batch():
+def test_real_esc10_folds_and_classes():
     dm = ESC50DataModule(ESC10, esc10=True, fold=1, batch_size=8, num_workers=0, frontend=TINY)
     clips = dm.list_clips()
+    dm.check_clips(clips)
     assert dm.num_classes == 10 and dm.class_names[0] == "dog"
     assert Counter(c.fold for c in clips) == {f: 80 for f in range(1, 6)}
     assert Counter(c.label for c in clips) == {y: 40 for y in range(10)}
-    assert all(c.path.suffix == ".ogg" for c in clips)
+    assert all(c.path.suffix == ".ogg" and c.path.is_file() for c in clips)
+    split = dm.split(clips)
+    assert len(split["test"]) == 80 and len(split["train"]) + len(split["val"]) == 320
+    assert Counter(clips[i].label for i in split["val"]) == {y: 3 for y in range(10)}  # 10 % of 32 per class
+    wave = load_audio(clips[0].path, 44100)  # OGG Vorbis decodes through soundfile
+    assert 3.5 * 44100 < len(wave) < 7.5 * 44100 and np.abs(wave).max() > 0.01
+
+
+@pytest.mark.slow
+@pytest.mark.real_data
+@pytest.mark.skipif(not ESC10.is_dir(), reason="../shared/datasets/esc10 is absent")
+def test_real_esc10_batch():
+    dm = ESC50DataModule(ESC10, esc10=True, fold=1, batch_size=8, num_workers=0, frontend=TINY)
     dm.prepare_data()
     dm.setup("fit")
-    assert len(dm.splits["test"]) == 80 and len(dm.splits["train"]) + len(dm.splits["val"]) == 320
     wave, y = next(iter(dm.train_dataloader()))
     assert wave.shape == (8, 220500) and wave.abs().max() > 0.01 and y.max() < 10
     spec, _ = dm.on_after_batch_transfer((wave, y), 0)
