@@ -1,0 +1,133 @@
+"""Clips per second: the paper's per-clip CPU pipeline vs audiocls's batched frontend + augmentation.
+
+(a) the official code's training transform (kamalesh0406/Audio-Classification, dataloaders/datasetaug.py),
+    one clip at a time: librosa pitch_shift then time_stretch, three torchaudio MelSpectrograms (built per
+    clip, as there), ln(mel + 1e-6), PIL bilinear resize to 128 x 250.
+(b) audiocls: WaveAugment (pitch shift -2..+2 semitones, stretch x0.9..1.2, every clip) + LogMelFrontend,
+    one batch at a time on ``--device``.
+
+Both run on the same 5 s 44.1 kHz clips (real ESC-10 clips when ../shared/datasets/esc10 is there), in
+alternating rounds so that other load on the machine hits both alike; the ratio is of medians.
+
+    .venv/bin/python benchmarks/frontend_speed.py --rounds 3 --batch 32
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torchaudio
+
+from audiocls.augment import AugmentConfig, WaveAugment
+from audiocls.data.io import load_audio, pad_or_crop
+from audiocls.features import FrontendConfig, LogMelFrontend
+
+SR, SECONDS = 44100, 5.0
+ESC10 = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "esc10" / "audio"
+
+
+def clips(n: int) -> tuple[np.ndarray, str]:
+    """(n, 5 s) float32 clips: ESC-10 files when present, else tones in noise."""
+    files = sorted(ESC10.glob("*.ogg"))[:n] if ESC10.is_dir() else []
+    if len(files) == n:
+        return np.stack([pad_or_crop(load_audio(f, SR), int(SR * SECONDS)) for f in files]), "ESC-10 clips"
+    rng = np.random.default_rng(0)
+    t = np.arange(int(SR * SECONDS)) / SR
+    waves = [np.sin(2 * np.pi * rng.uniform(100, 4000) * t) + 0.1 * rng.standard_normal(len(t)) for _ in range(n)]
+    return np.stack(waves).astype(np.float32), "synthetic tones in noise"
+
+
+def paper_clip(sample: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
+    """The official per-clip training transform (datasetaug.py MelSpectrogram.__call__, mode 'train')."""
+    import librosa
+    import torchvision
+    from PIL import Image
+
+    pitch_shift = int(rng.integers(-2, 3))  # the paper's -2..+2 (the official code's randint always gives 2)
+    time_stretch = rng.random() * (1.2 - 0.9) + 0.9
+    new_audio = librosa.effects.time_stretch(
+        librosa.effects.pitch_shift(sample, sr=SR, n_steps=pitch_shift), rate=time_stretch
+    )
+    specs = []
+    for win, hop in zip((25, 50, 100), (10, 25, 50), strict=True):
+        clip = torch.Tensor(new_audio)
+        spec = torchaudio.transforms.MelSpectrogram(
+            sample_rate=SR,
+            n_fft=4410,
+            win_length=int(round(win * SR / 1000)),
+            hop_length=int(round(hop * SR / 1000)),
+            n_mels=128,
+        )(clip)
+        spec = np.log(spec.numpy() + 1e-6)
+        specs.append(np.asarray(torchvision.transforms.Resize((128, 250))(Image.fromarray(spec))))
+    return torch.Tensor(np.array(specs).reshape(-1, 128, 250))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--skip-paper", action="store_true", help="time (b) only (e.g. on a GPU machine)")
+    args = parser.parse_args()
+    torch.set_flush_denormal(True)
+    data, source = clips(args.batch)
+    dev = torch.device(args.device)
+    aug = WaveAugment(AugmentConfig(pitch_shift=(-2.0, 2.0), time_stretch=(0.9, 1.2), pitch_time_p=1.0))
+    frontend = LogMelFrontend(FrontendConfig(), SR).to(dev)
+    batch = torch.from_numpy(data).to(dev)
+    rng = np.random.default_rng(0)
+
+    def run_paper() -> float:
+        t0 = time.perf_counter()
+        out = torch.stack([paper_clip(c, rng) for c in data])
+        assert out.shape == (args.batch, 3, 128, 250)
+        return time.perf_counter() - t0
+
+    def run_batched() -> float:
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        out = frontend(aug(batch))
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        assert out.shape == (args.batch, 3, 128, 250)
+        return time.perf_counter() - t0
+
+    # warm-up (librosa's numba compilation, allocator, CUDA kernels), then alternating timed rounds
+    if not args.skip_paper:
+        paper_clip(data[0], rng)
+    run_batched()
+    paper_times, batched_times = [], []
+    for _ in range(args.rounds):
+        if not args.skip_paper:
+            paper_times.append(run_paper())
+        batched_times.append(run_batched())
+    b_cps = args.batch / statistics.median(batched_times)
+    print(
+        f"machine: {platform.machine()} {torch.get_num_threads()} torch threads; device {dev}; torch {torch.__version__}"
+    )
+    print(f"data: {args.batch} x {SECONDS:g} s at {SR} Hz ({source}); {args.rounds} rounds, medians")
+    print(f"(b) audiocls batched augment+frontend: {b_cps:8.1f} clips/s  (rounds: {fmt(batched_times)} s)")
+    if not args.skip_paper:
+        import librosa
+
+        p_cps = args.batch / statistics.median(paper_times)
+        print(
+            f"(a) paper per-clip, librosa {librosa.__version__}: {p_cps:8.1f} clips/s  (rounds: {fmt(paper_times)} s)"
+        )
+        print(f"ratio (b)/(a): {b_cps / p_cps:.1f}x")
+
+
+def fmt(times: list[float]) -> str:
+    return ", ".join(f"{t:.2f}" for t in times)
+
+
+if __name__ == "__main__":
+    main()
