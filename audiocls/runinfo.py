@@ -1,0 +1,178 @@
+"""What makes a run reproducible: its record (``runinfo.json``) and its random state across a resume.
+
+``runinfo.json`` is written beside ``config.yaml`` and ``metrics.json`` in every run's folder: the seed, the
+versions of Python, torch, torchaudio, timm, lightning and audiocls, the git commit of the audiocls source (and
+whether it had uncommitted changes), the device, the command line and, for a resumed run, the checkpoint it
+resumed from. A resume that reuses the folder keeps the earlier records under ``earlier``.
+
+:class:`RandomStateCallback` stores the Python, NumPy and torch random states in every checkpoint and puts them
+back at the start of the first training epoch after a resume, so the resumed epochs draw the same shuffles,
+crops, augmentations and dropout masks as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import random
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+
+from audiocls.checkpoint_io import atomic_write_text
+
+__all__ = [
+    "collect_runinfo",
+    "git_commit",
+    "package_versions",
+    "write_runinfo",
+    "RunInfoCallback",
+    "RandomStateCallback",
+]
+
+log = logging.getLogger(__name__)
+
+RUNINFO_FILE = "runinfo.json"
+PACKAGES = ("torch", "torchaudio", "timm", "lightning", "torchmetrics", "numpy", "soundfile", "audiocls")
+
+
+def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str | None]:
+    """Installed version of each distribution (``None`` when it is not installed)."""
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def git_commit(folder: str | Path | None = None) -> dict[str, Any] | None:
+    """``{"commit": sha, "dirty": bool}`` of the git checkout holding ``folder`` (default: the audiocls source).
+
+    ``None`` when it is not a git checkout or git is not installed (e.g. audiocls installed from a wheel).
+    """
+    folder = Path(folder) if folder is not None else Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=folder,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": sha, "dirty": bool(status.strip())}
+
+
+def collect_runinfo(seed: int | None, **extra: Any) -> dict[str, Any]:
+    """The record of one run: seed, versions, git commit, device, command line, time, plus ``extra``."""
+    info: dict[str, Any] = {
+        "seed": seed,
+        "versions": package_versions(),
+        "git": git_commit(),
+        "command": [Path(sys.argv[0]).name, *sys.argv[1:]],
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "host": platform.node(),
+        "platform": platform.platform(),
+        "cuda": torch.version.cuda if torch.cuda.is_available() else None,
+        "devices": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
+        "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+    }
+    info.update(extra)
+    return info
+
+
+def write_runinfo(run_dir: str | Path, info: dict[str, Any]) -> Path:
+    """Write ``info`` to ``run_dir/runinfo.json`` atomically; an earlier record there moves under ``earlier``."""
+    path = Path(run_dir) / RUNINFO_FILE
+    if path.is_file():
+        try:
+            old = json.loads(path.read_text())
+            earlier = old.pop("earlier", [])
+            info = {**info, "earlier": [*earlier, old]}
+        except (OSError, ValueError):
+            log.warning("ignoring unreadable %s", path)
+    atomic_write_text(path, json.dumps(info, indent=2, default=str))
+    return path
+
+
+class RunInfoCallback(L.Callback):
+    """Writes ``runinfo.json`` into the trainer's log folder when fit/validate/test/predict starts (rank 0).
+
+    Args:
+        seed: the seed the run was started with.
+        subcommand: ``fit``, ``test``, ...
+        ckpt_path: the checkpoint the run starts from (a resume, or the weights tested), if any.
+    """
+
+    def __init__(self, seed: int | None, subcommand: str | None = None, ckpt_path: str | None = None):
+        self.seed, self.subcommand, self.ckpt_path = seed, subcommand, ckpt_path
+        self.path: Path | None = None
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if not trainer.is_global_zero or trainer.fast_dev_run:
+            return
+        run_dir = Path(trainer.log_dir or trainer.default_root_dir)
+        extra = {"subcommand": self.subcommand or stage, "ckpt_path": self.ckpt_path}
+        extra["deterministic"] = getattr(trainer._accelerator_connector, "deterministic", None)
+        self.path = write_runinfo(run_dir, collect_runinfo(self.seed, **extra))
+
+
+def _rng_state() -> dict[str, Any]:
+    """Every global random state, as tensors and plain types (loadable with ``weights_only=True``)."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos)},
+        "numpy_gauss": [int(has_gauss), float(gauss)],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    np_state = state["numpy"]
+    has_gauss, gauss_value = state["numpy_gauss"]
+    keys = np_state["keys"].numpy().astype(np.uint32)
+    np.random.set_state((np_state["kind"], keys, np_state["pos"], has_gauss, gauss_value))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class RandomStateCallback(L.Callback):
+    """Saves the global random states in checkpoints and puts them back when a checkpoint is restored.
+
+    A checkpoint is written at the end of an epoch; an uninterrupted run's next random draw is the next epoch's
+    loader iterator (its base seed, then the shuffle). A resumed run restores the checkpoint after building the
+    model and the data and before its sanity check, which Lightning runs with the random state isolated, so the
+    next draw after the restore is again the training loader's: the resumed epochs draw the same shuffles,
+    crops, augmentations and dropout masks as the uninterrupted run. Checkpoints are written by rank 0, so
+    under DDP every rank restores rank 0's state (the ranks start from one seed anyway); the single-process
+    resume is exact.
+    """
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rng": _rng_state()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if "rng" in state_dict:
+            _set_rng_state(state_dict["rng"])
