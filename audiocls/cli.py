@@ -10,7 +10,6 @@ import json
 import logging
 import os
 import sys
-from pathlib import Path
 
 import torch
 from jsonargparse import lazy_instance
@@ -18,6 +17,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger
 
+from audiocls import tracking
 from audiocls.data.base import AudioDataModule
 from audiocls.errors import AudioclsError
 from audiocls.model import AudioClassifier
@@ -38,6 +38,25 @@ EXTRA_COMMANDS = {
 
 class AudioCLI(LightningCLI):
     """LightningCLI with the datamodule -> model links, a checkpoint callback and a final test."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        failed = True
+        try:
+            super().__init__(*args, **kwargs)
+            failed = False
+        finally:  # W&B (audiocls.tracking): end the run, also after an error, so the next run starts its own
+            hint = tracking.finish_wandb(exit_code=1 if failed else None) if kwargs.get("run", True) else None
+            if hint:
+                print(hint)
+
+    def before_instantiate_classes(self) -> None:
+        """W&B: offline without a key, tags and name from the config, LR monitor and media callbacks."""
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        if tracking.configure_wandb(config):
+            extra = tracking.extra_callbacks(config.get("trainer.callbacks"))
+            defaults = self.trainer_defaults.get("callbacks") or []
+            defaults = defaults if isinstance(defaults, list) else [defaults]
+            self.trainer_defaults = {**self.trainer_defaults, "callbacks": [*defaults, *extra]}
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
@@ -76,7 +95,7 @@ class AudioCLI(LightningCLI):
         metrics = {k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith("test/")}
         if not self.trainer.is_global_zero or not metrics:
             return
-        run_dir = Path(self.trainer.log_dir or self.trainer.default_root_dir)
+        run_dir = tracking.run_dir(self.trainer)  # no collective call: only rank 0 gets here
         run_dir.mkdir(parents=True, exist_ok=True)
         tmp = run_dir / "metrics.json.tmp"
         tmp.write_text(json.dumps(metrics, indent=2))
@@ -98,6 +117,7 @@ def run_cli(args: list[str] | None = None, **kwargs) -> AudioCLI:
         AudioDataModule,
         subclass_mode_data=True,
         auto_configure_optimizers=False,
+        save_config_callback=tracking.LoggedSaveConfigCallback,
         save_config_kwargs={"overwrite": True},
         parser_kwargs={
             "description": "audiocls: ImageNet CNNs on mel-spectrograms, trained with Lightning.",

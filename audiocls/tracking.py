@@ -284,22 +284,14 @@ def spectrogram_image(spec: torch.Tensor, cmap: str = "magma") -> np.ndarray:
     return (rgba[..., :3] * 255).round().astype(np.uint8)
 
 
-def _confusion_from_model(pl_module: LightningModule) -> torch.Tensor | None:
-    """The model's own test confusion matrix (``test_confusion``, a torchmetrics metric), when it has one."""
-    metric = getattr(pl_module, "test_confusion", None)
-    if metric is None or not hasattr(metric, "compute"):
-        return None
-    return metric.compute()  # collective under DDP: every rank gets here
-
-
 class WandbMedia(Callback):
     """Pictures and tables for a W&B run.
 
     At the start of ``fit``, ``examples_per_class`` training clips of every class as spectrogram images (the
     frontend's output, before augmentation). At the end of ``test``, the confusion matrix (a W&B chart) and a
     per-class table (clips, correct, accuracy, most frequent wrong prediction), counted over the whole test set
-    across processes. The matrix is the model's ``test_confusion`` metric when it has one; otherwise it is
-    counted here from the model's outputs. Does nothing without a ``WandbLogger``.
+    across processes. The matrix is the model's ``test_confusion`` (set by its ``on_test_epoch_end``) when it
+    has one; otherwise it is counted here from the model's outputs. Does nothing without a ``WandbLogger``.
 
     Args:
         examples_per_class: clips shown per class at the start.
@@ -339,9 +331,8 @@ class WandbMedia(Callback):
     # confusion matrix at the end of test
     def on_test_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._counts, self._outputs = None, []
-        if not _wandb_loggers(trainer) or getattr(pl_module, "test_confusion", None) is not None:
-            return
-        self._hook = pl_module.register_forward_hook(lambda _m, _in, out: self._outputs.append(out.detach()))
+        if _wandb_loggers(trainer) and not hasattr(pl_module, "test_confusion"):
+            self._hook = pl_module.register_forward_hook(lambda _m, _in, out: self._outputs.append(out.detach()))
 
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
         if self._hook is None:
@@ -350,27 +341,31 @@ class WandbMedia(Callback):
         logits = self._outputs[-1] if len(self._outputs) == 1 else None
         self._outputs = []
         if y is None or logits is None or logits.ndim != 2 or len(logits) != len(y):
-            return  # not a plain (B, K) forward per batch: leave the matrix out rather than guess
+            return  # not one plain (B, K) forward per batch: leave the matrix out rather than guess
         k = logits.shape[1]
         if self._counts is None:
             self._counts = torch.zeros(k, k, dtype=torch.long, device=logits.device)
         idx = y.to(logits.device) * k + logits.argmax(1)
         self._counts += torch.bincount(idx, minlength=k * k).reshape(k, k)
 
-    def on_test_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+    def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """After the model's ``on_test_epoch_end``: its ``test_confusion`` (synced over processes), or our count."""
         if not _wandb_loggers(trainer):
             return
-        if self._hook is not None:
+        if self._hook is None:
+            counts = getattr(pl_module, "test_confusion", None)
+            counts = counts if isinstance(counts, torch.Tensor) and counts.ndim == 2 else None
+        else:
             self._hook.remove()
             self._hook = None
             counts = self._counts
             if trainer.world_size > 1:  # every rank takes part, also one that saw no batch
-                k = len(getattr(pl_module, "class_names", [])) or (0 if counts is None else counts.shape[0])
-                counts = counts if counts is not None else torch.zeros(k, k, dtype=torch.long, device=pl_module.device)
-                counts = trainer.strategy.reduce(counts.to(pl_module.device), reduce_op="sum")
-        else:
-            counts = _confusion_from_model(pl_module)
-        if counts is None or not trainer.is_global_zero:
+                k = len(getattr(pl_module, "class_names", None) or []) or (0 if counts is None else counts.shape[0])
+                zero = torch.zeros(k, k, dtype=torch.long, device=pl_module.device)
+                counts = trainer.strategy.reduce(
+                    zero if counts is None else counts.to(pl_module.device), reduce_op="sum"
+                )
+        if counts is None or counts.numel() == 0 or not trainer.is_global_zero:
             return
         self._log_confusion(trainer, pl_module, counts.long().cpu())
 
