@@ -58,7 +58,7 @@ class ESC50DataModule(AudioDataModule):
 
     num_folds = NUM_FOLDS
 
-    def __init__(self, root: str | Path, *, esc10: bool = False, **kwargs):
+    def __init__(self, root: str | Path | None = None, *, esc10: bool = False, **kwargs):
         kwargs.setdefault("sample_rate", SAMPLE_RATE)
         kwargs.setdefault("clip_seconds", CLIP_SECONDS)
         super().__init__(root, **kwargs)

@@ -39,7 +39,7 @@ class FolderDataModule(AudioDataModule):
 
     def __init__(
         self,
-        root: str | Path,
+        root: str | Path | None = None,
         *,
         num_folds: int = 5,
         fold_seed: int = 0,

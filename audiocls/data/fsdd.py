@@ -52,7 +52,7 @@ class FSDDDataModule(AudioDataModule):
 
     def __init__(
         self,
-        root: str | Path,
+        root: str | Path | None = None,
         *,
         split: Literal["official", "speaker"] = "official",
         sample_rate: int = SAMPLE_RATE,

@@ -107,7 +107,7 @@ class GTZANDataModule(AudioDataModule):
 
     def __init__(
         self,
-        root: str | Path,
+        root: str | Path | None = None,
         *,
         split_file: str | Path | None = None,
         fold_seed: int = 0,

@@ -74,7 +74,7 @@ class UrbanSound8KDataModule(AudioDataModule):
 
     def __init__(
         self,
-        root: str | Path,
+        root: str | Path | None = None,
         *,
         sample_rate: int = SAMPLE_RATE,
         clip_seconds: float = CLIP_SECONDS,
