@@ -28,6 +28,9 @@ __all__ = ["LoadedModel", "WaveClassifier", "load_checkpoint", "window_starts", 
 
 log = logging.getLogger(__name__)
 
+#: a recording at most this fraction longer than the clip is centre-cropped to one window, not slid over
+SLACK = 0.05
+
 
 class WaveClassifier(nn.Module):
     """Frontend + backbone as one plain module (traceable, exportable): ``wave (B, T) -> logits (B, num_classes)``.
@@ -189,7 +192,8 @@ def score_wave(
     Args:
         loaded: the model from :func:`load_checkpoint`.
         wave: (T,) float32 at ``loaded.sample_rate``.
-        hop_seconds: step between windows; ``None`` is half the clip length.
+        hop_seconds: step between windows; ``None`` is half the clip length. A recording up to :data:`SLACK`
+            longer than the clip is centre-cropped to one window.
         batch_size: windows per forward pass.
 
     Returns:
@@ -200,6 +204,8 @@ def score_wave(
     hop = clip / 2 if hop_seconds is None else hop_seconds * loaded.sample_rate
     if not math.isfinite(hop) or hop <= 0:
         raise ConfigError(f"--hop_seconds={hop_seconds} must be a positive number of seconds")
+    if len(wave) <= clip * (1 + SLACK):  # e.g. ESC-50's 5.001 s clips: one centre crop, as in evaluation
+        wave = pad_or_crop(wave, clip)
     starts = window_starts(len(wave), clip, max(1, round(hop)))
     device = loaded.device
     chunks = []

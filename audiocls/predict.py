@@ -169,12 +169,12 @@ def main(argv: list[str]) -> int:
         raise ConfigError(f"--batch_size={args.batch_size} must be at least 1")
     loaded = load_checkpoint(args.ckpt_path).to(torch.device(args.device))
     files = expand_files(args.files)
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     results = predict_files(
         loaded, files, top_k=min(args.top_k, len(loaded.class_names)), hop_seconds=args.hop_seconds,
         batch_size=args.batch_size,
     )  # fmt: skip
-    elapsed = time.perf_counter() - t0
+    elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     text = format_results(results, args.format, per_window=args.per_window)
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -183,7 +183,10 @@ def main(argv: list[str]) -> int:
     else:
         sys.stdout.write(text)
     failed = [r["file"] for r in results if "error" in r]
-    log.info("scored %d files in %.2f s (%.1f files/s)", len(results) - len(failed), elapsed, len(files) / elapsed)
+    log.info(
+        "scored %d files in %.2f s wall (%.2f files/s), %.2f CPU-s per file",
+        len(results) - len(failed), elapsed, len(files) / elapsed, cpu / max(1, len(files)),
+    )  # fmt: skip
     if failed:
         print(f"audiocls predict: {len(failed)} of {len(files)} files failed: {', '.join(failed)}", file=sys.stderr)
         return 1

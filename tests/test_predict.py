@@ -87,6 +87,10 @@ def test_long_clip_gives_one_averaged_answer(ckpt):
     one = noise(1.0, 8000)[:, 0]
     probs_one, windows_one, _ = score_wave(loaded, one)
     assert windows_one.shape == (1, 4)
+    slightly_long = np.concatenate([one[:100], one, one[:200]])  # within SLACK: one centre crop, no sliding
+    probs_c, windows_c, starts_c = score_wave(loaded, slightly_long)
+    assert starts_c.tolist() == [0] and windows_c.shape == (1, 4)
+    np.testing.assert_allclose(probs_c, score_wave(loaded, slightly_long[150:8150])[0], atol=1e-6)
 
     probs, window_probs, starts = score_wave(loaded, np.tile(one, 3), hop_seconds=1.0)
     assert starts.tolist() == [0, 8000, 16000]
