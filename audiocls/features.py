@@ -216,7 +216,10 @@ def check_frontend(config: FrontendConfig, sample_rate: int, clip_samples: int |
 def build_frontend(config: FrontendConfig | dict, sample_rate: int) -> LogMelFrontend:
     """The frontend for ``config`` (a dict, as stored in a checkpoint, works too)."""
     if isinstance(config, dict):
-        config = FrontendConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()})
+        config = {k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}
+        if config.get("mel_scale") == "slaney" and "mel_norm" not in config:
+            config["mel_norm"] = "slaney"  # checkpoints from before mel_norm existed tied the two together
+        config = FrontendConfig(**config)
     return LogMelFrontend(config, sample_rate)
 
 

@@ -157,6 +157,14 @@ def _tuples(d: dict) -> dict:
     return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
 
 
+def test_old_checkpoint_dicts_keep_their_slaney_filters():
+    old = build_frontend({"mel_scale": "slaney", "n_mels": 32, "size": [32, 50]}, 8000)
+    assert old.config.mel_norm == "slaney"
+    ref = torchaudio.transforms.MelSpectrogram(8000, n_fft=800, n_mels=32, mel_scale="slaney", norm="slaney")
+    assert torch.allclose(old.mels[0].mel_scale.fb, ref.mel_scale.fb)
+    assert build_frontend({"n_mels": 32, "size": [32, 50]}, 8000).config.mel_norm is None
+
+
 def test_gradients_reach_the_waveform():
     fe = build_frontend({"n_mels": 32, "size": [32, 50]}, 8000)
     wave = torch.randn(2, 8000, requires_grad=True)
