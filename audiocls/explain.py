@@ -112,7 +112,7 @@ def mel_centres_hz(loaded: LoadedModel, n_rows: int) -> np.ndarray:
     return np.interp(np.linspace(0, len(centres) - 1, n_rows), np.arange(len(centres)), centres)
 
 
-def plot_saliency(sal: Saliency, loaded: LoadedModel, out: str | Path, *, title: str = "") -> Path:
+def plot_saliency(sal: Saliency, loaded: LoadedModel, out: str | Path, *, title: str = "", dpi: int = 100) -> Path:
     """Draw one row per target: ``|grad|`` over each channel's log-mel, then Grad-CAM over their mean."""
     import matplotlib
 
@@ -136,9 +136,11 @@ def plot_saliency(sal: Saliency, loaded: LoadedModel, out: str | Path, *, title:
         if sal.gradcam is not None:
             views.append((sal.spec.mean(0), sal.gradcam[r], f"{name}\nGrad-CAM, last conv stage"))
         for ax, (image, heat, label) in zip(axes[r], views, strict=True):
-            ax.imshow(image, origin="lower", aspect="auto", cmap="gray", extent=extent)
-            heat = heat / max(float(heat.max()), 1e-12)
-            ax.imshow(heat, origin="lower", aspect="auto", cmap="inferno", alpha=0.85 * heat, extent=extent)
+            ax.set_facecolor("black")
+            ax.imshow(image, origin="lower", aspect="auto", cmap="gray", alpha=0.5, extent=extent)
+            # display only: scaled to the 99th percentile, so a few extreme pixels do not hide the rest
+            heat = np.clip(heat / max(float(np.percentile(heat, 99)), 1e-12), 0.0, 1.0)
+            ax.imshow(heat, origin="lower", aspect="auto", cmap="inferno", alpha=0.9 * heat, extent=extent)
             ax.set_title(label, fontsize=8)
             ax.set_yticks(ticks, [f"{hz[i]:.0f}" for i in ticks], fontsize=7)
             ax.tick_params(axis="x", labelsize=7)
@@ -148,7 +150,7 @@ def plot_saliency(sal: Saliency, loaded: LoadedModel, out: str | Path, *, title:
         fig.suptitle(title, fontsize=9)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
+    fig.savefig(out, dpi=dpi)
     plt.close(fig)
     return out
 
@@ -164,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", action="append", default=None, help="class name to explain (repeatable)")
     p.add_argument("--top_k", type=int, default=1, help="without --target: explain the k most probable classes")
     p.add_argument("--start_seconds", type=float, default=None, help="where the explained clip starts in a long file")
+    p.add_argument("--dpi", type=int, default=100, help="resolution of the PNG (default 100)")
     p.add_argument("--save_arrays", type=Path, default=None, help="also write the arrays (spec, grad, gradcam) to .npz")
     return p
 
@@ -193,7 +196,7 @@ def main(argv: list[str]) -> int:
         targets = p.argsort(descending=True)[: min(args.top_k, len(names))].tolist()
     sal = compute_saliency(loaded, segment, targets)
     span = f"{start / sr:.2f}-{(start + len(segment)) / sr:.2f} s"
-    out = plot_saliency(sal, loaded, args.out, title=f"{args.file.name} [{span}]")
+    out = plot_saliency(sal, loaded, args.out, title=f"{args.file.name} [{span}]", dpi=args.dpi)
     if args.save_arrays is not None:
         np.savez_compressed(
             args.save_arrays, spec=sal.spec, grad=sal.grad, targets=np.array(sal.targets), probs=sal.probs,
