@@ -5,15 +5,14 @@ Nyquist frequency, clips shorter than the longest window: :func:`audiocls.featur
 dataset's metadata (:func:`audiocls.data.esc50.read_esc50_meta`), the batch size against the training set
 (``AudioDataModule.setup``), unreadable audio (``load_audio``, while the decoded cache is built in
 ``prepare_data``) and unknown backbones (:func:`audiocls.model.build_backbone`). This module adds what needs the
-whole run in view: the output folder, the data root, a checkpoint against the configured model and data, and
-readable names for a weights file of another architecture. ``AudioCLI`` calls them.
+whole run in view: the output folder, the data root, and a checkpoint against the configured model and data.
+``AudioCLI`` calls them before fit/validate/test/predict.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import re
 import shutil
 import tempfile
 from collections.abc import Mapping
@@ -31,8 +30,6 @@ __all__ = [
     "find_last_checkpoint",
     "check_checkpoint",
     "state_dict_mismatch",
-    "describe_load_error",
-    "explain_weights_error",
 ]
 
 log = logging.getLogger(__name__)
@@ -180,47 +177,3 @@ def check_checkpoint(ckpt_path: str | Path, model: torch.nn.Module, datamodule: 
     mismatch = state_dict_mismatch(model.state_dict(), ckpt["state_dict"])
     if any(mismatch):
         raise ConfigError(f"ckpt_path={path} does not fit the configured model: {_summary(*mismatch)}; {fix}")
-
-
-_KEYS_RE = re.compile(r"(Missing|Unexpected) key\(s\) in state_dict: (.*?)\.\s*$", re.MULTILINE)
-_SHAPE_RE = re.compile(
-    r"size mismatch for ([^:]+): copying a param with shape torch.Size\((\[.*?\])\) from checkpoint, "
-    r"the shape in current model is torch.Size\((\[.*?\])\)"
-)
-
-
-def describe_load_error(err: BaseException) -> str | None:
-    """The keys named by a ``load_state_dict`` error (strict mode), in one line; ``None`` for other errors.
-
-    PyTorch lists every missing and unexpected key and every size mismatch over many lines; this keeps the
-    counts and the first few names of each, so a weights file of another architecture is explained in one line.
-    """
-    text = str(err)
-    if "Error(s) in loading state_dict" not in text:
-        return None
-    missing: list[str] = []
-    unexpected: list[str] = []
-    for kind, names in _KEYS_RE.findall(text):
-        keys = re.findall(r'"([^"]+)"', names)
-        (missing if kind == "Missing" else unexpected).extend(keys)
-    shapes = [f"{k.strip()} {tuple(json.loads(a))} vs {tuple(json.loads(b))}" for k, a, b in _SHAPE_RE.findall(text)]
-    return _summary(missing, unexpected, shapes) or None
-
-
-def explain_weights_error(err: BaseException) -> ConfigError | None:
-    """A :class:`ConfigError` naming the mismatching keys, for a "weights file does not fit" error chain."""
-    seen = set()
-    config_error = None
-    while err is not None and id(err) not in seen:
-        seen.add(id(err))
-        if isinstance(err, ConfigError) and config_error is None:
-            config_error = err
-        detail = describe_load_error(err) if isinstance(err, RuntimeError) else None
-        if detail and config_error is not None:
-            head = str(config_error).split(": Error(s)")[0].rstrip(": ")
-            return ConfigError(
-                f"{head}: {detail}; the file holds the weights of another architecture -- pass a weights file of "
-                "this model.backbone, or set model.backbone to the file's architecture"
-            )
-        err = err.__cause__ or err.__context__
-    return None

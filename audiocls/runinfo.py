@@ -45,11 +45,12 @@ PACKAGES = ("torch", "torchaudio", "timm", "lightning", "torchmetrics", "numpy",
 
 
 def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str | None]:
-    """Installed version of each distribution (``None`` when it is not installed)."""
+    """Version of each package: the imported module's ``__version__``, else the installed distribution's."""
     out: dict[str, str | None] = {"python": platform.python_version()}
     for name in names:
+        loaded = getattr(sys.modules.get(name), "__version__", None)  # torch's carries the build: 2.x+cu130
         try:
-            out[name] = metadata.version(name)
+            out[name] = str(loaded) if loaded else metadata.version(name)
         except metadata.PackageNotFoundError:
             out[name] = None
     return out

@@ -1,0 +1,143 @@
+"""A fit killed with SIGKILL mid-epoch resumes with ``--ckpt_path last`` and ends exactly where an uninterrupted
+run ends; two runs of one config give identical numbers; every run records its seed, versions and commit."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from audiocls.cli import main
+
+#: CPU, one process, a fixed seed: the resumed run must match to float round-off (in practice bit for bit)
+TOLERANCE = 1e-6
+EPOCHS = 2
+STALL = """
+import time
+from pathlib import Path
+
+import lightning as L
+
+
+class StallAt(L.Callback):
+    '''Write a marker and sleep at one training step, so the test can SIGKILL the run mid-epoch.'''
+
+    def __init__(self, epoch: int, batch: int, marker: str):
+        self.epoch, self.batch, self.marker = epoch, batch, marker
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.current_epoch == self.epoch and batch_idx == self.batch:
+            Path(self.marker).write_text(str(batch_idx))
+            time.sleep(600)
+"""
+
+
+def _fit_args(tiny_args: list[str], *extra: str) -> list[str]:
+    return ["fit", *tiny_args, f"--trainer.max_epochs={EPOCHS}", "--trainer.num_sanity_val_steps=1", *extra]
+
+
+def _cli(args: list[str], cwd: Path, **kwargs) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(cwd), os.environ.get("PYTHONPATH", "")])}
+    return subprocess.Popen(
+        [sys.executable, "-m", "audiocls.cli", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        **kwargs,
+    )
+
+
+def _weights(ckpt: Path) -> dict[str, torch.Tensor]:
+    return torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
+
+
+def _assert_same_run(a: Path, b: Path) -> None:
+    """Same test metrics and the same final weights, within :data:`TOLERANCE`."""
+    ma, mb = (json.loads((d / "metrics.json").read_text()) for d in (a, b))
+    assert ma.keys() == mb.keys() and "test/acc" in ma
+    for key in ma:
+        assert mb[key] == pytest.approx(ma[key], abs=TOLERANCE), (key, ma, mb)
+    wa, wb = _weights(a / "checkpoints" / "last.ckpt"), _weights(b / "checkpoints" / "last.ckpt")
+    assert wa.keys() == wb.keys()
+    worst = max((wa[k].double() - wb[k].double()).abs().max().item() for k in wa if wa[k].is_floating_point())
+    assert worst <= TOLERANCE, f"final weights differ by {worst}"
+
+
+@pytest.mark.slow
+def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tiny_args, tmp_path):
+    # the reference: an uninterrupted run, in-process, in its own folder
+    (ref := tmp_path / "ref").mkdir()
+    os.chdir(ref)
+    assert main(_fit_args(tiny_args)) == 0
+    ref_run = ref / "runs" / "audiocls" / "version_0"
+
+    # the same run as the `audiocls` command, killed with SIGKILL in the middle of the last epoch
+    (work := tmp_path / "work").mkdir()
+    (work / "stall_callback.py").write_text(STALL)
+    marker = work / "stalled"
+    stall = {
+        "class_path": "stall_callback.StallAt",
+        "init_args": {"epoch": EPOCHS - 1, "batch": 3, "marker": str(marker)},
+    }
+    proc = _cli(_fit_args(tiny_args, f"--trainer.callbacks+={json.dumps(stall)}"), work, start_new_session=True)
+    deadline = time.monotonic() + 180
+    while not marker.exists():
+        if proc.poll() is not None:
+            pytest.fail(f"the run ended before it could be killed:\n{proc.stdout.read()[-3000:]}")
+        assert time.monotonic() < deadline, "the run never reached the step it should be killed at"
+        time.sleep(0.2)
+    run = work / "runs" / "audiocls" / "version_0"
+    last = run / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=True)["epoch"] == EPOCHS - 2  # the checkpoint of the epoch before
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    assert not (run / "metrics.json").exists()
+    assert not list(run.rglob("*.partial")), "a kill between saves leaves no temporary file"
+
+    # one command resumes it, in the same folder
+    proc = _cli(_fit_args(tiny_args, "--ckpt_path=last"), work)
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out[-3000:]
+    assert not (work / "runs" / "audiocls" / "version_1").exists(), "the resume must continue the killed run's folder"
+    assert (run / "metrics.before-resume-1.csv").is_file() and (run / "metrics.csv").is_file()
+    info = json.loads((run / "runinfo.json").read_text())
+    assert info["ckpt_path"] == str(last) and info["earlier"][0]["ckpt_path"] is None
+    _assert_same_run(ref_run, run)
+
+
+@pytest.mark.slow
+def test_two_runs_of_one_config_are_identical(tiny_args, tmp_path):
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        os.chdir(tmp_path / name)
+        assert main(["fit", *tiny_args, "--trainer.max_epochs=2", "--trainer.deterministic=true"]) == 0
+    _assert_same_run(*(tmp_path / n / "runs" / "audiocls" / "version_0" for n in ("a", "b")))
+
+
+def test_runinfo_records_seed_versions_and_commit(tiny_args, tmp_path):
+    assert main(["fit", *tiny_args, "--seed_everything=123", "--trainer.max_epochs=1", "--test_after_fit=false"]) == 0
+    info = json.loads((tmp_path / "runs" / "audiocls" / "version_0" / "runinfo.json").read_text())
+    assert info["seed"] == 123 and info["subcommand"] == "fit" and info["ckpt_path"] is None
+    for package in ("torch", "torchaudio", "timm", "lightning", "python"):
+        assert info["versions"][package], package
+    assert info["versions"]["torch"] == torch.__version__
+    repo = Path(__file__).resolve().parents[1]
+    if (repo / ".git").exists():
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip()
+        assert info["git"]["commit"] == head and isinstance(info["git"]["dirty"], bool)
+
+
+def test_ckpt_path_last_without_a_run_refuses_test(tiny_args, capsys):
+    assert main(["test", *tiny_args, "--ckpt_path=last"]) == 2
+    err = capsys.readouterr().err
+    assert "ckpt_path=last" in err and "runs/audiocls/version_*/checkpoints/last.ckpt" in err
