@@ -13,14 +13,18 @@ import sys
 
 import torch
 from jsonargparse import lazy_instance
+from lightning.fabric.plugins import TorchCheckpointIO
+from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger
 
-from audiocls import tracking
+from audiocls import preflight, tracking
+from audiocls.checkpoint_io import AtomicCheckpointIO, resolve_last_checkpoint
 from audiocls.data.base import AudioDataModule
 from audiocls.errors import AudioclsError
 from audiocls.model import AudioClassifier
+from audiocls.runinfo import RandomStateCallback, RunInfoCallback
 
 __all__ = ["AudioCLI", "main", "EXTRA_COMMANDS"]
 
@@ -78,6 +82,47 @@ class AudioCLI(LightningCLI):
             default=True,
             help="after fit, test the final-epoch weights on the held-out fold (the honest figure)",
         )
+
+    # --- reliability (docs/RELIABILITY.md): crash-safe checkpoints, exact resume, run record, early checks ------
+    def instantiate_trainer(self, **kwargs) -> Trainer:
+        """The trainer, with atomic checkpoint files, random states in checkpoints and ``runinfo.json``."""
+        trainer = super().instantiate_trainer(**kwargs)
+        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # keep a CheckpointIO the user chose
+            trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+        seed = self._get(self.config, "seed_everything", default=None)
+        seed = seed if isinstance(seed, int) and not isinstance(seed, bool) else None
+        self._runinfo = RunInfoCallback(seed, self.subcommand)
+        trainer.callbacks.extend([RandomStateCallback(), self._runinfo])
+        return trainer
+
+    def _preflight(self, subcommand: str) -> None:
+        """Resolve ``--ckpt_path last`` and fail before the first step on a bad folder, root or checkpoint."""
+        config = self.config_init[subcommand]
+        ckpt = resolve_last_checkpoint(self.trainer, config.get("ckpt_path"), resume=subcommand == "fit")
+        config["ckpt_path"] = ckpt
+        self._runinfo.ckpt_path = ckpt
+        preflight.check_data_root(self.datamodule)
+        logger = self.trainer.logger
+        out = getattr(logger, "save_dir", None) if logger else None
+        need = preflight.estimate_checkpoint_bytes(self.model) if subcommand == "fit" else 0
+        preflight.check_output_dir(out or self.trainer.default_root_dir, need_bytes=need)
+        dirpath = getattr(self.trainer.checkpoint_callback, "dirpath", None)
+        if subcommand == "fit" and dirpath:
+            preflight.check_output_dir(dirpath, need_bytes=need, setting="checkpoint.dirpath")
+        if ckpt not in (None, "last", "best"):
+            preflight.check_checkpoint(ckpt, self.model, self.datamodule)
+
+    def before_fit(self) -> None:
+        self._preflight("fit")
+
+    def before_validate(self) -> None:
+        self._preflight("validate")
+
+    def before_test(self) -> None:
+        self._preflight("test")
+
+    def before_predict(self) -> None:
+        self._preflight("predict")
 
     def after_fit(self) -> None:
         if self.trainer.interrupted or not self._get(self.config, "test_after_fit", False):
