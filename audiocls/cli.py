@@ -20,7 +20,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger
 
 from audiocls import preflight, tracking
-from audiocls.checkpoint_io import AtomicCheckpointIO, resolve_last_checkpoint
+from audiocls.checkpoint_io import AtomicCheckpointIO, atomic_write_text, resolve_last_checkpoint
 from audiocls.data.base import AudioDataModule
 from audiocls.errors import AudioclsError
 from audiocls.model import AudioClassifier
@@ -142,9 +142,7 @@ class AudioCLI(LightningCLI):
             return
         run_dir = tracking.run_dir(self.trainer)  # no collective call: only rank 0 gets here
         run_dir.mkdir(parents=True, exist_ok=True)
-        tmp = run_dir / "metrics.json.tmp"
-        tmp.write_text(json.dumps(metrics, indent=2))
-        tmp.replace(run_dir / "metrics.json")
+        atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))
         ckpt = getattr(self.trainer.checkpoint_callback, "last_model_path", "") or ""
         figures = "  ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items()))
         print(f"\n{figures}\nrun written to {run_dir}" + (f"\nlast checkpoint: {ckpt}" if ckpt else ""))
