@@ -150,7 +150,8 @@ def write_report(out: Path, name: str, cfg_hash: str, results: list[dict], fold_
         "",
         "Final-epoch accuracy is the honest figure. Best-epoch accuracy picks, per fold, the epoch that scored best "
         "on the held-out test fold itself (the protocol of the paper's code), which flatters it. std is the sample "
-        "standard deviation over folds.",
+        "standard deviation over folds. wall s is per fold process, start-up included; the last row sums them "
+        "(folds overlap with --parallel).",
     ]
     if per_class:
         lines += ["", "Per-class accuracy (final epoch, summed over folds), confusion matrix: confusion.png", ""]
