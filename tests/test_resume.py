@@ -124,17 +124,23 @@ def test_two_runs_of_one_config_are_identical(tiny_args, tmp_path):
     _assert_same_run(*(tmp_path / n / "runs" / "audiocls" / "version_0" for n in ("a", "b")))
 
 
+def _git(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", *args], cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True)
+
+
 def test_runinfo_records_seed_versions_and_commit(tiny_args, tmp_path):
+    before = _git("rev-parse", "HEAD").stdout.strip()
     assert main(["fit", *tiny_args, "--seed_everything=123", "--trainer.max_epochs=1", "--test_after_fit=false"]) == 0
     info = json.loads((tmp_path / "runs" / "audiocls" / "version_0" / "runinfo.json").read_text())
     assert info["seed"] == 123 and info["subcommand"] == "fit" and info["ckpt_path"] is None
     for package in ("torch", "torchaudio", "timm", "lightning", "python"):
         assert info["versions"][package], package
     assert info["versions"]["torch"] == torch.__version__
-    repo = Path(__file__).resolve().parents[1]
-    if (repo / ".git").exists():
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip()
-        assert info["git"]["commit"] == head and isinstance(info["git"]["dirty"], bool)
+    if before:  # a git checkout: the commit recorded is HEAD at the time of the run (others may commit meanwhile)
+        commit = info["git"]["commit"]
+        assert _git("merge-base", "--is-ancestor", before, commit).returncode == 0, (before, commit)
+        assert _git("merge-base", "--is-ancestor", commit, "HEAD").returncode == 0, commit
+        assert isinstance(info["git"]["dirty"], bool)
 
 
 def test_ckpt_path_last_without_a_run_refuses_test(tiny_args, capsys):
