@@ -162,7 +162,12 @@ def test_tv_inception_transform_is_torchvisions():
     model = AudioClassifier("test_resnet", num_classes=3, input_transform="tv_inception")
     x = torch.rand(1, 3, 4, 4)
     seen = {}
-    model.backbone.forward = lambda s: seen.setdefault("x", s) and torch.zeros(1, 3)
+
+    def record(s):
+        seen["x"] = s
+        return torch.zeros(1, 3)
+
+    model.backbone.forward = record
     model(x)
     # torchvision inception_v3(transform_input=True), channel 0
     torch.testing.assert_close(seen["x"][:, 0], x[:, 0] * (0.229 / 0.5) + (0.485 - 0.5) / 0.5)
