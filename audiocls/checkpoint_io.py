@@ -18,7 +18,14 @@ from lightning.fabric.plugins import TorchCheckpointIO
 
 from audiocls.errors import ConfigError
 
-__all__ = ["AtomicCheckpointIO", "atomic_write_bytes", "atomic_write_text", "is_local_path", "resolve_last_checkpoint"]
+__all__ = [
+    "AtomicCheckpointIO",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "checkpoint_error",
+    "is_local_path",
+    "resolve_last_checkpoint",
+]
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +80,17 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def checkpoint_error(path: str | Path, err: Exception | None = None) -> ConfigError:
+    """The error for a checkpoint file that is missing (``err`` None) or cannot be read (``err``)."""
+    if err is None:
+        return ConfigError(f"ckpt_path={path}: no such checkpoint file; pass the .ckpt written by 'audiocls fit'")
+    first = str(err).splitlines()[0] if str(err) else ""
+    return ConfigError(
+        f"ckpt_path={path} is not a readable checkpoint ({type(err).__name__}: {first}); it may be truncated "
+        "or not written by 'audiocls fit' -- pass another file, e.g. the run's checkpoints/last.ckpt"
+    )
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning's ``TorchCheckpointIO``, with crash-safe saving and safe loading.
 
@@ -99,15 +117,11 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     ) -> dict[str, Any]:
         weights_only = True if weights_only is None else weights_only
         if is_local_path(path) and not Path(str(path).removeprefix("file://")).is_file():
-            raise ConfigError(f"ckpt_path={path}: no such checkpoint file; pass the .ckpt written by 'audiocls fit'")
+            raise checkpoint_error(path)
         try:
             return super().load_checkpoint(path, map_location=map_location, weights_only=weights_only)
         except Exception as err:
-            first = str(err).splitlines()[0] if str(err) else ""
-            raise ConfigError(
-                f"ckpt_path={path} is not a readable checkpoint ({type(err).__name__}: {first}); it may be truncated "
-                "or not written by 'audiocls fit' -- pass another file, e.g. the run's checkpoints/last.ckpt"
-            ) from err
+            raise checkpoint_error(path, err) from err
 
 
 def resolve_last_checkpoint(trainer: Any, ckpt_path: str | None, *, resume: bool) -> str | None:

@@ -171,6 +171,7 @@ class AudioClassifier(L.LightningModule):
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc_best = MaxMetric()
+        self.val_acc_best.persistent(True)  # kept in checkpoints: val/acc_best stays right after a resume
         test = {
             "acc": MulticlassAccuracy(num_classes, average="micro"),
             "f1_macro": MulticlassF1Score(num_classes, average="macro"),
@@ -227,7 +228,9 @@ class AudioClassifier(L.LightningModule):
         spec, y = batch
         logits = self(spec)
         self.val_acc(logits, y)
-        self.log("val/loss", F.cross_entropy(logits, y), on_epoch=True, prog_bar=True, batch_size=len(y))
+        self.log(
+            "val/loss", F.cross_entropy(logits, y), on_epoch=True, prog_bar=True, batch_size=len(y), sync_dist=True
+        )
         self.log("val/acc", self.val_acc, on_step=False, on_epoch=True, prog_bar=True)
 
     def on_validation_epoch_end(self) -> None:
@@ -242,7 +245,7 @@ class AudioClassifier(L.LightningModule):
     def test_step(self, batch, batch_idx: int) -> None:
         spec, y = batch
         logits = self(spec)
-        self.log("test/loss", F.cross_entropy(logits, y), on_epoch=True, batch_size=len(y))
+        self.log("test/loss", F.cross_entropy(logits, y), on_epoch=True, batch_size=len(y), sync_dist=True)
         self.test_metrics.update(logits, y)
         self.test_confmat.update(logits, y)
 
@@ -262,6 +265,13 @@ class AudioClassifier(L.LightningModule):
         """Class probabilities (B, num_classes)."""
         spec = batch[0] if isinstance(batch, list | tuple) else batch
         return self(spec).softmax(-1)
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        # checkpoints written before val_acc_best was persistent lack its state: start it afresh
+        state = checkpoint.get("state_dict", {})
+        for key, value in self.state_dict().items():
+            if key.startswith("val_acc_best.") and key not in state:
+                state[key] = value
 
     def configure_optimizers(self):
         params = [p for p in self.parameters() if p.requires_grad]

@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from audiocls.checkpoint_io import checkpoint_error
 from audiocls.errors import ConfigError, DataError
 
 __all__ = [
@@ -147,15 +148,11 @@ def check_checkpoint(ckpt_path: str | Path, model: torch.nn.Module, datamodule: 
     """
     path = Path(ckpt_path).expanduser()
     if not path.is_file():
-        raise ConfigError(f"ckpt_path={path}: no such checkpoint file; pass the .ckpt written by 'audiocls fit'")
+        raise checkpoint_error(path)
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as err:
-        first = str(err).splitlines()[0] if str(err) else ""
-        raise ConfigError(
-            f"ckpt_path={path} is not a readable checkpoint ({type(err).__name__}: {first}); it may be truncated "
-            "or not written by 'audiocls fit' -- pass another file, e.g. the run's checkpoints/last.ckpt"
-        ) from err
+        raise checkpoint_error(path, err) from err
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise ConfigError(f"ckpt_path={path} holds no 'state_dict': it is not a Lightning checkpoint")
     fix = (

@@ -127,7 +127,9 @@ class RunInfoCallback(L.Callback):
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if not trainer.is_global_zero or trainer.fast_dev_run:
             return
-        run_dir = Path(trainer.log_dir or trainer.default_root_dir)
+        from audiocls.tracking import run_dir as _run_dir  # no collective call: safe on rank 0 alone under DDP
+
+        run_dir = _run_dir(trainer)
         extra = {"subcommand": self.subcommand or stage, "ckpt_path": self.ckpt_path}
         extra["deterministic"] = getattr(trainer._accelerator_connector, "deterministic", None)
         self.path = write_runinfo(run_dir, collect_runinfo(self.seed, **extra))

@@ -9,6 +9,7 @@ spectrograms (with sliding windows over long evaluation clips).
 
 from __future__ import annotations
 
+import csv
 import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, is_dataclass
@@ -108,6 +109,35 @@ def stratified_folds(keys: Sequence[str], labels: Sequence[int], num_folds: int,
     return folds
 
 
+def read_metadata_csv(
+    meta: Path, columns: Sequence[str], int_columns: Sequence[str], missing: str
+) -> list[dict[str, str]]:
+    """Rows of a dataset's metadata CSV, checked: the official ``columns`` present, ``int_columns`` integers.
+
+    Args:
+        meta: the CSV file.
+        columns: the columns of the official release.
+        int_columns: columns whose every value must be a non-negative integer (folds, class ids).
+        missing: the message (layout and fix) when ``meta`` does not exist.
+
+    Raises:
+        DataError: the file is missing, empty, lacks columns, or holds a non-integer id; the message names it.
+    """
+    if not meta.is_file():
+        raise DataError(missing)
+    with meta.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    absent = [c for c in columns if rows and c not in rows[0]]
+    if not rows or absent:
+        raise DataError(f"{meta} is empty or lacks the official columns {absent or list(columns)}")
+    for n, r in enumerate(rows, start=2):
+        bad = [c for c in int_columns if not (r[c] or "").strip().isdigit()]
+        if bad:
+            values = " and ".join(f"{c} {r[c]!r}" for c in int_columns)
+            raise DataError(f"{meta} line {n}: {values} must be integers")
+    return rows
+
+
 def _plain(value):
     """Dataclasses as dicts, so checkpoints load with ``weights_only=True``."""
     return asdict(value) if is_dataclass(value) else value
@@ -164,6 +194,8 @@ class AudioDataModule(L.LightningDataModule):
         self.save_hyperparameters()
         for key, value in list(self.hparams.items()):
             self.hparams[key] = _plain(value)
+        # the values in force (a subclass may have derived them), so a checkpoint rebuilds the same input
+        self.hparams["sample_rate"], self.hparams["clip_seconds"] = sample_rate, clip_seconds
         self.root = Path(root).expanduser() if root is not None else None
         self.fold, self.val_fold, self.val_fraction = fold, val_fold, val_fraction
         self.sample_rate, self.clip_samples = int(sample_rate), round(clip_seconds * sample_rate)

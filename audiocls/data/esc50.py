@@ -7,10 +7,9 @@ names is loaded.
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
-from audiocls.data.base import AudioDataModule, Clip
+from audiocls.data.base import AudioDataModule, Clip, read_metadata_csv
 from audiocls.errors import DataError
 
 __all__ = ["ESC50DataModule", "read_esc50_meta"]
@@ -30,21 +29,13 @@ ARCHIVE_DIR = "ESC-50-master"  # folder the archive extracts to: pass it as data
 
 def read_esc50_meta(root: Path) -> list[dict[str, str]]:
     """Rows of ``root/meta/esc50.csv``; :class:`DataError` naming the file and the fix when it is absent."""
-    meta = root / META_FILE
-    if not meta.is_file():
-        raise DataError(
-            f"no {META_FILE} under {root}; expected the layout of the official ESC-50 release "
-            f"(audio/, meta/esc50.csv); run 'audiocls data download esc50 --root {root.parent}'"
-        )
-    with meta.open(newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    missing = [c for c in COLUMNS if rows and c not in rows[0]]
-    if not rows or missing:
-        raise DataError(f"{meta} is empty or lacks the official columns {missing or list(COLUMNS)}")
-    for n, r in enumerate(rows, start=2):
-        if not (r["fold"] or "").strip().isdigit() or not (r["target"] or "").strip().isdigit():
-            raise DataError(f"{meta} line {n}: fold {r['fold']!r} and target {r['target']!r} must be integers")
-    return rows
+    return read_metadata_csv(
+        root / META_FILE,
+        COLUMNS,
+        ("fold", "target"),
+        f"no {META_FILE} under {root}; expected the layout of the official ESC-50 release "
+        f"(audio/, meta/esc50.csv); run 'audiocls data download esc50 --root {root.parent}'",
+    )
 
 
 class ESC50DataModule(AudioDataModule):

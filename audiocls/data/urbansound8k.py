@@ -8,11 +8,9 @@ cache. Clips shorter than 4 s are zero-padded (not looped, unlike some published
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
-from audiocls.data.base import AudioDataModule, Clip
-from audiocls.errors import DataError
+from audiocls.data.base import AudioDataModule, Clip, read_metadata_csv
 
 __all__ = ["UrbanSound8KDataModule", "read_urbansound8k_meta", "CLASSES"]
 
@@ -42,21 +40,13 @@ ARCHIVE_DIR = "UrbanSound8K"
 
 def read_urbansound8k_meta(root: Path) -> list[dict[str, str]]:
     """Rows of ``root/metadata/UrbanSound8K.csv``; :class:`DataError` naming the layout and the fix."""
-    meta = root / META_FILE
-    if not meta.is_file():
-        raise DataError(
-            f"no {META_FILE} under {root}; expected the layout of the official UrbanSound8K release "
-            f"(audio/fold1..fold10/, {META_FILE}); run 'audiocls data download urbansound8k --root {root.parent}'"
-        )
-    with meta.open(newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    missing = [c for c in COLUMNS if rows and c not in rows[0]]
-    if not rows or missing:
-        raise DataError(f"{meta} is empty or lacks the official columns {missing or list(COLUMNS)}")
-    for n, r in enumerate(rows, start=2):
-        if not (r["fold"] or "").strip().isdigit() or not (r["classID"] or "").strip().isdigit():
-            raise DataError(f"{meta} line {n}: fold {r['fold']!r} and classID {r['classID']!r} must be integers")
-    return rows
+    return read_metadata_csv(
+        root / META_FILE,
+        COLUMNS,
+        ("fold", "classID"),
+        f"no {META_FILE} under {root}; expected the layout of the official UrbanSound8K release "
+        f"(audio/fold1..fold10/, {META_FILE}); run 'audiocls data download urbansound8k --root {root.parent}'",
+    )
 
 
 class UrbanSound8KDataModule(AudioDataModule):
