@@ -134,6 +134,9 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         raise ConfigError(f"model.weights={path} is not a readable weights file: {err}") from err
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
+        # an AudioClassifier checkpoint: its backbone's tensors, without the metric states beside them
+        if isinstance(state, dict) and any(k.startswith("backbone.") for k in state):
+            state = {k: v for k, v in state.items() if k.startswith("backbone.")}
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ConfigError(f"model.weights={path} does not hold a state dict of tensors")
     for prefix in ("backbone.", "module.", "model."):
