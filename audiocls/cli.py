@@ -6,169 +6,32 @@ Run ``audiocls --help``; ``audiocls fit --config configs/demo.yaml`` trains on t
 from __future__ import annotations
 
 import importlib
-import json
 import logging
 import os
 import sys
 
 import torch
-from jsonargparse import lazy_instance
-from lightning.fabric.plugins import TorchCheckpointIO
-from lightning.pytorch import Trainer
-from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
-from lightning.pytorch.loggers import CSVLogger
 
-from audiocls import preflight, tracking
-from audiocls.checkpoint_io import AtomicCheckpointIO, atomic_write_text, resolve_last_checkpoint
-from audiocls.data.base import AudioDataModule
 from audiocls.errors import AudioclsError
-from audiocls.model import AudioClassifier
-from audiocls.runinfo import RandomStateCallback, RunInfoCallback
+from audiocls.training.cli import run_cli
 
-__all__ = ["AudioCLI", "main", "EXTRA_COMMANDS"]
+__all__ = ["main", "EXTRA_COMMANDS"]
 
 log = logging.getLogger("audiocls")
 
 #: top-level commands beyond LightningCLI's, each a module with ``main(argv: list[str]) -> int``
 EXTRA_COMMANDS = {
-    "cv": ("audiocls.cv", "cross-validate over all folds, resumable, with an honest report"),
-    "ensemble": ("audiocls.ensemble", "average the outputs of several cv runs per fold"),
-    "explain": ("audiocls.explain", "gradient saliency image of a clip from a checkpoint"),
-    "export": ("audiocls.export", "waveform-in ONNX / TorchScript model from a checkpoint"),
-    "data": ("audiocls.data.download", "download and verify the public datasets"),
+    "cv": ("audiocls.commands.cv", "cross-validate over all folds, resumable, with an honest report"),
+    "ensemble": ("audiocls.commands.ensemble", "average the outputs of several cv runs per fold"),
+    "explain": ("audiocls.commands.explain", "gradient saliency image of a clip from a checkpoint"),
+    "export": ("audiocls.commands.export", "waveform-in ONNX / TorchScript model from a checkpoint"),
+    "data": ("audiocls.commands.data", "download and verify the public datasets"),
 }
-
-
-class AudioCLI(LightningCLI):
-    """LightningCLI with the datamodule -> model links, a checkpoint callback and a final test."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        failed = True
-        try:
-            super().__init__(*args, **kwargs)
-            failed = False
-        finally:  # W&B (audiocls.tracking): end the run, also after an error, so the next run starts its own
-            hint = tracking.finish_wandb(exit_code=1 if failed else None) if kwargs.get("run", True) else None
-            if hint:
-                print(hint)
-
-    def before_instantiate_classes(self) -> None:
-        """W&B: offline without a key, tags and name from the config, LR monitor and media callbacks."""
-        config = self.config[self.subcommand] if self.subcommand else self.config
-        if tracking.configure_wandb(config):
-            extra = tracking.extra_callbacks(config.get("trainer.callbacks"))
-            defaults = self.trainer_defaults.get("callbacks") or []
-            defaults = defaults if isinstance(defaults, list) else [defaults]
-            self.trainer_defaults = {**self.trainer_defaults, "callbacks": [*defaults, *extra]}
-
-    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
-        parser.link_arguments("data.in_chans", "model.in_chans", apply_on="instantiate")
-        parser.link_arguments("data.class_names", "model.class_names", apply_on="instantiate")
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
-        parser.set_defaults(
-            {
-                "checkpoint.monitor": "val/acc",
-                "checkpoint.mode": "max",
-                "checkpoint.filename": "best",
-                "checkpoint.save_last": True,
-                "trainer.logger": lazy_instance(CSVLogger, save_dir="runs", name="audiocls"),
-            }
-        )
-        parser.add_argument(
-            "--test_after_fit",
-            type=bool,
-            default=True,
-            help="after fit, test the final-epoch weights on the held-out fold (the honest figure)",
-        )
-
-    # --- reliability (docs/RELIABILITY.md): crash-safe checkpoints, exact resume, run record, early checks ------
-    def instantiate_trainer(self, **kwargs) -> Trainer:
-        """The trainer, with atomic checkpoint files, random states in checkpoints and ``runinfo.json``."""
-        trainer = super().instantiate_trainer(**kwargs)
-        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # keep a CheckpointIO the user chose
-            trainer.strategy.checkpoint_io = AtomicCheckpointIO()
-        seed = self._get(self.config, "seed_everything", default=None)
-        seed = seed if isinstance(seed, int) and not isinstance(seed, bool) else None
-        self._runinfo = RunInfoCallback(seed, self.subcommand)
-        trainer.callbacks.extend([RandomStateCallback(), self._runinfo])
-        return trainer
-
-    def _preflight(self, subcommand: str) -> None:
-        """Resolve ``--ckpt_path last`` and fail before the first step on a bad folder, root or checkpoint."""
-        config = self.config_init[subcommand]
-        ckpt = resolve_last_checkpoint(self.trainer, config.get("ckpt_path"), resume=subcommand == "fit")
-        config["ckpt_path"] = ckpt
-        self._runinfo.ckpt_path = ckpt
-        preflight.check_data_root(self.datamodule)
-        logger = self.trainer.logger
-        out = getattr(logger, "save_dir", None) if logger else None
-        need = preflight.estimate_checkpoint_bytes(self.model) if subcommand == "fit" else 0
-        preflight.check_output_dir(out or self.trainer.default_root_dir, need_bytes=need)
-        dirpath = getattr(self.trainer.checkpoint_callback, "dirpath", None)
-        if subcommand == "fit" and dirpath:
-            preflight.check_output_dir(dirpath, need_bytes=need, setting="checkpoint.dirpath")
-        if ckpt not in (None, "last", "best"):
-            preflight.check_checkpoint(ckpt, self.model, self.datamodule)
-
-    def before_fit(self) -> None:
-        self._preflight("fit")
-
-    def before_validate(self) -> None:
-        self._preflight("validate")
-
-    def before_test(self) -> None:
-        self._preflight("test")
-
-    def before_predict(self) -> None:
-        self._preflight("predict")
-
-    def after_fit(self) -> None:
-        if self.trainer.interrupted or not self._get(self.config, "test_after_fit", False):
-            return
-        if self.trainer.fast_dev_run:
-            return
-        self.trainer.test(self.model, datamodule=self.datamodule)
-        self._report()
-
-    def after_test(self) -> None:
-        self._report()
-
-    def _report(self) -> None:
-        """Write ``metrics.json`` beside the logs and print the test figures and where the run lives."""
-        metrics = {k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith("test/")}
-        if not self.trainer.is_global_zero or not metrics:
-            return
-        run_dir = tracking.run_dir(self.trainer)  # no collective call: only rank 0 gets here
-        run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))
-        ckpt = getattr(self.trainer.checkpoint_callback, "last_model_path", "") or ""
-        figures = "  ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items()))
-        print(f"\n{figures}\nrun written to {run_dir}" + (f"\nlast checkpoint: {ckpt}" if ckpt else ""))
 
 
 def _help_epilog() -> str:
     extra = "; ".join(f"{name}: {desc}" for name, (_, desc) in EXTRA_COMMANDS.items())
     return f"More commands (audiocls COMMAND --help): {extra}."
-
-
-def run_cli(args: list[str] | None = None, **kwargs) -> AudioCLI:
-    """Build and run :class:`AudioCLI` on ``args`` (any datamodule subclass, the AudioClassifier model)."""
-    return AudioCLI(
-        AudioClassifier,
-        AudioDataModule,
-        subclass_mode_data=True,
-        auto_configure_optimizers=False,
-        save_config_callback=tracking.LoggedSaveConfigCallback,
-        save_config_kwargs={"overwrite": True},
-        parser_kwargs={
-            "description": "audiocls: ImageNet CNNs on mel-spectrograms, trained with Lightning.",
-            "epilog": _help_epilog(),
-        },
-        args=args,
-        **kwargs,
-    )
 
 
 def main(args: list[str] | None = None) -> int:
@@ -192,10 +55,10 @@ def main(args: list[str] | None = None) -> int:
                 return 2
             return int(module.main(argv[1:]) or 0)
         if argv and argv[0] == "predict" and any(a == "--files" or a.startswith("--files=") for a in argv):
-            from audiocls.predict import main as predict_files_main  # predict on audio files, from a checkpoint
+            from audiocls.commands.predict import main as predict_files_main  # predict on audio files, from a checkpoint
 
             return int(predict_files_main(argv[1:]) or 0)
-        run_cli(None if args is None else argv)
+        run_cli(None if args is None else argv, epilog=_help_epilog())
     except Exception as err:
         user_error = _find_user_error(err)
         if user_error is None or os.environ.get("AUDIOCLS_DEBUG"):

@@ -22,7 +22,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import torch  # noqa: E402
 
-from audiocls.cli import main as audiocls_main  # noqa: E402
+from audiocls.cli import main as audiocls_main
 
 sys.path.insert(0, str(Path(__file__).parent))
 from esc10_pretrained_vs_random import fit_args  # noqa: E402

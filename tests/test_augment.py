@@ -11,9 +11,10 @@ import torch
 import torchaudio.functional as AF
 import yaml
 
-from audiocls.augment import AugmentConfig, SpecAugment, WaveAugment, phase_vocoder, pitch_time
+from audiocls.audio.augment import AugmentConfig, SpecAugment, WaveAugment
+from audiocls.audio.frontend import FrontendConfig, build_frontend
+from audiocls.audio.stretch import phase_vocoder, pitch_time
 from audiocls.errors import ConfigError
-from audiocls.features import FrontendConfig, build_frontend
 from tests.conftest import TINY_FRONTEND
 
 SR = 16000

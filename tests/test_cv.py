@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from audiocls import cv
 from audiocls.cli import main
+from audiocls.commands import cv
 from tests.conftest import TINY_FRONTEND
 
 
@@ -57,7 +57,7 @@ def test_fold_metrics_match_sklearn():
 def test_callback_records_each_epoch_and_final_predictions(tiny_args, tmp_path):
     """The last epoch's test-fold accuracy, the saved predictions and the CLI's test/acc are the same weights."""
     out = tmp_path / "fold"
-    callback = {"class_path": "audiocls.cv.TestFoldEachEpoch", "init_args": {"dirpath": str(out)}}
+    callback = {"class_path": "audiocls.commands.cv.TestFoldEachEpoch", "init_args": {"dirpath": str(out)}}
     assert (
         main(
             [

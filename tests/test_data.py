@@ -9,9 +9,10 @@ import pytest
 import soundfile as sf
 import torch
 
-from audiocls.data import io
+from audiocls.data import cache as io  # the cache decodes through its own load_audio name
+from audiocls.data.cache import DecodedCache
 from audiocls.data.esc50 import ESC50DataModule
-from audiocls.data.io import DecodedCache, load_audio, pad_or_crop, sliding_windows
+from audiocls.data.io import load_audio, pad_or_crop, sliding_windows
 from audiocls.data.synthetic import generate_synthetic
 from audiocls.errors import AudioLoadError, ConfigError
 from tests.conftest import TINY_FRONTEND
@@ -47,7 +48,7 @@ def test_synthetic_classes_differ(tiny_root):
 
 
 def _tiny():
-    from audiocls.features import FrontendConfig
+    from audiocls.audio.frontend import FrontendConfig
 
     return FrontendConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in TINY_FRONTEND.items()})
 
@@ -295,7 +296,7 @@ def test_windowed_evaluation_batches(tmp_path):
 
 def test_windowed_evaluation_with_the_tiny_model(tmp_path):
     """The tiny model scores windowed spectrograms: averaged logits (B, num_classes)."""
-    from audiocls.model import AudioClassifier
+    from audiocls.models.classifier import AudioClassifier
 
     root = _tree(tmp_path / "ds", seconds=2.0)
     dm = ESC50DataModule(

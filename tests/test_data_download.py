@@ -15,7 +15,8 @@ import pytest
 import soundfile as sf
 
 from audiocls.cli import main as cli_main
-from audiocls.data.download import fetch, main, safe_extract
+from audiocls.commands.data import main
+from audiocls.data.download import fetch, safe_extract
 from audiocls.errors import DataError
 
 

@@ -12,6 +12,7 @@ import pytest
 import soundfile as sf
 import torch
 
+from audiocls.audio.frontend import FrontendConfig
 from audiocls.data import (
     CSVDataModule,
     ESC50DataModule,
@@ -20,10 +21,9 @@ from audiocls.data import (
     GTZANDataModule,
     UrbanSound8KDataModule,
 )
-from audiocls.data.base import stratified_folds
+from audiocls.data.clips import stratified_folds
 from audiocls.data.io import load_audio
 from audiocls.errors import ConfigError, DataError
-from audiocls.features import FrontendConfig
 from tests.conftest import ESC10, FSDD, TINY_FRONTEND
 
 TINY = FrontendConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in TINY_FRONTEND.items()})

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from audiocls import cv
 from audiocls.cli import main
+from audiocls.commands import cv
 
 
 def _fake_run(path: Path, folds: dict[int, tuple[np.ndarray, np.ndarray]], names=("a", "b", "c")) -> Path:

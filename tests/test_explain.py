@@ -11,11 +11,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from audiocls.audio.frontend import build_frontend
 from audiocls.cli import main
-from audiocls.explain import compute_saliency, mel_centres_hz, plot_saliency
-from audiocls.features import build_frontend
-from audiocls.inference import LoadedModel, load_checkpoint
-from audiocls.model import AudioClassifier
+from audiocls.commands.explain import compute_saliency, mel_centres_hz, plot_saliency
+from audiocls.models.classifier import AudioClassifier
+from audiocls.training.checkpoints import LoadedModel, load_checkpoint
 from tests.conftest import TINY_FRONTEND
 from tests.test_predict import CLASSES, make_checkpoint
 

@@ -11,11 +11,12 @@ import pytest
 import soundfile as sf
 import torch
 
-import audiocls.export as export
+import audiocls.commands.export as export
+from audiocls.audio.dft import DFTLogMel
+from audiocls.audio.frontend import build_frontend
 from audiocls.cli import main
-from audiocls.export import DFTLogMel, read_metadata, run_exported
-from audiocls.features import build_frontend
-from audiocls.inference import load_checkpoint
+from audiocls.commands.export import read_metadata, run_exported
+from audiocls.training.checkpoints import load_checkpoint
 from tests.conftest import TINY_FRONTEND
 from tests.test_predict import CLASSES, make_checkpoint, noise
 

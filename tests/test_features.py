@@ -10,9 +10,10 @@ import torch
 import torch.nn.functional as F
 import torchaudio
 
+from audiocls.audio.frontend import FrontendConfig, LogMelFrontend, build_frontend
+from audiocls.data.base import compute_stats
 from audiocls.data.io import load_audio, pad_or_crop
 from audiocls.errors import ConfigError
-from audiocls.features import FrontendConfig, LogMelFrontend, build_frontend, compute_stats
 from tests.conftest import ESC10, TINY_FRONTEND
 
 #: largest |ours - reference| allowed on ln-mel values (which span about -14..+10): float32 rounding of the

@@ -13,7 +13,8 @@ import torch.nn.functional as F
 import yaml
 
 from audiocls.errors import ConfigError
-from audiocls.model import AudioClassifier, build_backbone, mixup
+from audiocls.models.backbone import build_backbone
+from audiocls.models.classifier import AudioClassifier, mixup
 
 
 def test_every_parameter_gets_a_gradient():
@@ -98,7 +99,7 @@ def test_mixup_loss_is_the_mixed_cross_entropy(monkeypatch):
         seen["alpha"] = alpha
         return s.flip(0), t.flip(0), 0.3
 
-    monkeypatch.setattr("audiocls.model.mixup", fake_mixup)
+    monkeypatch.setattr("audiocls.models.classifier.mixup", fake_mixup)
     model.eval()  # no dropout/BN noise: the loss is a function of the mixed input only
     loss = model.training_step((spec, y), 0)
     logits = model(spec.flip(0))
@@ -110,13 +111,13 @@ def test_mixup_loss_is_the_mixed_cross_entropy(monkeypatch):
 def test_mixup_is_off_by_default(monkeypatch):
     model = AudioClassifier("test_resnet", num_classes=4)
     monkeypatch.setattr(model, "log", lambda *a, **k: None)
-    monkeypatch.setattr("audiocls.model.mixup", lambda *a: pytest.fail("mixup called"))
+    monkeypatch.setattr("audiocls.models.classifier.mixup", lambda *a: pytest.fail("mixup called"))
     model.training_step((torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 2, 3])), 0)
 
 
 def test_fit_and_test_log_the_metrics_and_keep_the_confusion(tiny_args, tmp_path):
     """A real (tiny) fit + test through the CLI: the metric names, and a confusion matrix that adds up."""
-    from audiocls.cli import run_cli
+    from audiocls.training.cli import run_cli
 
     args = ["fit", *tiny_args, "--trainer.max_epochs=1", "--model.backbone=test_efficientnet"]
     cli = run_cli(args)
@@ -209,7 +210,7 @@ def test_offline_presets_build_with_their_weights(preset, monkeypatch):
 
 
 def test_a_preset_then_random_yaml_gives_random_init_keeping_the_optimizer(capsys):
-    from audiocls.cli import run_cli
+    from audiocls.training.cli import run_cli
 
     args = ["fit", "--config", str(REPO / "configs" / "esc10.yaml")]
     args += ["--model", str(REPO / "configs" / "model" / "mobilenetv3_small.yaml")]

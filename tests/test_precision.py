@@ -8,8 +8,9 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from audiocls.cli import main, run_cli
-from audiocls.features import FrontendConfig, build_frontend
+from audiocls.audio.frontend import FrontendConfig, build_frontend
+from audiocls.cli import main
+from audiocls.training.cli import run_cli
 
 from .conftest import TINY_FRONTEND
 

@@ -13,8 +13,9 @@ import soundfile as sf
 import torch
 
 from audiocls.cli import main
-from audiocls.inference import load_checkpoint, score_wave, window_starts
-from audiocls.model import AudioClassifier
+from audiocls.commands.scoring import score_wave, window_starts
+from audiocls.models.classifier import AudioClassifier
+from audiocls.training.checkpoints import load_checkpoint
 from tests.conftest import TINY_FRONTEND
 
 CLASSES = ["tone", "chirp_up", "chirp_down", "noise_band"]

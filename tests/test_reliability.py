@@ -24,10 +24,11 @@ import soundfile as sf
 import timm
 import torch
 
-from audiocls.checkpoint_io import AtomicCheckpointIO, atomic_write_text
 from audiocls.cli import main
 from audiocls.errors import ConfigError, DataError
-from audiocls.preflight import check_data_root
+from audiocls.files import atomic_write_text
+from audiocls.training.checkpoints import AtomicCheckpointIO
+from audiocls.training.preflight import check_data_root
 from tests.conftest import TINY_FRONTEND
 
 PACKAGE = Path(__file__).resolve().parents[1] / "audiocls"
@@ -49,7 +50,7 @@ def _fails_before_training(args: list[str], capsys, *needles: str) -> str:
 # --- crash-safe files ---------------------------------------------------------------------------------------
 SAVER = """
 import sys, torch
-from audiocls.checkpoint_io import AtomicCheckpointIO
+from audiocls.training.checkpoints import AtomicCheckpointIO
 io, big = AtomicCheckpointIO(), torch.arange(4_000_000, dtype=torch.float32)
 print("ready", flush=True)
 for i in range(10**6):
@@ -180,7 +181,7 @@ def test_unwritable_output_folder(tiny_args, tmp_path, capsys):
 
 def test_full_output_disk(tiny_args, capsys, monkeypatch):
     usage = namedtuple("usage", "total used free")
-    monkeypatch.setattr("audiocls.preflight.shutil.disk_usage", lambda p: usage(10**9, 10**9 - 2**20, 2**20))
+    monkeypatch.setattr("audiocls.training.preflight.shutil.disk_usage", lambda p: usage(10**9, 10**9 - 2**20, 2**20))
     _fails_before_training(["fit", *tiny_args], capsys, "1 MB free", "runs")
 
 
@@ -214,7 +215,7 @@ def test_weights_of_another_architecture_name_the_keys(tiny_args, tmp_path, caps
 
 
 def _fake_checkpoint(path: Path, *, num_classes: int, n_mels: int, sample_rate: int = 8000) -> Path:
-    from audiocls.model import AudioClassifier
+    from audiocls.models.classifier import AudioClassifier
 
     model = AudioClassifier("test_resnet", num_classes=num_classes, in_chans=3)
     frontend = {**TINY_FRONTEND, "n_mels": n_mels}

@@ -7,8 +7,9 @@ import torch
 from torch import nn
 
 from audiocls.errors import ConfigError
-from audiocls.model import AudioClassifier, build_backbone
-from audiocls.weights import freeze_until, num_stages, reinit_from, stage_of_modules
+from audiocls.models.backbone import build_backbone
+from audiocls.models.classifier import AudioClassifier
+from audiocls.models.transfer import freeze_until, num_stages, reinit_from, stage_of_modules
 
 #: a DenseNet-like (transitions between dense blocks) and an EfficientNet-like (stem + nested blocks) model
 ARCHS = ["densenet121", "test_efficientnet"]

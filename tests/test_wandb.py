@@ -16,7 +16,13 @@ import torch
 from jsonargparse import Namespace
 
 from audiocls.cli import main
-from audiocls.tracking import configure_wandb, extra_callbacks, run_tags, spectrogram_image, wandb_key_configured
+from audiocls.training.tracking import (
+    configure_wandb,
+    extra_callbacks,
+    run_tags,
+    spectrogram_image,
+    wandb_key_configured,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 WANDB_YAML = ROOT / "configs" / "logger" / "wandb.yaml"

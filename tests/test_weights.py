@@ -7,8 +7,9 @@ import timm
 import torch
 
 from audiocls.errors import ConfigError
-from audiocls.model import AudioClassifier, build_backbone
-from audiocls.weights import EFFICIENTNET_LITE0_SOURCE, map_efficientnet_lite, read_state_dict, resolve_weights
+from audiocls.models.backbone import build_backbone
+from audiocls.models.classifier import AudioClassifier
+from audiocls.models.weights import EFFICIENTNET_LITE0_SOURCE, map_efficientnet_lite, read_state_dict, resolve_weights
 from tests.conftest import WEIGHTS
 
 

@@ -1,6 +1,7 @@
 """Datasets: one LightningDataModule per dataset over the shared :class:`AudioDataModule`."""
 
-from audiocls.data.base import AudioDataModule, Clip, ClipDataset
+from audiocls.data.base import AudioDataModule
+from audiocls.data.clips import Clip, ClipDataset
 from audiocls.data.esc50 import ESC50DataModule
 from audiocls.data.folder import CSVDataModule, FolderDataModule
 from audiocls.data.fsdd import FSDDDataModule

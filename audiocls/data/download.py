@@ -10,11 +10,9 @@ absolute paths, ``..`` components, links that point outside the target and speci
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import logging
 import stat
-import sys
 import tarfile
 import urllib.request
 import zipfile
@@ -24,7 +22,7 @@ from types import ModuleType
 
 from audiocls.errors import AudioclsError, AudioLoadError, DataError
 
-__all__ = ["main", "fetch", "safe_extract", "verify_checksum", "DATASETS"]
+__all__ = ["fetch", "safe_extract", "verify_checksum", "DATASETS"]
 
 log = logging.getLogger(__name__)
 
@@ -210,51 +208,3 @@ def verify(name: str, root: Path, workers: int = 2) -> list[str]:
 
     with ThreadPoolExecutor(workers) as pool:
         return [p for p in pool.map(one, [c.path for c in dm.list_clips()]) if p]
-
-
-# --- the command ----------------------------------------------------------------------------------------
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="audiocls data", description="Download and verify the public datasets.")
-    sub = parser.add_subparsers(dest="action", required=True)
-    dl = sub.add_parser("download", help="download, check and unpack a dataset")
-    dl.add_argument("name", choices=DATASETS)
-    dl.add_argument("--root", type=Path, required=True, help="folder to download and unpack into")
-    dl.add_argument("--url", help="another URL (a mirror); default: the official one")
-    dl.add_argument("--checksum", help="md5:<hex> or sha256:<hex>, or 'none'; default: the dataset's")
-    dl.add_argument("--keep-archive", action="store_true", help="keep the archive after unpacking")
-    dl.add_argument("--no-progress", action="store_true", help="no progress bar")
-    ve = sub.add_parser("verify", help="decode every file of a dataset and report problems")
-    ve.add_argument("name", choices=DATASETS)
-    ve.add_argument("--root", type=Path, required=True, help="the dataset folder (data.root)")
-    ve.add_argument("--workers", type=int, default=2, help="decoding threads")
-    return parser
-
-
-def main(argv: list[str]) -> int:
-    """``audiocls data download|verify NAME --root DIR``; returns the exit code (1: verify found problems)."""
-    args = _parser().parse_args(argv)
-    root = args.root.expanduser()
-    if args.action == "verify":
-        problems = verify(args.name, root, args.workers)
-        for line in problems:
-            print(line)
-        print(f"{args.name}: {len(problems)} problem(s)" if problems else f"{args.name}: every file decodes")
-        return 1 if problems else 0
-    module, _ = _modules()[args.name]
-    url = args.url or module.URL
-    checksum = (
-        module.CHECKSUM if args.checksum is None else (None if args.checksum.lower() == "none" else args.checksum)
-    )
-    archive = root / (Path(urllib.request.urlparse(url).path).name or f"{args.name}.archive")
-    fetch(url, archive, checksum, progress=not args.no_progress)
-    log.info("unpacking %s into %s", archive, root)
-    safe_extract(archive, root)
-    data_root, count = check_layout(args.name, root)
-    if not args.keep_archive:
-        archive.unlink()
-    print(f"{args.name}: {count} clips in {data_root}\nuse --data.root {data_root}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from audiocls.data.base import AudioDataModule, Clip, read_metadata_csv
+from audiocls.data.base import AudioDataModule
+from audiocls.data.clips import Clip, read_metadata_csv
 from audiocls.errors import DataError
 
 __all__ = ["ESC50DataModule", "read_esc50_meta"]

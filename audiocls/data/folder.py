@@ -11,7 +11,8 @@ from pathlib import Path
 
 import soundfile as sf
 
-from audiocls.data.base import AudioDataModule, Clip, stratified_folds
+from audiocls.data.base import AudioDataModule
+from audiocls.data.clips import Clip, stratified_folds
 from audiocls.errors import ConfigError, DataError
 
 __all__ = ["FolderDataModule", "CSVDataModule", "AUDIO_EXTENSIONS"]

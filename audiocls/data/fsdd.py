@@ -12,7 +12,8 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from audiocls.data.base import AudioDataModule, Clip
+from audiocls.data.base import AudioDataModule
+from audiocls.data.clips import Clip
 from audiocls.errors import ConfigError, DataError
 
 __all__ = ["FSDDDataModule", "parse_name"]

@@ -16,7 +16,8 @@ import csv
 import logging
 from pathlib import Path
 
-from audiocls.data.base import AudioDataModule, Clip, stratified_folds
+from audiocls.data.base import AudioDataModule
+from audiocls.data.clips import Clip, stratified_folds
 from audiocls.errors import ConfigError, DataError
 
 __all__ = ["GTZANDataModule", "read_split_file", "GENRES"]

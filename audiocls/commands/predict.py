@@ -22,9 +22,10 @@ from pathlib import Path
 
 import torch
 
+from audiocls.commands.scoring import score_wave
 from audiocls.data.io import load_audio
 from audiocls.errors import AudioLoadError, ConfigError
-from audiocls.inference import LoadedModel, load_checkpoint, score_wave
+from audiocls.training.checkpoints import LoadedModel, load_checkpoint
 
 __all__ = ["AUDIO_EXTENSIONS", "expand_files", "predict_files", "format_results", "main"]
 

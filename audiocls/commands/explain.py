@@ -23,9 +23,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from audiocls.commands.scoring import score_wave
 from audiocls.data.io import load_audio, pad_or_crop
 from audiocls.errors import ConfigError
-from audiocls.inference import LoadedModel, load_checkpoint, score_wave
+from audiocls.training.checkpoints import LoadedModel, load_checkpoint
 
 __all__ = ["Saliency", "compute_saliency", "resolve_targets", "plot_saliency", "mel_centres_hz", "main"]
 
@@ -56,7 +57,7 @@ def compute_saliency(loaded: LoadedModel, wave: np.ndarray, targets: list[int]) 
     """Gradient saliency and Grad-CAM of ``wave (T,)`` (one training clip long) for the ``targets`` classes.
 
     Args:
-        loaded: model and frontend from :func:`~audiocls.inference.load_checkpoint`.
+        loaded: model and frontend from :func:`~audiocls.training.checkpoints.load_checkpoint`.
         wave: (clip_samples,) float32 at ``loaded.sample_rate``; shorter is zero-padded, longer is centre-cropped.
         targets: class indices.
     """

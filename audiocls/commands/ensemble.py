@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from audiocls.cv_report import PREDICTIONS, RESULT, fold_metrics, mean_std, write_json
+from audiocls.commands.cv_report import PREDICTIONS, RESULT, fold_metrics, mean_std, write_json
 from audiocls.errors import ConfigError, DataError
 
 __all__ = ["main", "load_run", "ensemble_folds"]

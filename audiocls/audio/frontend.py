@@ -24,9 +24,9 @@ from torch import nn
 from audiocls.errors import ConfigError
 
 if TYPE_CHECKING:
-    from audiocls.data.base import AudioDataModule
+    pass
 
-__all__ = ["FrontendConfig", "LogMelFrontend", "build_frontend", "check_frontend", "compute_stats"]
+__all__ = ["FrontendConfig", "LogMelFrontend", "build_frontend", "check_frontend"]
 
 log = logging.getLogger(__name__)
 
@@ -221,41 +221,3 @@ def build_frontend(config: FrontendConfig | dict, sample_rate: int) -> LogMelFro
             config["mel_norm"] = "slaney"  # checkpoints from before mel_norm existed tied the two together
         config = FrontendConfig(**config)
     return LogMelFrontend(config, sample_rate)
-
-
-@torch.no_grad()
-def compute_stats(
-    datamodule: AudioDataModule, max_batches: int | None = None, per_channel: bool = True
-) -> tuple[tuple[float, ...], tuple[float, ...]] | tuple[float, float]:
-    """Mean and std of the frontend's output over a datamodule's training split, without augmentation.
-
-    Put the result in ``frontend.mean`` / ``frontend.std`` to normalise with training-set statistics. The
-    datamodule's own normalisation (if any) is ignored, so the figures are always of the raw log-mel.
-
-    Args:
-        datamodule: set up (or set-up-able) datamodule; its training loader is read once, in order.
-        max_batches: stop after this many batches (``None`` reads the whole training split).
-        per_channel: one (mean, std) per channel when True, one pair for all channels otherwise.
-
-    Returns:
-        ``(means, stds)`` as tuples of floats (one per channel), or two floats when ``per_channel`` is False.
-    """
-    datamodule.setup("fit")
-    frontend = build_frontend(replace(datamodule.frontend.config, mean=None, std=None), datamodule.sample_rate)
-    total = sq = count = None
-    loader = torch.utils.data.DataLoader(datamodule.splits["train"], batch_size=datamodule.batch_size)
-    for i, (wave, *_rest) in enumerate(loader):
-        if max_batches is not None and i >= max_batches:
-            break
-        spec = frontend(wave).double()  # (B, C, n_mels, frames)
-        dims = (0, 2, 3) if per_channel else (0, 1, 2, 3)
-        s, q, n = spec.sum(dims), (spec**2).sum(dims), spec.numel() / (1 if not per_channel else spec.shape[1])
-        total, sq, count = (s, q, n) if total is None else (total + s, sq + q, count + n)
-    if total is None:
-        raise ConfigError("compute_stats: the training split is empty; check data.root and data.fold")
-    mean = total / count
-    std = (sq / count - mean**2).clamp_min(0).sqrt()
-    log.info("frontend statistics over %d values: mean %s std %s", int(count), mean.tolist(), std.tolist())
-    if per_channel:
-        return tuple(round(v, 6) for v in mean.tolist()), tuple(round(v, 6) for v in std.tolist())
-    return round(mean.item(), 6), round(std.item(), 6)

@@ -27,7 +27,7 @@ import lightning as L
 import numpy as np
 import torch
 
-from audiocls.checkpoint_io import atomic_write_text
+from audiocls.files import atomic_write_text
 
 __all__ = [
     "collect_runinfo",
@@ -127,7 +127,7 @@ class RunInfoCallback(L.Callback):
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if not trainer.is_global_zero or trainer.fast_dev_run:
             return
-        from audiocls.tracking import run_dir as _run_dir  # no collective call: safe on rank 0 alone under DDP
+        from audiocls.training.tracking import run_dir as _run_dir
 
         run_dir = _run_dir(trainer)
         extra = {"subcommand": self.subcommand or stage, "ckpt_path": self.ckpt_path}

@@ -1,0 +1,81 @@
+"""Using a trained model: load a checkpoint with its frontend, and score audio of any length.
+
+A checkpoint written by ``audiocls fit`` holds the model's hyperparameters (backbone, classes, channels) and
+the datamodule's (sample rate, clip length, frontend settings), so :func:`load_checkpoint` rebuilds the
+whole waveform -> logits path from the file alone, with no dataset at hand. :func:`score_wave` scores a
+recording longer than the training clip over sliding windows and averages the probabilities.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+import torch
+
+from audiocls.data.io import pad_or_crop
+from audiocls.errors import ConfigError
+from audiocls.training.checkpoints import LoadedModel
+
+__all__ = ["window_starts", "score_wave"]
+
+log = logging.getLogger(__name__)
+
+#: a recording at most this fraction longer than the clip is centre-cropped to one window, not slid over
+SLACK = 0.05
+
+
+def window_starts(num_samples: int, clip_samples: int, hop_samples: int) -> list[int]:
+    """Start samples of the windows covering a recording: every ``hop_samples``, the last one flush with the end.
+
+    A recording no longer than one clip gives one window at 0 (zero-padded by :func:`score_wave`).
+
+    Args:
+        num_samples: recording length T.
+        clip_samples: window length.
+        hop_samples: step between window starts (> 0).
+    """
+    if hop_samples < 1:
+        raise ConfigError(f"hop of {hop_samples} samples must be at least 1 sample")
+    if num_samples <= clip_samples:
+        return [0]
+    last = num_samples - clip_samples
+    starts = list(range(0, last + 1, hop_samples))
+    if starts[-1] != last:
+        starts.append(last)
+    return starts
+
+
+@torch.no_grad()
+def score_wave(
+    loaded: LoadedModel, wave: np.ndarray, *, hop_seconds: float | None = None, batch_size: int = 16
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Class probabilities of a recording of any length.
+
+    Args:
+        loaded: the model from :func:`load_checkpoint`.
+        wave: (T,) float32 at ``loaded.sample_rate``.
+        hop_seconds: step between windows; ``None`` is half the clip length. A recording up to :data:`SLACK`
+            longer than the clip is centre-cropped to one window.
+        batch_size: windows per forward pass.
+
+    Returns:
+        ``probs (num_classes,)`` the mean of the window probabilities, ``window_probs (W, num_classes)`` and
+        ``starts (W,)`` the window start in samples.
+    """
+    clip = loaded.clip_samples
+    hop = clip / 2 if hop_seconds is None else hop_seconds * loaded.sample_rate
+    if not math.isfinite(hop) or hop <= 0:
+        raise ConfigError(f"--hop_seconds={hop_seconds} must be a positive number of seconds")
+    if len(wave) <= clip * (1 + SLACK):  # e.g. ESC-50's 5.001 s clips: one centre crop, as in evaluation
+        wave = pad_or_crop(wave, clip)
+    starts = window_starts(len(wave), clip, max(1, round(hop)))
+    device = loaded.device
+    chunks = []
+    for i in range(0, len(starts), batch_size):
+        batch = np.stack([pad_or_crop(wave[s : s + clip], clip) for s in starts[i : i + batch_size]])
+        spec = loaded.frontend(torch.from_numpy(batch).to(device))  # (b, C, n_mels, frames)
+        chunks.append(loaded.model(spec).float().softmax(-1).cpu())
+    window_probs = torch.cat(chunks).numpy()  # (W, num_classes)
+    return window_probs.mean(0), window_probs, np.asarray(starts)

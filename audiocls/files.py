@@ -1,0 +1,68 @@
+"""Crash-safe files: written to a temporary file, fsynced, then renamed; the one place that reads torch files.
+
+A process killed at any moment (SIGKILL, OOM, a preempted node) leaves either the previous complete file or
+the new complete file at the target path, never a truncated one that a later run would trust. Files written by
+torch are read back with ``weights_only=True``: loading a file cannot run code.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+__all__ = ["atomic_write_bytes", "atomic_write_text", "is_local_path"]
+
+
+def is_local_path(path: str | Path) -> bool:
+    """True for a plain file system path, False for an fsspec URL such as ``s3://bucket/x.ckpt``."""
+    return "://" not in str(path) or str(path).startswith("file://")
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Persist a rename: fsync the folder that holds the renamed file (a no-op where not supported)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _atomic_write(path: str | Path, write: Callable[[Any], None]) -> None:
+    """Call ``write(fh)`` on a temporary file beside ``path``, fsync it, and rename it over ``path``.
+
+    The temporary file is ``.<name>.partial`` in the same folder (so the rename never crosses file systems); on
+    any error it is removed and the previous ``path``, if any, is left untouched.
+    """
+    path = Path(str(path).removeprefix("file://"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.partial")
+    try:
+        with open(tmp, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (temporary file, fsync, rename)."""
+    _atomic_write(path, lambda fh: fh.write(data))
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically (temporary file, fsync, rename)."""
+    atomic_write_bytes(path, text.encode("utf-8"))
