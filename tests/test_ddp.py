@@ -102,3 +102,48 @@ def test_ddp_fit_test_accuracy_equals_single_process_evaluation(odd_root, tmp_pa
     assert main(args) == 0
     single = json.loads(max((tmp_path / "runs" / "audiocls").glob("version_*/metrics.json")).read_text())
     assert single["test/acc"] == pytest.approx(ddp_acc, abs=1e-6)
+
+
+@pytest.mark.slow
+def test_ddp_cv_fold_predictions_equal_single_process_evaluation(odd_root, tmp_path):
+    """A cv fold (``TestFoldEachEpoch``) under 2-process DDP: ``predictions.npz`` holds the whole held-out fold
+    once, in order, and equals a 1-process evaluation of the same checkpoint; the per-epoch figure agrees."""
+    import numpy as np
+    import torch
+
+    from audiocls.commands import cv
+    from audiocls.training.checkpoints import load_checkpoint
+
+    out = tmp_path / "fold"
+    callback = {"class_path": "audiocls.commands.cv.TestFoldEachEpoch", "init_args": {"dirpath": str(out)}}
+    env = dict(os.environ, WANDB_MODE="disabled", HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
+    cmd = [sys.executable, "-m", "audiocls.cli", "fit", "--config", str(DDP_CPU), *odd_args(odd_root)]
+    cmd += ["--trainer.max_epochs=1", f"--trainer.callbacks+={json.dumps(callback)}"]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=420)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-4000:]
+    assert "GLOBAL_RANK: 1, MEMBER: 2/2" in log, log[-2000:]
+    saved = np.load(out / cv.PREDICTIONS)
+
+    # one process, by hand: the same checkpoint on the whole fold, in the datamodule's order
+    (run,) = (tmp_path / "runs" / "audiocls").glob("version_*")
+    loaded = load_checkpoint(run / "checkpoints" / "last.ckpt")
+    dm = SyntheticDataModule(
+        odd_root, num_classes=3, clips_per_fold=3, seconds=1.0, sample_rate=8000, batch_size=4, num_workers=0,
+        val_fraction=0.25,
+    )  # fmt: skip
+    dm.setup("test")
+    probs, labels = [], []
+    with torch.no_grad():
+        for wave, y in dm.test_dataloader():  # the checkpoint's own frontend, rebuilt from its hyperparameters
+            probs.append(loaded.model(loaded.frontend(wave)).softmax(-1).numpy())
+            labels.append(y.numpy())
+    probs, labels = np.concatenate(probs), np.concatenate(labels)
+    test = dm.splits["test"]
+    assert len(labels) == 9 and saved["probs"].shape == (9, 3)  # every clip once, none repeated
+    assert np.array_equal(saved["labels"], labels)
+    assert list(saved["files"]) == [str(test.cache.files[i]) for i in test.indices]
+    np.testing.assert_allclose(saved["probs"], probs, atol=1e-5)
+    history = json.loads((out / cv.EPOCHS).read_text())
+    assert [h["epoch"] for h in history] == [0]
+    assert history[0]["acc"] == pytest.approx(float((probs.argmax(1) == labels).mean()))

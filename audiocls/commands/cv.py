@@ -32,13 +32,12 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
-from lightning.fabric.utilities.apply_func import move_data_to_device
 from lightning.pytorch import Callback
 
 from audiocls.commands.cv_report import EPOCHS, LOG, PREDICTIONS, RESULT, fold_metrics, write_json, write_report
 from audiocls.errors import ConfigError
 
-__all__ = ["TestFoldEachEpoch", "main", "config_hash", "predict_test_fold", "fold_metrics"]
+__all__ = ["TestFoldEachEpoch", "main", "config_hash", "gather_fold", "fold_metrics"]
 
 log = logging.getLogger(__name__)
 
@@ -58,37 +57,50 @@ HASH_IGNORED = (
 
 
 # --- the callback each fold runs with -------------------------------------------------------------------------
-@torch.no_grad()
-def predict_test_fold(trainer, pl_module) -> tuple[np.ndarray, np.ndarray]:
-    """Softmax outputs (N, num_classes) and labels (N,) of the model on the datamodule's test fold, in eval mode.
+def _loader_order(loader) -> list[int]:
+    """Dataset positions of a non-shuffled evaluation loader, in the order this process sees them.
 
-    Batches go to the model's device and through ``datamodule.on_after_batch_transfer`` as in Lightning's
-    loops (no augmentation outside training).
+    Under DDP that is the datamodule's ``UnrepeatedDistributedSampler`` shard (every clip on exactly one rank).
     """
-    dm = trainer.datamodule
-    was_training = pl_module.training
-    pl_module.eval()
-    probs, labels = [], []
-    try:
-        for batch in dm.test_dataloader():
-            spec, y = dm.on_after_batch_transfer(move_data_to_device(batch, pl_module.device), 0)
-            with trainer.precision_plugin.forward_context():
-                logits = pl_module(spec)
-            probs.append(logits.float().softmax(-1).cpu().numpy())
-            labels.append(y.cpu().numpy())
-    finally:
-        pl_module.train(was_training)
-    return np.concatenate(probs), np.concatenate(labels)
+    return [int(i) for i in loader.sampler]
+
+
+def gather_fold(trainer, pl_module, rows: list[tuple[torch.Tensor, torch.Tensor]], loader):
+    """Softmax outputs (N, num_classes) and labels (N,) of a whole evaluation set, gathered over the processes.
+
+    Args:
+        rows: this process's ``(logits (B, K), labels (B,))`` per batch, in loader order.
+        loader: the loader that produced them (its sampler gives each row's position in the dataset).
+
+    Returns:
+        ``(probs, labels)`` as numpy arrays in dataset order, every clip once; every process gets them (the
+        gather is a collective call: all processes must call this).
+    """
+    k = len(pl_module.class_names)
+    device = pl_module.device
+    probs = torch.cat([r[0].float().softmax(-1) for r in rows]) if rows else torch.zeros(0, k, device=device)
+    labels = torch.cat([r[1] for r in rows]).long() if rows else torch.zeros(0, dtype=torch.long, device=device)
+    order = torch.tensor(_loader_order(loader)[: len(labels)], dtype=torch.long, device=device)
+    if trainer.world_size > 1:
+        from torchmetrics.utilities.distributed import gather_all_tensors  # pads and trims uneven shards
+
+        probs, labels, order = (torch.cat(gather_all_tensors(t.to(device))) for t in (probs, labels, order))
+    if len(set(order.tolist())) != len(order):
+        raise RuntimeError("the evaluation shards overlap: a clip was scored by two processes")
+    sort = order.argsort()
+    return probs[sort].cpu().numpy(), labels[sort].cpu().numpy()
 
 
 class TestFoldEachEpoch(Callback):
     """Accuracy on the held-out fold after every validation epoch, and the final model's test-fold outputs.
 
-    The per-epoch figures are the paper's protocol (picking the best of them flatters the result); they are
-    logged as ``test_each_epoch/acc`` and written to ``test_each_epoch.json``. At the end of ``test`` (which
-    ``audiocls fit`` runs on the final weights) the softmax outputs, labels, file names and class names are
-    saved to ``predictions.npz`` for the report and :mod:`audiocls.commands.ensemble`. The history is kept in
-    checkpoints, so a resumed fit continues it.
+    During ``fit`` the datamodule's held-out fold is a second validation dataloader
+    (``AudioDataModule.validate_test_fold``), evaluated by Lightning's own loop (device, precision, DDP shards)
+    and gathered over the processes. The per-epoch figures are the paper's protocol (picking the best of them
+    flatters the result); they are logged as ``test_each_epoch/acc`` and written to ``test_each_epoch.json``.
+    At the end of ``test`` (which ``audiocls fit`` runs on the final weights) the softmax outputs, labels, file
+    names and class names of the whole fold are saved to ``predictions.npz`` for the report and
+    :mod:`audiocls.commands.ensemble`. The history is kept in checkpoints, so a resumed fit continues it.
 
     Args:
         dirpath: where the files go; ``None`` is the trainer's ``log_dir``.
@@ -97,25 +109,52 @@ class TestFoldEachEpoch(Callback):
     def __init__(self, dirpath: str | None = None):
         self.dirpath = dirpath
         self.history: list[dict] = []
+        self._rows: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     def _dir(self, trainer) -> Path:
         path = Path(self.dirpath or trainer.log_dir or trainer.default_root_dir)
         path.mkdir(parents=True, exist_ok=True)
         return path
 
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        if stage == "fit" and trainer.datamodule is not None:
+            trainer.datamodule.validate_test_fold = True  # before Lightning asks for the validation loaders
+
+    def _keep(self, outputs, batch) -> None:
+        self._rows.append((outputs.detach(), batch[1].detach()))
+
+    # per epoch: dataloader 1 of validation is the held-out fold
+    def on_validation_epoch_start(self, trainer, pl_module) -> None:
+        self._rows = []
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        if dataloader_idx == 1 and not trainer.sanity_checking:
+            self._keep(outputs, batch)
+
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
-        if trainer.sanity_checking:
+        if trainer.sanity_checking or not getattr(trainer.datamodule, "validate_test_fold", False):
             return
-        probs, labels = predict_test_fold(trainer, pl_module)
+        probs, labels = gather_fold(trainer, pl_module, self._rows, trainer.val_dataloaders[1])
+        self._rows = []
         acc = float((probs.argmax(1) == labels).mean()) if len(labels) else float("nan")
         self.history = [h for h in self.history if h["epoch"] != trainer.current_epoch]
         self.history.append({"epoch": trainer.current_epoch, "step": trainer.global_step, "acc": acc})
-        pl_module.log("test_each_epoch/acc", acc)
+        pl_module.log("test_each_epoch/acc", acc, sync_dist=True)  # the same gathered figure on every process
         if trainer.is_global_zero:
             write_json(self._dir(trainer) / EPOCHS, self.history)
 
-    def on_test_end(self, trainer, pl_module) -> None:
-        probs, labels = predict_test_fold(trainer, pl_module)
+    # the final weights: the whole fold, saved
+    def on_test_epoch_start(self, trainer, pl_module) -> None:
+        self._rows = []
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        self._keep(outputs, batch)
+
+    def on_test_epoch_end(self, trainer, pl_module) -> None:
+        loader = trainer.test_dataloaders
+        loader = loader[0] if isinstance(loader, list | tuple) else loader
+        probs, labels = gather_fold(trainer, pl_module, self._rows, loader)
+        self._rows = []
         if not trainer.is_global_zero:
             return
         test = getattr(trainer.datamodule, "splits", {}).get("test")

@@ -62,6 +62,9 @@ class AudioDataModule(L.LightningDataModule):
 
     num_folds: int = 1
     class_names: list[str]
+    #: when True, ``val_dataloader`` returns ``[val, test]``: the held-out fold is evaluated after every validation
+    #: epoch as dataloader 1 (set by :class:`audiocls.commands.cv.TestFoldEachEpoch`, not a user setting)
+    validate_test_fold: bool = False
 
     def __init__(
         self,
@@ -261,8 +264,8 @@ class AudioDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         return self._loader("train")
 
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
+    def val_dataloader(self) -> DataLoader | list[DataLoader]:
+        return [self._loader("val"), self._loader("test")] if self.validate_test_fold else self._loader("val")
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test")

@@ -163,14 +163,21 @@ class AudioClassifier(L.LightningModule):
     def _loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
 
-    def validation_step(self, batch, batch_idx: int) -> None:
+    def validation_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
+        """logits (B, num_classes); only dataloader 0 (the validation split) is logged as ``val/*``.
+
+        Further validation dataloaders (``audiocls cv`` adds the held-out fold as dataloader 1) are only scored:
+        callbacks read their logits from the step's output.
+        """
         spec, y = batch
         logits = self(spec)
-        self.val_acc(logits, y)
-        self.log(
-            "val/loss", F.cross_entropy(logits, y), on_epoch=True, prog_bar=True, batch_size=len(y), sync_dist=True
-        )
-        self.log("val/acc", self.val_acc, on_step=False, on_epoch=True, prog_bar=True)
+        if dataloader_idx == 0:
+            self.val_acc(logits, y)
+            loss = F.cross_entropy(logits, y)
+            kw = dict(on_epoch=True, prog_bar=True, add_dataloader_idx=False)
+            self.log("val/loss", loss, batch_size=len(y), sync_dist=True, **kw)
+            self.log("val/acc", self.val_acc, on_step=False, **kw)
+        return logits
 
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking:
@@ -181,12 +188,14 @@ class AudioClassifier(L.LightningModule):
     def on_test_epoch_start(self) -> None:
         self.test_confmat.reset()
 
-    def test_step(self, batch, batch_idx: int) -> None:
+    def test_step(self, batch, batch_idx: int) -> torch.Tensor:
+        """logits (B, num_classes), for callbacks (e.g. the saved predictions of ``audiocls cv``)."""
         spec, y = batch
         logits = self(spec)
         self.log("test/loss", F.cross_entropy(logits, y), on_epoch=True, batch_size=len(y), sync_dist=True)
         self.test_metrics.update(logits, y)
         self.test_confmat.update(logits, y)
+        return logits
 
     def on_test_epoch_end(self) -> None:
         self.log_dict(self.test_metrics.compute())
