@@ -1,36 +1,37 @@
-"""The ``audiocls`` command: LightningCLI's fit/validate/test/predict plus the framework's own commands.
+"""The ``audiocls`` command: LightningCLI's fit/validate/test plus the framework's own commands.
 
 Run ``audiocls --help``; ``audiocls fit --config configs/demo.yaml`` trains on the built-in synthetic set.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import sys
 
 import torch
 
+from audiocls.commands import cv, data, ensemble, explain, export, predict
 from audiocls.errors import AudioclsError
 from audiocls.training.cli import run_cli
 
-__all__ = ["main", "EXTRA_COMMANDS"]
+__all__ = ["main", "COMMANDS"]
 
 log = logging.getLogger("audiocls")
 
-#: top-level commands beyond LightningCLI's, each a module with ``main(argv: list[str]) -> int``
-EXTRA_COMMANDS = {
-    "cv": ("audiocls.commands.cv", "cross-validate over all folds, resumable, with an honest report"),
-    "ensemble": ("audiocls.commands.ensemble", "average the outputs of several cv runs per fold"),
-    "explain": ("audiocls.commands.explain", "gradient saliency image of a clip from a checkpoint"),
-    "export": ("audiocls.commands.export", "waveform-in ONNX / TorchScript model from a checkpoint"),
-    "data": ("audiocls.commands.data", "download and verify the public datasets"),
+#: top-level commands beyond LightningCLI's fit/validate/test: name -> (module with ``main(argv) -> int``, help)
+COMMANDS = {
+    "predict": (predict, "top-k classes of audio files from a checkpoint (--ckpt_path X --files ...)"),
+    "cv": (cv, "cross-validate over all folds, resumable, with an honest report"),
+    "ensemble": (ensemble, "average the outputs of several cv runs per fold"),
+    "explain": (explain, "gradient saliency image of a clip from a checkpoint"),
+    "export": (export, "waveform-in ONNX / TorchScript model from a checkpoint"),
+    "data": (data, "download and verify the public datasets"),
 }
 
 
 def _help_epilog() -> str:
-    extra = "; ".join(f"{name}: {desc}" for name, (_, desc) in EXTRA_COMMANDS.items())
+    extra = "; ".join(f"{name}: {desc}" for name, (_, desc) in COMMANDS.items())
     return f"More commands (audiocls COMMAND --help): {extra}."
 
 
@@ -41,23 +42,11 @@ def main(args: list[str] | None = None) -> int:
     ``AUDIOCLS_DEBUG=1`` to see their traceback.
     """
     argv = list(sys.argv[1:] if args is None else args)
-    torch.set_flush_denormal(True)
+    torch.set_flush_denormal(True)  # denormals slow CPU training by orders of magnitude
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        if argv and argv[0] in EXTRA_COMMANDS:
-            module_name = EXTRA_COMMANDS[argv[0]][0]
-            try:
-                module = importlib.import_module(module_name)
-            except ModuleNotFoundError as err:
-                if err.name != module_name:
-                    raise
-                print(f"audiocls: error: 'audiocls {argv[0]}' is not available in this version", file=sys.stderr)
-                return 2
-            return int(module.main(argv[1:]) or 0)
-        if argv and argv[0] == "predict" and any(a == "--files" or a.startswith("--files=") for a in argv):
-            from audiocls.commands.predict import main as predict_files_main  # predict on audio files, from a checkpoint
-
-            return int(predict_files_main(argv[1:]) or 0)
+        if argv and argv[0] in COMMANDS:
+            return int(COMMANDS[argv[0]][0].main(argv[1:]) or 0)
         run_cli(None if args is None else argv, epilog=_help_epilog())
     except Exception as err:
         user_error = _find_user_error(err)

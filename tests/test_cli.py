@@ -21,6 +21,47 @@ def test_help_lists_subcommands(capsys):
         assert name in out
 
 
+def test_every_command_parses_alike(capsys):
+    """One parser factory: ``prog`` is ``audiocls NAME``, underscore flags only, no abbreviations."""
+    from audiocls.cli import COMMANDS
+
+    for name, (module, _help) in COMMANDS.items():
+        parser = module.build_parser()
+        assert parser.prog == f"audiocls {name}" and parser.allow_abbrev is False
+        parsers = [parser, *(p for a in parser._subparsers._actions if a.choices for p in a.choices.values())] if (
+            parser._subparsers
+        ) else [parser]  # fmt: skip
+        flags = [f for p in parsers for a in p._actions for f in a.option_strings if f.startswith("--")]
+        assert flags and all("-" not in f[2:] for f in flags), (name, flags)
+    with pytest.raises(SystemExit) as exc:
+        main(["predict", "--ckpt=x.ckpt", "--files", "a.wav"])  # an abbreviation of --ckpt_path
+    assert exc.value.code == 2 and "--ckpt" in capsys.readouterr().err
+
+
+def test_lightning_predict_is_not_a_subcommand(capsys):
+    """``audiocls predict`` has one meaning (the file command); fit/validate/test stay LightningCLI's."""
+    from audiocls.training.cli import AudioCLI
+
+    assert sorted(AudioCLI.subcommands()) == ["fit", "test", "validate"]
+    with pytest.raises(SystemExit):
+        main(["predict", "--help"])
+    assert "--files" in capsys.readouterr().out
+
+
+def test_resolve_config_is_what_print_config_prints(tiny_args, capsys):
+    """cv's config comes from AudioCLI's own parser, without instantiating anything, and equals --print_config."""
+    import yaml
+
+    from audiocls.training.cli import build_datamodule, resolve_config
+
+    cfg = resolve_config([*tiny_args, "--trainer.max_epochs=3"])
+    with pytest.raises(SystemExit):
+        main(["fit", *tiny_args, "--trainer.max_epochs=3", "--print_config"])
+    assert cfg == yaml.safe_load(capsys.readouterr().out)
+    assert cfg["trainer"]["max_epochs"] == 3 and cfg["seed_everything"] == 0
+    assert build_datamodule(cfg).num_classes == 4
+
+
 def test_fit_fast_dev_run(tiny_args):
     assert main(["fit", *tiny_args, "--trainer.fast_dev_run=true"]) == 0
 

@@ -90,7 +90,7 @@ def test_download_unpack_and_check_layout(tmp_path, capsys):
     archive = _fsdd_zip()
     with _Server({"fsdd.zip": archive}) as srv:
         args = ["data", "download", "fsdd", "--root", str(tmp_path / "data"), "--url", srv.url("fsdd.zip")]
-        assert cli_main([*args, "--checksum", _sha(archive), "--no-progress"]) == 0
+        assert cli_main([*args, "--checksum", _sha(archive), "--no_progress"]) == 0
     out = capsys.readouterr().out
     data_root = tmp_path / "data" / "free-spoken-digit-dataset-master"
     assert "fsdd: 60 clips" in out and f"--data.root {data_root}" in out

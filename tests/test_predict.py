@@ -178,8 +178,8 @@ def test_empty_folder_is_an_error(ckpt, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_checkpoint_from_fit_predicts_files_and_lightning_predict_still_works(tiny_args, tiny_root, tmp_path, capsys):
-    """The real path: ``audiocls fit`` writes the checkpoint; both predict commands read it."""
+def test_checkpoint_from_fit_predicts_files(tiny_args, tiny_root, tmp_path, capsys):
+    """The real path: ``audiocls fit`` writes the checkpoint; ``audiocls predict`` reads it."""
     assert main(["fit", *tiny_args, "--trainer.max_epochs=2"]) == 0
     ckpt = tmp_path / "runs" / "audiocls" / "version_0" / "checkpoints" / "last.ckpt"
     clip = sorted((tiny_root / "audio").glob("*.wav"))[0]
@@ -195,4 +195,7 @@ def test_checkpoint_from_fit_predicts_files_and_lightning_predict_still_works(ti
     for a, b in zip(three["top"], one["top"], strict=True):
         assert a["probability"] == pytest.approx(b["probability"], abs=1e-4)
 
-    assert main(["predict", *tiny_args, f"--ckpt_path={ckpt}"]) == 0  # LightningCLI's subcommand
+    # one meaning: 'audiocls predict' is the file command; LightningCLI's dataset predict is not a subcommand
+    with pytest.raises(SystemExit) as exc:
+        main(["predict", *tiny_args, f"--ckpt_path={ckpt}"])
+    assert exc.value.code == 2 and "--files" in capsys.readouterr().err

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
-import io
 import json
 import logging
 import os
@@ -26,7 +25,6 @@ import signal
 import subprocess
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -35,9 +33,11 @@ import yaml
 from lightning.pytorch import Callback
 
 from audiocls.commands.cv_report import EPOCHS, LOG, PREDICTIONS, RESULT, fold_metrics, write_json, write_report
+from audiocls.commands.parser import command_parser
 from audiocls.errors import ConfigError
+from audiocls.training.cli import build_datamodule, resolve_config
 
-__all__ = ["TestFoldEachEpoch", "main", "config_hash", "gather_fold", "fold_metrics"]
+__all__ = ["TestFoldEachEpoch", "main", "config_hash", "gather_fold", "fold_metrics", "resolve_config"]
 
 log = logging.getLogger(__name__)
 
@@ -173,22 +173,7 @@ class TestFoldEachEpoch(Callback):
         self.history = list(state_dict.get("history", []))
 
 
-# --- config: resolve, hash, datamodule ---------------------------------------------------------------------------
-def resolve_config(fit_args: list[str]) -> dict:
-    """The full config ``audiocls fit`` would run with ``fit_args``, as a dict (nothing is instantiated)."""
-    from audiocls.training.cli import run_cli
-
-    buf = io.StringIO()
-    try:
-        with contextlib.redirect_stdout(buf), warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*args parameter is intended.*")
-            run_cli(["fit", *fit_args, "--print_config"])
-    except SystemExit as exc:
-        if exc.code not in (0, None):
-            raise
-    return yaml.safe_load(buf.getvalue())
-
-
+# --- config: hash (resolve_config, build_datamodule: audiocls.training.cli) ---------------------------------------------------------------------------
 def _flatten(obj, prefix: str = "") -> dict:
     if isinstance(obj, dict) and obj:
         return {k: v for key, val in obj.items() for k, v in _flatten(val, f"{prefix}{key}.").items()}
@@ -205,23 +190,11 @@ def config_hash(cfg: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def build_datamodule(cfg: dict):
-    """The datamodule of a resolved config, instantiated in this process (cheap: no audio is decoded)."""
-    from jsonargparse import ArgumentParser
-
-    from audiocls.data.base import AudioDataModule
-
-    parser = ArgumentParser(exit_on_error=False)
-    parser.add_subclass_arguments(AudioDataModule, "data")
-    return parser.instantiate_classes(parser.parse_object({"data": cfg["data"]})).data
-
-
 # --- the driver ---------------------------------------------------------------------------------------------------
-def _parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
-    p = argparse.ArgumentParser(
-        prog="audiocls cv",
-        allow_abbrev=False,
-        description="Run fit + test on every fold, each in its own process; resumable; writes cv_results.{json,md}.",
+def build_parser() -> argparse.ArgumentParser:
+    p = command_parser(
+        "cv",
+        "Run fit + test on every fold, each in its own process; resumable; writes cv_results.{json,md}.",
         epilog="Every other argument is passed to 'audiocls fit' (e.g. --data.root ~/data/ESC-50 --trainer.max_epochs 5).",
     )
     p.add_argument("--config", action="append", default=[], help="fit config file(s), as for 'audiocls fit'")
@@ -229,7 +202,7 @@ def _parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     p.add_argument("--parallel", type=int, default=1, help="folds run at once (one GPU each when there are GPUs)")
     p.add_argument("--out", default=None, help="cv directory (default: runs/<config name>-cv)")
     p.add_argument("--name", default=None, help="cv name, the W&B group (default: the --out folder's name)")
-    return p.parse_known_args(argv)
+    return p
 
 
 def _check_dir(out: Path, cfg: dict, cfg_hash: str) -> None:
@@ -390,7 +363,7 @@ def run_folds(
 
 def main(argv: list[str]) -> int:
     """``audiocls cv``; returns 0 when every fold is done, 1 when some failed, 130 on Ctrl-C."""
-    opts, overrides = _parse(argv)
+    opts, overrides = build_parser().parse_known_args(argv)
     if opts.parallel < 1:
         raise ConfigError(f"--parallel={opts.parallel} must be at least 1")
     fit_args = [a for c in opts.config for a in ("--config", c)] + overrides

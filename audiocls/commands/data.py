@@ -7,6 +7,7 @@ import logging
 import urllib.request
 from pathlib import Path
 
+from audiocls.commands.parser import command_parser
 from audiocls.data.download import DATASETS, _modules, check_layout, fetch, safe_extract, verify
 
 log = logging.getLogger(__name__)
@@ -15,17 +16,17 @@ __all__ = ["main"]
 
 
 # --- the command ----------------------------------------------------------------------------------------
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="audiocls data", description="Download and verify the public datasets.")
+def build_parser() -> argparse.ArgumentParser:
+    parser = command_parser("data", "Download and verify the public datasets.")
     sub = parser.add_subparsers(dest="action", required=True)
-    dl = sub.add_parser("download", help="download, check and unpack a dataset")
+    dl = sub.add_parser("download", help="download, check and unpack a dataset", allow_abbrev=False)
     dl.add_argument("name", choices=DATASETS)
     dl.add_argument("--root", type=Path, required=True, help="folder to download and unpack into")
     dl.add_argument("--url", help="another URL (a mirror); default: the official one")
     dl.add_argument("--checksum", help="md5:<hex> or sha256:<hex>, or 'none'; default: the dataset's")
-    dl.add_argument("--keep-archive", action="store_true", help="keep the archive after unpacking")
-    dl.add_argument("--no-progress", action="store_true", help="no progress bar")
-    ve = sub.add_parser("verify", help="decode every file of a dataset and report problems")
+    dl.add_argument("--keep_archive", action="store_true", help="keep the archive after unpacking")
+    dl.add_argument("--no_progress", action="store_true", help="no progress bar")
+    ve = sub.add_parser("verify", help="decode every file of a dataset and report problems", allow_abbrev=False)
     ve.add_argument("name", choices=DATASETS)
     ve.add_argument("--root", type=Path, required=True, help="the dataset folder (data.root)")
     ve.add_argument("--workers", type=int, default=2, help="decoding threads")
@@ -34,7 +35,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     """``audiocls data download|verify NAME --root DIR``; returns the exit code (1: verify found problems)."""
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     root = args.root.expanduser()
     if args.action == "verify":
         problems = verify(args.name, root, args.workers)

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from audiocls.commands.cv_report import PREDICTIONS, RESULT, fold_metrics, mean_std, write_json
+from audiocls.commands.parser import command_parser
 from audiocls.errors import ConfigError, DataError
 
 __all__ = ["main", "load_run", "ensemble_folds"]
@@ -115,16 +116,18 @@ def _markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str]) -> int:
-    """``audiocls ensemble``; returns 0."""
-    p = argparse.ArgumentParser(
-        prog="audiocls ensemble",
-        allow_abbrev=False,
-        description="Average the softmax outputs of several 'audiocls cv' runs per fold and report the accuracy.",
+def build_parser() -> argparse.ArgumentParser:
+    p = command_parser(
+        "ensemble", "Average the softmax outputs of several 'audiocls cv' runs per fold and report the accuracy."
     )
     p.add_argument("--runs", nargs="+", required=True, help="cv directories (the --out of 'audiocls cv')")
     p.add_argument("--out", default=None, help="report folder (default: runs/ensemble-<run names>)")
-    opts = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str]) -> int:
+    """``audiocls ensemble``; returns 0."""
+    opts = build_parser().parse_args(argv)
     runs = [Path(r).expanduser().resolve() for r in opts.runs]
     if len(runs) < 2:
         raise ConfigError("--runs needs at least two cv directories to ensemble")

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from audiocls.commands.parser import command_parser
 from audiocls.commands.scoring import score_wave
 from audiocls.data.io import load_audio, pad_or_crop
 from audiocls.errors import ConfigError
@@ -157,9 +158,8 @@ def plot_saliency(sal: Saliency, loaded: LoadedModel, out: str | Path, *, title:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="audiocls explain",
-        description="Gradient saliency (the paper's view) and Grad-CAM of one audio file, from a checkpoint.",
+    p = command_parser(
+        "explain", "Gradient saliency (the paper's view) and Grad-CAM of one audio file, from a checkpoint."
     )
     p.add_argument("file", type=Path, help="the audio file")
     p.add_argument("--ckpt_path", required=True, help="the .ckpt written by 'audiocls fit'")

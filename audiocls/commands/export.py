@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from audiocls.audio.dft import DFTLogMel
+from audiocls.commands.parser import command_parser
 from audiocls.commands.predict import AUDIO_EXTENSIONS
 from audiocls.data.io import load_audio, pad_or_crop
 from audiocls.errors import AudioLoadError, ConfigError
@@ -188,9 +189,8 @@ def export_model(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="audiocls export",
-        description="Export a checkpoint as one waveform-in model (frontend included) and check it against PyTorch.",
+    p = command_parser(
+        "export", "Export a checkpoint as one waveform-in model (frontend included) and check it against PyTorch."
     )
     p.add_argument("--ckpt_path", required=True, help="the .ckpt written by 'audiocls fit'")
     p.add_argument("--format", choices=FORMATS, default="onnx", help="onnx (default) or torchscript")

@@ -5,8 +5,6 @@ under them. A recording longer than the training clip is scored over sliding win
 the window probabilities are averaged; ``--per_window`` shows each window, and JSON always carries them.
 A file that cannot be decoded is reported on its own line and the others are still scored; the exit code is 1
 when any file failed.
-
-Without ``--files``, ``audiocls predict`` is LightningCLI's subcommand (predicts the datamodule's test fold).
 """
 
 from __future__ import annotations
@@ -22,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from audiocls.commands.parser import command_parser
 from audiocls.commands.scoring import score_wave
 from audiocls.data.io import load_audio
 from audiocls.errors import AudioLoadError, ConfigError
@@ -142,11 +141,7 @@ def format_results(results: list[dict], fmt: str = "table", *, per_window: bool 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="audiocls predict",
-        description="Top-k classes of audio files from a checkpoint written by 'audiocls fit'. "
-        "(Without --files, 'audiocls predict' is the LightningCLI subcommand.)",
-    )
+    p = command_parser("predict", "Top-k classes of audio files from a checkpoint written by 'audiocls fit'.")
     p.add_argument("--ckpt_path", required=True, help="the .ckpt written by 'audiocls fit'")
     p.add_argument("--files", nargs="+", required=True, help="audio files and folders (searched recursively)")
     p.add_argument("--top_k", type=int, default=5, help="classes shown per file (default 5)")
@@ -162,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
-    """``audiocls predict --files ...``; returns 0, or 1 when some file could not be scored."""
+    """``audiocls predict --ckpt_path X --files ...``; returns 0, or 1 when some file could not be scored."""
     args = build_parser().parse_args(argv)
     if args.top_k < 1:
         raise ConfigError(f"--top_k={args.top_k} must be at least 1")

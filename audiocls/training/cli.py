@@ -1,14 +1,18 @@
 """AudioCLI: LightningCLI with audiocls's links (data -> model), checkpoint callback, checks and final test.
 
-The command table and ``main()`` live in :mod:`audiocls.cli`; this module is what every fit, validate, test
-and predict runs through, and what ``audiocls cv`` uses to resolve a config.
+The command table and ``main()`` live in :mod:`audiocls.cli`; this module is what every fit, validate and test
+runs through, and what ``audiocls cv`` uses to resolve a config (:func:`resolve_config`, :func:`build_datamodule`).
+``audiocls predict`` is the file command (:mod:`audiocls.commands.predict`), so LightningCLI's predict subcommand
+is left out.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import warnings
 
+import yaml
 from jsonargparse import lazy_instance
 from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.pytorch import Trainer
@@ -23,13 +27,20 @@ from audiocls.training import preflight, tracking
 from audiocls.training.checkpoints import AtomicCheckpointIO, check_checkpoint, resolve_last_checkpoint
 from audiocls.training.record import RandomStateCallback, RunInfoCallback
 
-__all__ = ["AudioCLI", "run_cli"]
+__all__ = ["AudioCLI", "run_cli", "resolve_config", "build_datamodule"]
 
 log = logging.getLogger(__name__)
 
 
 class AudioCLI(LightningCLI):
-    """LightningCLI with the datamodule -> model links, a checkpoint callback and a final test."""
+    """LightningCLI with the datamodule -> model links, a checkpoint callback and a final test.
+
+    Subcommands: fit, validate, test (``audiocls predict`` scores audio files, see :mod:`audiocls.commands.predict`).
+    """
+
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        return {k: v for k, v in LightningCLI.subcommands().items() if k != "predict"}
 
     def __init__(self, *args, **kwargs) -> None:
         failed = True
@@ -109,9 +120,6 @@ class AudioCLI(LightningCLI):
     def before_test(self) -> None:
         self._preflight("test")
 
-    def before_predict(self) -> None:
-        self._preflight("predict")
-
     def after_fit(self) -> None:
         if self.trainer.interrupted or not self._get(self.config, "test_after_fit", False):
             return
@@ -136,9 +144,11 @@ class AudioCLI(LightningCLI):
         print(f"\n{figures}\nrun written to {run_dir}" + (f"\nlast checkpoint: {ckpt}" if ckpt else ""))
 
 
-def run_cli(args: list[str] | None = None, *, epilog: str | None = None, **kwargs) -> AudioCLI:
-    """Build and run :class:`AudioCLI` on ``args`` (any datamodule subclass, the AudioClassifier model)."""
-    return AudioCLI(
+def run_cli(
+    args: list[str] | None = None, *, epilog: str | None = None, cli_class: type[AudioCLI] = AudioCLI, **kwargs
+) -> AudioCLI:
+    """Build and run :class:`AudioCLI` (or ``cli_class``) on ``args`` (any datamodule subclass, the AudioClassifier)."""
+    return cli_class(
         AudioClassifier,
         AudioDataModule,
         subclass_mode_data=True,
@@ -152,3 +162,43 @@ def run_cli(args: list[str] | None = None, *, epilog: str | None = None, **kwarg
         args=args,
         **kwargs,
     )
+
+
+class _Parsed(Exception):
+    """Raised by :class:`_ParseOnly` once the arguments are parsed: carries the parser and the config."""
+
+    def __init__(self, parser: LightningArgumentParser, config) -> None:
+        super().__init__("parsed")
+        self.parser, self.config = parser, config
+
+
+class _ParseOnly(AudioCLI):
+    """AudioCLI that stops right after parsing: no seed is drawn, nothing is instantiated, nothing runs."""
+
+    def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
+        super().parse_arguments(parser, args)
+        raise _Parsed(parser, self.config)
+
+
+def resolve_config(args: list[str], subcommand: str = "fit") -> dict:
+    """The full config ``audiocls <subcommand> args`` would run with, as a plain dict; nothing is instantiated.
+
+    Parsed by AudioCLI's own parser (configs, overrides, defaults and validation as for the real command), and
+    dumped as ``--print_config`` would print it, so the result is a valid ``--config`` file for that subcommand.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*args parameter is intended.*")
+            run_cli([subcommand, *args], cli_class=_ParseOnly)
+    except _Parsed as parsed:
+        return yaml.safe_load(parsed.parser.dump(parsed.config, skip_none=False))[subcommand]
+    raise RuntimeError("AudioCLI ran instead of stopping after parsing")  # pragma: no cover
+
+
+def build_datamodule(cfg: dict) -> AudioDataModule:
+    """The datamodule of a config from :func:`resolve_config`, instantiated here (cheap: no audio is decoded)."""
+    from jsonargparse import ArgumentParser
+
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_subclass_arguments(AudioDataModule, "data")
+    return parser.instantiate_classes(parser.parse_object({"data": cfg["data"]})).data
