@@ -181,7 +181,7 @@ def _tree(root, clips_per_fold=2, classes=3, sr=8000, seconds=1.0, bad=()):
                 name = f"{fold}-{label}{k}-A-{label}.wav"
                 t = np.arange(int(sr * seconds)) / sr
                 sf.write(root / "audio" / name, 0.3 * np.sin(2 * np.pi * 300 * (label + 1) * t), sr)
-                rows.append([name, fold, label, f"c{label}", "True", f"{label}{k}", "A"])
+                rows.append([name, fold, label, f"c{label}", "True", f"{fold}{label}{k}", "A"])
     for name in bad:
         (root / "audio" / name).write_bytes(b"garbage" * 20)
     with (root / "meta" / "esc50.csv").open("w", newline="") as fh:

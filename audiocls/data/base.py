@@ -9,10 +9,12 @@ spectrograms (with sliding windows over long evaluation clips).
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Sequence
 from dataclasses import asdict, is_dataclass, replace
 from pathlib import Path
+from typing import Literal
 
 import lightning as L
 import numpy as np
@@ -22,7 +24,16 @@ from torch.utils.data import DataLoader
 from audiocls.audio.augment import AugmentConfig, SpecAugment, WaveAugment
 from audiocls.audio.frontend import FrontendConfig, build_frontend, check_frontend
 from audiocls.data.cache import DecodedCache
-from audiocls.data.clips import Clip, ClipDataset
+from audiocls.data.clips import Clip, ClipDataset, grouped_val_split
+from audiocls.data.precompute import (
+    SpecDataset,
+    channel_stats,
+    check_speed_settings,
+    compute_stats,
+    frontend_batches,
+    frontend_outputs,
+    normalise,
+)
 from audiocls.errors import AudioLoadError, ConfigError, DataError
 
 __all__ = ["AudioDataModule", "compute_stats"]
@@ -42,7 +53,8 @@ class AudioDataModule(L.LightningDataModule):
         root: the dataset folder.
         fold: held-out test fold (1-based).
         val_fold: a training fold used whole for validation; ``None`` carves ``val_fraction`` of every class
-            of the training folds instead (seeded, stratified).
+            of the training folds instead (seeded, stratified, whole source recordings: see
+            :func:`~audiocls.data.clips.grouped_val_split`).
         val_fraction: share of each class moved from training to validation when ``val_fold`` is None.
         sample_rate: rate in Hz the audio is resampled to once, in the cache.
         clip_seconds: length of every training and evaluation clip.
@@ -58,6 +70,14 @@ class AudioDataModule(L.LightningDataModule):
         augment: training-time augmentation (see :class:`~audiocls.audio.augment.AugmentConfig`).
         cache_dir: where decoded audio is cached; ``None`` is ``$AUDIOCLS_CACHE`` or ``~/.cache/audiocls``.
         seed: seed of the validation split.
+        normalize: ``train`` measures the per-channel mean and std of the frontend's output on the training
+            split at ``setup`` (centre crops, no augmentation; never validation or test) and normalises with
+            them; they are stored as ``frontend.mean``/``frontend.std`` in the hyperparameters (and the
+            checkpoint), so predict/explain/export rebuild the same input. ``None`` uses ``frontend.mean/std``.
+        precompute_frontend: compute every clip's spectrogram once at ``setup`` (train, val, test) and train on
+            the stored images, with the spectrogram-side augmentation (time roll, masks) drawn per batch; the
+            device hook then skips the frontend. Evaluation outputs are identical to the per-batch path. Needs
+            all waveform augmentation off (gain, shift, pitch, stretch); training clips are centre crops.
     """
 
     num_folds: int = 1
@@ -84,6 +104,8 @@ class AudioDataModule(L.LightningDataModule):
         augment: AugmentConfig = AugmentConfig(),
         cache_dir: str | Path | None = None,
         seed: int = 0,
+        normalize: Literal["train"] | None = None,
+        precompute_frontend: bool = False,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -115,9 +137,17 @@ class AudioDataModule(L.LightningDataModule):
                 "set it to null or at least clip_seconds"
             )
         check_frontend(frontend, self.sample_rate, self.clip_samples)
+        check_speed_settings(frontend, augment, normalize, precompute_frontend)
+        self.normalize, self.precompute_frontend = normalize, precompute_frontend
         self.frontend = build_frontend(frontend, self.sample_rate)
         self.wave_augment, self.spec_augment = WaveAugment(augment), SpecAugment(augment)
-        self.splits: dict[str, ClipDataset] = {}
+        self.splits: dict[str, ClipDataset | SpecDataset] = {}
+
+    def record_hparam(self, key: str, value) -> None:
+        """Set a hyperparameter after ``__init__`` (a derived value), in the checkpoint and in the logged copy."""
+        self.hparams[key] = value
+        if hasattr(self, "_hparams_initial"):
+            self._hparams_initial[key] = copy.deepcopy(value)
 
     # --- what a dataset module provides -------------------------------------------------------------------
     def list_clips(self) -> list[Clip]:
@@ -176,16 +206,18 @@ class AudioDataModule(L.LightningDataModule):
         if self.val_fold is not None:
             val = [i for i in rest if clips[i].fold == self.val_fold]
         else:
-            rng = np.random.default_rng(self.seed)
-            val = []
-            for label in sorted({clips[i].label for i in rest}):
-                members = [i for i in rest if clips[i].label == label]
-                take = round(len(members) * self.val_fraction)
-                val += sorted(rng.permutation(members)[:take].tolist())
+            val = grouped_val_split(clips, rest, self.val_fraction, self.seed)
         if not test:
             raise DataError(f"fold {self.fold} of {type(self).__name__} has no files under {self.root}")
         if self.val_fold is not None and not val:
             raise DataError(f"val_fold {self.val_fold} of {type(self).__name__} has no files under {self.root}")
+        per_class = np.bincount([clips[i].label for i in rest]) if rest else np.zeros(0)
+        if self.val_fold is None and not val and any(round(n * self.val_fraction) for n in per_class):
+            raise DataError(
+                f"data.val_fraction={self.val_fraction}: no whole source recording of {type(self).__name__} fits that "
+                "share of any class (validation keeps each recording on one side); raise data.val_fraction or set "
+                "data.val_fold"
+            )
         in_val = set(val)
         return {"train": [i for i in rest if i not in in_val], "val": sorted(val), "test": test}
 
@@ -231,11 +263,58 @@ class AudioDataModule(L.LightningDataModule):
             )
         sizes = {k: len(v) for k, v in self.splits.items()}
         log.info("%s fold %s: %s clips", type(self).__name__, self.fold, sizes)
+        self._prepare_inputs()
         if 0 < sizes["train"] < self.batch_size:
             raise ConfigError(
                 f"data.batch_size={self.batch_size} is larger than the training set ({sizes['train']} clips) "
                 f"and the last partial batch is dropped; lower data.batch_size to at most {sizes['train']}"
             )
+
+    # --- normalisation and stored spectrograms (data.normalize, data.precompute_frontend) ------------------
+    def _raw_frontend(self):
+        return build_frontend(replace(self.frontend.config, mean=None, std=None), self.sample_rate)
+
+    def _prepare_inputs(self) -> None:
+        """Measure the training statistics (``normalize: train``) and store the spectrograms (``precompute``)."""
+        if self.normalize != "train" and not self.precompute_frontend:
+            return
+        raw, specs = self._raw_frontend(), {}
+        if self.precompute_frontend:
+            for name, ds in self.splits.items():
+                view = ds if name != "train" else ClipDataset(ds.cache, ds.indices, ds.labels, ds.clip_samples, False)
+                specs[name] = frontend_outputs(view, raw, self.batch_size)
+            log.info("stored the spectrograms of %s clips", {k: tuple(v.shape) for k, v in specs.items()})
+        if self.normalize == "train":
+            train = self.splits["train"]
+            if "train" in specs:
+                batches = specs["train"].split(self.batch_size)
+            else:
+                view = ClipDataset(train.cache, train.indices, train.labels, train.clip_samples, False)
+                batches = frontend_batches(view, raw, self.batch_size)
+            self.set_frontend_stats(*channel_stats(batches))
+        for name, spec in specs.items():
+            ds = self.splits[name]
+            self.splits[name] = SpecDataset(spec, ds.labels, ds.indices, ds.cache)
+
+    def set_frontend_stats(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        """Normalise with per-channel ``mean``/``std`` from now on; recorded as ``frontend.mean/std``."""
+        config = replace(self.frontend.config, mean=tuple(mean), std=tuple(std))
+        check_frontend(config, self.sample_rate)
+        self.frontend = build_frontend(config, self.sample_rate)
+        self.record_hparam("frontend", _plain(config))
+        log.info("frontend statistics of the training split: mean %s std %s", list(mean), list(std))
+
+    def state_dict(self) -> dict:
+        """The measured statistics, so a resumed or tested checkpoint uses the ones it was trained with."""
+        cfg = self.frontend.config
+        return {"frontend_mean": cfg.mean, "frontend_std": cfg.std} if self.normalize == "train" else {}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        mean, std = state_dict.get("frontend_mean"), state_dict.get("frontend_std")
+        if self.normalize == "train" and mean is not None and std is not None:
+            if (tuple(mean), tuple(std)) != (self.frontend.config.mean, self.frontend.config.std):
+                log.warning("data.normalize=train: using the checkpoint's statistics, not this data's")
+            self.set_frontend_stats(mean, std)
 
     # --- loaders -----------------------------------------------------------------------------------------
     def _loader(self, name: str) -> DataLoader:
@@ -283,6 +362,11 @@ class AudioDataModule(L.LightningDataModule):
         wave, *rest = batch if isinstance(batch, list | tuple) else (batch,)
         training = self.trainer is not None and self.trainer.training
         self.frontend.to(wave.device)
+        if self.precompute_frontend:  # the loaders hold raw spectrograms: only the normalisation tail is left
+            spec = normalise(wave, self.frontend)
+            if training:
+                spec = self.spec_augment(spec)
+            return (spec, *rest) if rest else spec
         if training:
             wave = self.wave_augment(wave)
         if wave.ndim == 3:
@@ -294,41 +378,3 @@ class AudioDataModule(L.LightningDataModule):
         if training:
             spec = self.spec_augment(spec)
         return (spec, *rest) if rest else spec
-
-
-@torch.no_grad()
-def compute_stats(
-    datamodule: AudioDataModule, max_batches: int | None = None, per_channel: bool = True
-) -> tuple[tuple[float, ...], tuple[float, ...]] | tuple[float, float]:
-    """Mean and std of the frontend's output over a datamodule's training split, without augmentation.
-
-    Put the result in ``frontend.mean`` / ``frontend.std`` to normalise with training-set statistics. The
-    datamodule's own normalisation (if any) is ignored, so the figures are always of the raw log-mel.
-
-    Args:
-        datamodule: set up (or set-up-able) datamodule; its training loader is read once, in order.
-        max_batches: stop after this many batches (``None`` reads the whole training split).
-        per_channel: one (mean, std) per channel when True, one pair for all channels otherwise.
-
-    Returns:
-        ``(means, stds)`` as tuples of floats (one per channel), or two floats when ``per_channel`` is False.
-    """
-    datamodule.setup("fit")
-    frontend = build_frontend(replace(datamodule.frontend.config, mean=None, std=None), datamodule.sample_rate)
-    total = sq = count = None
-    loader = torch.utils.data.DataLoader(datamodule.splits["train"], batch_size=datamodule.batch_size)
-    for i, (wave, *_rest) in enumerate(loader):
-        if max_batches is not None and i >= max_batches:
-            break
-        spec = frontend(wave).double()  # (B, C, n_mels, frames)
-        dims = (0, 2, 3) if per_channel else (0, 1, 2, 3)
-        s, q, n = spec.sum(dims), (spec**2).sum(dims), spec.numel() / (1 if not per_channel else spec.shape[1])
-        total, sq, count = (s, q, n) if total is None else (total + s, sq + q, count + n)
-    if total is None:
-        raise ConfigError("compute_stats: the training split is empty; check data.root and data.fold")
-    mean = total / count
-    std = (sq / count - mean**2).clamp_min(0).sqrt()
-    log.info("frontend statistics over %d values: mean %s std %s", int(count), mean.tolist(), std.tolist())
-    if per_channel:
-        return tuple(round(v, 6) for v in mean.tolist()), tuple(round(v, 6) for v in std.tolist())
-    return round(mean.item(), 6), round(std.item(), 6)

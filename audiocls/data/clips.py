@@ -18,7 +18,7 @@ from audiocls.errors import DataError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Clip", "ClipDataset", "stratified_folds", "read_metadata_csv"]
+__all__ = ["Clip", "ClipDataset", "stratified_folds", "grouped_val_split", "read_metadata_csv"]
 
 
 @dataclass(frozen=True)
@@ -29,11 +29,15 @@ class Clip:
         path: the audio file.
         label: class index in ``0..num_classes-1``.
         fold: official fold id (1-based), when the dataset has folds.
+        group: the source recording the clip was cut from (ESC-50's ``src_file``, UrbanSound8K's ``fsID``,
+            FSDD's speaker under the speaker split); clips of one group never straddle train and validation.
+            ``None``: the clip is its own group.
     """
 
     path: Path
     label: int
     fold: int | None = None
+    group: str | None = None
 
 
 class ClipDataset(Dataset):
@@ -98,6 +102,47 @@ def stratified_folds(keys: Sequence[str], labels: Sequence[int], num_folds: int,
         for rank, j in enumerate(rng.permutation(len(members))):
             folds[members[j]] = rank % num_folds + 1
     return folds
+
+
+def grouped_val_split(clips: Sequence[Clip], candidates: Sequence[int], fraction: float, seed: int) -> list[int]:
+    """Indices of ``candidates`` moved to validation: whole groups, about ``fraction`` of every class.
+
+    Groups (:attr:`Clip.group`; a clip without one is its own group) are never split. Each group counts for
+    its majority class; per class, the groups are shuffled with ``seed`` and taken while that brings the
+    class's validation count closer to ``round(n_class * fraction)``, so a class of single-clip groups gets
+    exactly that many and a class of few large groups gets the nearest whole-group count.
+
+    Args:
+        clips: every clip of the dataset.
+        candidates: indices into ``clips`` that may go to validation (the training folds).
+        fraction: target share of each class.
+        seed: the split is a function of this seed and the clips.
+
+    Returns:
+        sorted indices into ``clips``.
+    """
+    if fraction <= 0:
+        return []
+    rng = np.random.default_rng(seed)
+    groups: dict[str, list[int]] = {}
+    for i in candidates:
+        key = clips[i].group if clips[i].group is not None else f"\0{clips[i].path}"
+        groups.setdefault(key, []).append(i)
+    per_class: dict[int, list[str]] = {}
+    for key in sorted(groups):
+        labels = [clips[i].label for i in groups[key]]
+        per_class.setdefault(max(set(labels), key=lambda y: (labels.count(y), -y)), []).append(key)
+    val: list[int] = []
+    for label in sorted(per_class):
+        keys = per_class[label]
+        target = round(sum(len(groups[k]) for k in keys) * fraction)
+        taken = 0
+        for j in rng.permutation(len(keys)):
+            size = len(groups[keys[j]])
+            if abs(taken + size - target) < abs(taken - target):
+                taken += size
+                val += groups[keys[j]]
+    return sorted(val)
 
 
 def read_metadata_csv(

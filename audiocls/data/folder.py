@@ -74,11 +74,12 @@ class FolderDataModule(AudioDataModule):
 
 
 class CSVDataModule(AudioDataModule):
-    """A manifest ``path,label[,fold]``: paths relative to the manifest's folder (or absolute).
+    """A manifest ``path,label[,fold][,group]``: paths relative to the manifest's folder (or absolute).
 
     Labels are class names (sorted numerically when they are all integers, else alphabetically) unless
     ``class_names`` fixes the order. With a ``fold`` column its values (1..num_folds) are the folds;
-    without, clips are dealt into ``num_folds`` stratified folds.
+    without, clips are dealt into ``num_folds`` stratified folds. An optional ``group`` column names the source
+    recording of each clip; a validation carved from the training folds keeps each group on one side.
 
     Args:
         manifest: the CSV file.
@@ -116,11 +117,13 @@ class CSVDataModule(AudioDataModule):
         if unknown:
             raise DataError(f"{manifest}: labels {unknown[:5]} are not in data.class_names={class_names}")
         self.class_names = list(class_names)
+        self.record_hparam("class_names", list(class_names))  # the list in force, as the model receives it
         index = {name: i for i, name in enumerate(self.class_names)}
         paths = [Path(r["path"].strip()) for r in rows]
         paths = [p if p.is_absolute() else manifest.parent / p for p in paths]
         self._labels = [index[v] for v in labels]
         self._paths = paths
+        self._groups = [(r.get("group") or "").strip() or None for r in rows] if "group" in rows[0] else None
         if "fold" in rows[0]:
             try:
                 self._folds = [int(r["fold"]) for r in rows]
@@ -137,4 +140,5 @@ class CSVDataModule(AudioDataModule):
         folds = self._folds or stratified_folds(
             [str(p) for p in self._paths], self._labels, self.num_folds, self.fold_seed
         )
-        return [Clip(p, y, f) for p, y, f in zip(self._paths, self._labels, folds, strict=True)]
+        groups = self._groups or [None] * len(self._paths)
+        return [Clip(p, y, f, g) for p, y, f, g in zip(self._paths, self._labels, folds, groups, strict=True)]

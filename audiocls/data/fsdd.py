@@ -41,6 +41,10 @@ def parse_name(name: str) -> tuple[int, str, int] | None:
 class FSDDDataModule(AudioDataModule):
     """FSDD with the official take split (``fold`` must be 1) or speaker-held-out folds.
 
+    Under the speaker split, validation carved from the training speakers holds out whole speakers too, so it
+    measures what the test fold does (a new voice); under the official split (same speakers in train and test)
+    it is carved per recording.
+
     Args:
         root: the repository folder holding ``recordings/``.
         split: ``official`` (takes 0-4 = test) or ``speaker`` (fold k holds out the k-th speaker).
@@ -90,5 +94,5 @@ class FSDDDataModule(AudioDataModule):
     def list_clips(self) -> list[Clip]:
         if self.split_mode == "speaker":
             fold_of = {s: k + 1 for k, s in enumerate(self.speakers)}
-            return [Clip(p, d, fold_of[s]) for p, d, s, _ in self._files]
+            return [Clip(p, d, fold_of[s], s) for p, d, s, _ in self._files]  # validation: whole speakers
         return [Clip(p, d, 1 if take in TEST_TAKES else None) for p, d, _, take in self._files]

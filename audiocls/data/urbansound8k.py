@@ -53,6 +53,9 @@ def read_urbansound8k_meta(root: Path) -> list[dict[str, str]]:
 class UrbanSound8KDataModule(AudioDataModule):
     """UrbanSound8K with its 10 official folds (``fold`` held out; validation carved or ``val_fold``).
 
+    Validation carved from the training folds keeps the slices of one ``fsID`` (one Freesound recording)
+    together: slices of one recording on both sides make validation accuracy meaningless.
+
     Args:
         root: the release folder holding ``audio/`` and ``metadata/``.
         sample_rate: rate the clips are resampled to (paper: 22050 Hz).
@@ -79,7 +82,10 @@ class UrbanSound8KDataModule(AudioDataModule):
     def list_clips(self) -> list[Clip]:
         return [
             Clip(
-                self.root / "audio" / f"fold{int(r['fold'])}" / r["slice_file_name"], int(r["classID"]), int(r["fold"])
+                self.root / "audio" / f"fold{int(r['fold'])}" / r["slice_file_name"],
+                int(r["classID"]),
+                int(r["fold"]),
+                r["fsID"].strip(),  # slices of one Freesound recording stay on one side of train/val
             )
             for r in self._rows
         ]
