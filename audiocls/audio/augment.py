@@ -41,6 +41,9 @@ class AugmentConfig:
         freq_mask_width: maximum width of each frequency mask, in mel bins (widths drawn in 0..max).
         time_masks: number of time masks per clip.
         time_mask_width: maximum width of each time mask, in frames (widths drawn in 0..max).
+        time_roll: circular roll of the spectrogram along its frames by a uniform fraction of them in
+            [-time_roll, +time_roll], per clip (1.0: any offset); the spectrogram-side twin of ``shift``, applied
+            before the masks.
         pitch_shift: [low, high] semitones; each clip draws a value of the grid ``low + k * pitch_step``
             uniformly (the paper: [-2, 2], integer steps). ``None`` disables it.
         pitch_step: grid of the pitch draws, in semitones (1.0 is the paper's integers; 0.1 is near-continuous).
@@ -57,6 +60,7 @@ class AugmentConfig:
     freq_mask_width: int = 0
     time_masks: int = 0
     time_mask_width: int = 0
+    time_roll: float = 0.0
     pitch_shift: tuple[float, float] | None = None
     pitch_step: float = 1.0
     time_stretch: tuple[float, float] | None = None
@@ -67,11 +71,13 @@ class AugmentConfig:
 def check_augment(config: AugmentConfig) -> None:
     """Raise :class:`ConfigError` naming the value when a setting cannot work."""
     bad = []
-    for name in ("gain_db", "shift", "freq_masks", "freq_mask_width", "time_masks", "time_mask_width"):
+    for name in ("gain_db", "shift", "freq_masks", "freq_mask_width", "time_masks", "time_mask_width", "time_roll"):
         if getattr(config, name) < 0:
             bad.append(f"augment.{name}={getattr(config, name)} must be >= 0 (0 disables it)")
     if config.shift > 1:
         bad.append(f"augment.shift={config.shift} is a fraction of the clip: choose a value in [0, 1]")
+    if config.time_roll > 1:
+        bad.append(f"augment.time_roll={config.time_roll} is a fraction of the frames: choose a value in [0, 1]")
     for name, lowest in (("pitch_shift", -12.0), ("time_stretch", 0.25)):
         value = getattr(config, name)
         if value is None:
@@ -149,7 +155,7 @@ def _masks(n: int, count: int, width: int, size: int, device: torch.device) -> t
 
 
 class SpecAugment(nn.Module):
-    """``spec (B, C, F, T) -> spec``: frequency and time masks, shared across channels of one clip.
+    """``spec (B, C, F, T) -> spec``: circular time roll, then frequency and time masks, shared across channels.
 
     Masked cells are set to the clip's own mean, so the masks do not introduce an out-of-range value.
     Identity in ``eval()`` mode.
@@ -168,6 +174,10 @@ class SpecAugment(nn.Module):
         if not self.training:
             return spec
         b, _, f, t = spec.shape
+        if cfg.time_roll > 0:
+            shifts = torch.round((torch.rand(b, device=spec.device) * 2 - 1) * cfg.time_roll * t).long()
+            idx = (torch.arange(t, device=spec.device).unsqueeze(0) - shifts.unsqueeze(1)) % t  # (B, T)
+            spec = torch.gather(spec, 3, idx[:, None, None, :].expand_as(spec))
         mask = torch.zeros(b, 1, f, t, dtype=torch.bool, device=spec.device)
         if cfg.freq_masks and cfg.freq_mask_width:
             mask |= _masks(b, cfg.freq_masks, min(cfg.freq_mask_width, f), f, spec.device)[:, None, :, None]

@@ -181,6 +181,15 @@ def _summary(missing: list[str], unexpected: list[str], shapes: list[str]) -> st
     return "; ".join(parts)
 
 
+def _comparable(hparams: Mapping[str, Any], key: str) -> Any:
+    """``hparams[key]`` in comparable form; with ``normalize: train`` the frontend's mean/std are measured at setup
+    (and restored from the checkpoint), so they are not part of the config to compare."""
+    value = _plain(hparams[key])
+    if key == "frontend" and hparams.get("normalize") == "train" and isinstance(value, dict):
+        value = {k: v for k, v in value.items() if k not in ("mean", "std")}
+    return value
+
+
 def check_checkpoint(ckpt_path: str | Path, model: torch.nn.Module, datamodule: Any = None) -> None:
     """Refuse a checkpoint written by an incompatible config, before any data is decoded.
 
@@ -213,7 +222,7 @@ def check_checkpoint(ckpt_path: str | Path, model: torch.nn.Module, datamodule: 
         if not isinstance(saved, Mapping):
             continue
         for key in keys:
-            if key in saved and key in current and _plain(saved[key]) != _plain(current[key]):
+            if key in saved and key in current and _comparable(saved, key) != _comparable(current, key):
                 diffs.append(f"{group}.{key}: checkpoint {_plain(saved[key])!r} vs config {_plain(current[key])!r}")
     if diffs:
         raise ConfigError(f"ckpt_path={path} was written by an incompatible config: {'; '.join(diffs)}; {fix}")
