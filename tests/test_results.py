@@ -1,0 +1,52 @@
+"""benchmarks/results.py reads the run folders and writes the figures it finds, between its markers only."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("results", ROOT / "benchmarks" / "results.py")
+results = importlib.util.module_from_spec(spec)
+sys.modules["results"] = results  # dataclasses look their module up there
+spec.loader.exec_module(results)
+
+
+def _cv(runs: Path, name: str, accs: list[float]) -> None:
+    folds = [
+        {"fold": k + 1, "status": "done", "final_acc": a, "best_epoch_acc": a + 0.0125, "best_epoch": 7, "epochs": 30,
+         "macro_f1": a - 0.01, "wall_s": 200.0}
+        for k, a in enumerate(accs)
+    ]  # fmt: skip
+    mean = sum(accs) / len(accs)
+    summary = {k: {"mean": mean + d, "std": 0.0125, "n": len(accs)} for k, d in
+               (("final_acc", 0.0), ("best_epoch_acc", 0.0125), ("macro_f1", -0.01))}  # fmt: skip
+    (runs / name).mkdir(parents=True)
+    (runs / name / "cv_results.json").write_text(json.dumps({"summary": summary, "folds": folds, "all_folds": True}))
+    uptime = " 10:00:00 up 1 day,  load average: 1.05, 0.98, 0.50"
+    run = {"wall_s": 1100.0, "uptime_before": uptime, "uptime_after": uptime, "started": "2026-12-02T06:40:00+00:00"}
+    (runs / f"{name}.run.json").write_text(json.dumps(run))
+
+
+def test_tables_carry_the_run_folders_figures(tmp_path):
+    runs = tmp_path / "runs"
+    _cv(runs, "esc10_cv", [0.9875, 0.975, 1.0, 0.9625, 0.9875])
+    _cv(runs, "esc10_cv_random", [0.75, 0.7, 0.8, 0.775, 0.725])
+    (runs / "fsdd" / "run").mkdir(parents=True)
+    (runs / "fsdd" / "run" / "metrics.json").write_text(json.dumps({"test/acc": 0.99333, "test/loss": 0.5}))
+    found = {n: r for n in results.EXPERIMENTS if (r := results.read(n, runs)) is not None}
+    assert sorted(found) == ["esc10_cv", "esc10_cv_random", "fsdd"]
+    readme = "\n".join(results.readme_rows(found))
+    doc = "\n".join(results.results_md(found))
+    assert "98.25 ± 1.25" in readme and "99.33 %" in readme and "18.3 min" in readme
+    assert "| 4 | 96.25 | 97.50 | 7 of 30 |" in doc and "75.00 ± 1.25" in doc and "1.05 / 0.98 / 0.50" in doc
+    page = tmp_path / "page.md"
+    page.write_text(f"intro\n{results.BEGIN}\nold figure\n{results.END}\noutro\n")
+    assert results.replace_block(page, ["new figure"])
+    assert page.read_text() == f"intro\n{results.BEGIN}\nnew figure\n{results.END}\noutro\n"
+    (tmp_path / "plain.md").write_text("no markers")
+    assert (
+        not results.replace_block(tmp_path / "plain.md", ["x"]) and (tmp_path / "plain.md").read_text() == "no markers"
+    )
