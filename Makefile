@@ -10,7 +10,7 @@ EXTRAS ?= dev,export,lite
 MARKERS ?= not slow and not gpu
 PYTEST_ARGS ?=
 
-.PHONY: help install demo test test-all lint format clean
+.PHONY: help install demo test test-all lint format clean results
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
@@ -24,6 +24,9 @@ install: $(VENV)/.installed ## create .venv and install audiocls with its dev ex
 
 demo: $(VENV)/.installed ## train on the built-in synthetic set (CPU, a few minutes) and print the test accuracy
 	$(VENV)/bin/audiocls fit --config configs/demo.yaml
+
+results: $(VENV)/.installed ## regenerate the README results table and docs/RESULTS.md from runs/results (RUN="esc10_cv fsdd" reruns those first)
+	$(PY) benchmarks/results.py $(if $(RUN),--run $(RUN))
 
 test: $(VENV)/.installed ## the fast test suite (MARKERS="not gpu" adds the slow ones)
 	$(PY) -m pytest -q -m "$(MARKERS)" $(PYTEST_ARGS)
