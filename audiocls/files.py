@@ -2,7 +2,7 @@
 
 A process killed at any moment (SIGKILL, OOM, a preempted node) leaves either the previous complete file or
 the new complete file at the target path, never a truncated one that a later run would trust. Files written by
-torch are read back with ``weights_only=True``: loading a file cannot run code.
+torch are read back by :func:`load_torch_file` only, with ``weights_only=True``: loading a file cannot run code.
 """
 
 from __future__ import annotations
@@ -13,9 +13,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from audiocls.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "is_local_path"]
+__all__ = ["atomic_write_bytes", "atomic_write_text", "is_local_path", "load_torch_file"]
 
 
 def is_local_path(path: str | Path) -> bool:
@@ -66,3 +68,52 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically (temporary file, fsync, rename)."""
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _why_unreadable(err: Exception) -> str:
+    """One line on why torch could not read a file, without torch's advice to load it unsafely."""
+    text = str(err)
+    if "Weights only load failed" in text:
+        return "it holds Python objects that a safe load (weights only) refuses to run"
+    first = text.splitlines()[0].strip() if text.strip() else ""
+    return f"{type(err).__name__}: {first}" if first and "weights_only" not in first else type(err).__name__
+
+
+def load_torch_file(
+    path: str | Path,
+    *,
+    setting: str = "ckpt_path",
+    what: str = "checkpoint",
+    hint: str = "pass the .ckpt written by 'audiocls fit'",
+    map_location: Any = "cpu",
+    mmap: bool = False,
+) -> Any:
+    """The object in a file written by ``torch.save``, read with ``weights_only=True`` (loading runs no code).
+
+    The package's only ``torch.load``: checkpoints (:mod:`audiocls.training.checkpoints`) and weight files
+    (:mod:`audiocls.models.weights`) are read here.
+
+    Args:
+        path: the file (a ``file://`` prefix is allowed).
+        setting: the setting that named the file, for the error (``ckpt_path``, ``model.weights``).
+        what: what the file should be, for the error.
+        hint: how to fix it, for the error.
+        map_location: passed to ``torch.load``.
+        mmap: map the file instead of reading it (for a quick look at a large checkpoint).
+
+    Raises:
+        ConfigError: one line naming the file: it does not exist, or cannot be read (truncated, not a torch
+            file, or holding objects a safe load refuses).
+    """
+    import torch
+
+    path = Path(str(path).removeprefix("file://")).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"{setting}={path} does not exist; {hint}")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
+    except Exception as err:
+        raise ConfigError(
+            f"{setting}={path}: cannot read {what} ({_why_unreadable(err)}); it may be truncated or not written by "
+            f"torch; {hint}"
+        ) from err

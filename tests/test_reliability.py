@@ -124,7 +124,8 @@ def test_checkpoints_load_with_weights_only(tmp_path):
     assert not (tmp_path / "pwned").exists()
 
 
-def test_every_torch_load_in_the_package_is_weights_only():
+def test_the_one_torch_load_of_the_package_is_weights_only():
+    """audiocls.files.load_torch_file is the package's only torch.load, and it loads weights only."""
     calls = []
     for path in PACKAGE.rglob("*.py"):
         text = path.read_text()
@@ -137,6 +138,22 @@ def test_every_torch_load_in_the_package_is_weights_only():
     assert calls, "the scan must find the package's torch.load calls"
     unsafe = [c for c in calls if "weights_only=True" not in c[1]]
     assert not unsafe, unsafe
+    assert [name for name, _call in calls] == ["files.py"], calls
+
+
+def test_unreadable_torch_files_never_get_the_unsafe_advice(tmp_path):
+    """torch's own error suggests retrying with weights_only=False; the one line audiocls prints does not."""
+    from audiocls.files import load_torch_file
+
+    evil, junk = tmp_path / "evil.ckpt", tmp_path / "junk.ckpt"
+    torch.save({"x": _Payload()}, evil)
+    junk.write_bytes(b"junk")
+    for path in (evil, junk, tmp_path / "missing.ckpt"):
+        with pytest.raises(ConfigError) as exc:
+            load_torch_file(path)
+        text = str(exc.value)
+        assert path.name in text and "weights_only" not in text and "\n" not in text, text
+    assert not (tmp_path / "pwned").exists()
 
 
 @pytest.mark.parametrize(

@@ -119,7 +119,7 @@ def parity_audio(loaded: LoadedModel, files: list[Path] | None, *, max_files: in
     if not files:
         from audiocls.commands.predict import expand_files
 
-        root = torch.load(loaded.path, map_location="cpu", weights_only=True)["datamodule_hyper_parameters"].get("root")
+        root = loaded.data_hparams.get("root")
         if root and Path(root).is_dir():
             found = sorted(f for f in Path(root).rglob("*") if f.suffix.lower() in AUDIO_EXTENSIONS)
             files = found[:: max(1, len(found) // max_files)][:max_files]

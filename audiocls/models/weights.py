@@ -1,7 +1,7 @@
 """Local, offline pretrained weights: reading weight files and loading them into a backbone.
 
 Supported files: ``.safetensors``, ``.pth``/``.pt``/``.bin`` state dicts (read with ``weights_only=True``)
-and Lightning ``.ckpt`` files of an :class:`~audiocls.models.classifier.AudioClassifier` (the ``backbone.`` prefix is
+and Lightning ``.ckpt`` files (both read by :func:`audiocls.files.load_torch_file`) of an :class:`~audiocls.models.classifier.AudioClassifier` (the ``backbone.`` prefix is
 stripped). The classifier head and a first convolution of another channel count are adapted by timm's own
 rules, the same as for hub weights.
 """
@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from audiocls.errors import ConfigError
+from audiocls.files import load_torch_file
 
 __all__ = ["EFFICIENTNET_LITE0_SOURCE", "load_weights", "map_efficientnet_lite", "read_state_dict", "resolve_weights"]
 
@@ -113,15 +114,16 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     path = resolve_weights(path)
     if not path.is_file():
         raise ConfigError(f"model.weights={path}: no such file; pass the path of a .safetensors, .pth or .ckpt file")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
+    hint = "pass a .safetensors, .pth or .ckpt weights file"
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
 
+        try:
             state = load_file(str(path))
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise ConfigError(f"model.weights={path} is not a readable weights file: {err}") from err
+        except Exception as err:
+            raise ConfigError(f"model.weights={path}: cannot read weights file ({err}); {hint}") from err
+    else:
+        state = load_torch_file(path, setting="model.weights", what="weights file", hint=hint)
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
         # an AudioClassifier checkpoint: its backbone's tensors, without the metric states beside them

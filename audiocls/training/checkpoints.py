@@ -1,8 +1,10 @@
-"""Crash-safe files: checkpoints and result files are written to a temporary file, fsynced, then renamed.
+"""Checkpoints: crash-safe saving, the checks before a run reads one, and the model a checkpoint rebuilds.
 
-A process killed at any moment (SIGKILL, OOM, a preempted node) leaves either the previous complete file or
-the new complete file at the target path, never a truncated one that a later run would trust. Checkpoints are
-read back with ``weights_only=True``: a checkpoint file cannot run code when it is loaded.
+Saving goes through :mod:`audiocls.files` (temporary file, fsync, rename): a process killed at any moment leaves
+the previous complete file or the new one, never a truncated one. Reading goes through
+:func:`audiocls.files.load_torch_file` (``weights_only=True``: a checkpoint cannot run code when it is loaded).
+:func:`load_checkpoint` turns a checkpoint into a :class:`LoadedModel`, the one object that predict, explain and
+export use.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import inspect
 import json
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,15 +21,13 @@ import torch
 from lightning.fabric.plugins import TorchCheckpointIO
 
 from audiocls.audio.frontend import LogMelFrontend, build_frontend
-from audiocls.data.base import AudioDataModule
 from audiocls.errors import ConfigError
-from audiocls.files import _atomic_write, is_local_path
+from audiocls.files import _atomic_write, is_local_path, load_torch_file
 from audiocls.models.classifier import AudioClassifier
 from audiocls.models.wave import WaveClassifier
 
 __all__ = [
     "AtomicCheckpointIO",
-    "checkpoint_error",
     "resolve_last_checkpoint",
     "find_last_checkpoint",
     "check_checkpoint",
@@ -39,25 +39,14 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-def checkpoint_error(path: str | Path, err: Exception | None = None) -> ConfigError:
-    """The error for a checkpoint file that is missing (``err`` None) or cannot be read (``err``)."""
-    if err is None:
-        return ConfigError(f"ckpt_path={path}: no such checkpoint file; pass the .ckpt written by 'audiocls fit'")
-    first = str(err).splitlines()[0] if str(err) else ""
-    return ConfigError(
-        f"ckpt_path={path} is not a readable checkpoint ({type(err).__name__}: {first}); it may be truncated "
-        "or not written by 'audiocls fit' -- pass another file, e.g. the run's checkpoints/last.ckpt"
-    )
-
-
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning's ``TorchCheckpointIO``, with crash-safe saving and safe loading.
 
     * save: ``torch.save`` streams into ``.<name>.partial`` beside the target, which is fsynced and renamed over
       the target (``os.replace``), then the folder is fsynced. Lightning's own save buffers the whole checkpoint in
       memory and does not fsync; remote (fsspec URL) paths still take Lightning's path.
-    * load: ``weights_only=True`` unless the caller asks otherwise; an unreadable or truncated file raises
-      :class:`~audiocls.errors.ConfigError` naming it.
+    * load: always ``weights_only=True`` (:func:`~audiocls.files.load_torch_file`; an audiocls checkpoint needs no
+      more); a missing, unreadable or truncated file raises :class:`~audiocls.errors.ConfigError` naming it.
 
     ``AudioCLI`` installs it on every trainer (unless a CheckpointIO plugin is given with ``--trainer.plugins``).
     """
@@ -74,13 +63,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         map_location: Callable | None = lambda storage, loc: storage,
         weights_only: bool | None = None,
     ) -> dict[str, Any]:
-        weights_only = True if weights_only is None else weights_only
-        if is_local_path(path) and not Path(str(path).removeprefix("file://")).is_file():
-            raise checkpoint_error(path)
-        try:
-            return super().load_checkpoint(path, map_location=map_location, weights_only=weights_only)
-        except Exception as err:
-            raise checkpoint_error(path, err) from err
+        if not is_local_path(path):  # fsspec URLs: Lightning's reader, still weights only
+            return super().load_checkpoint(path, map_location=map_location, weights_only=True)
+        return load_torch_file(path, map_location=map_location)
 
 
 def resolve_last_checkpoint(trainer: Any, ckpt_path: str | None, *, resume: bool) -> str | None:
@@ -110,8 +95,6 @@ def resolve_last_checkpoint(trainer: Any, ckpt_path: str | None, *, resume: bool
     logger = getattr(trainer, "logger", None)
     if callback is None or getattr(callback, "dirpath", None) is not None or logger is None:
         return ckpt_path  # a fixed checkpoint folder: Lightning's own lookup finds last.ckpt there
-    from audiocls.training.checkpoints import find_last_checkpoint
-
     root = Path(getattr(logger, "save_dir", None) or trainer.default_root_dir) / str(logger.name)
     found = find_last_checkpoint(root, name=f"{callback.CHECKPOINT_NAME_LAST}{callback.FILE_EXTENSION}")
     if found is None:
@@ -146,7 +129,7 @@ DATA_KEYS = ("sample_rate", "clip_seconds", "frontend")
 SHOW = 5
 
 
-def _plain(value: Any) -> Any:
+def _as_json_values(value: Any) -> Any:
     """Tuples as lists, dataclasses as dicts: the form in which hyperparameters compare equal."""
     return json.loads(json.dumps(value, default=lambda v: getattr(v, "__dict__", str(v))))
 
@@ -184,7 +167,7 @@ def _summary(missing: list[str], unexpected: list[str], shapes: list[str]) -> st
 def _comparable(hparams: Mapping[str, Any], key: str) -> Any:
     """``hparams[key]`` in comparable form; with ``normalize: train`` the frontend's mean/std are measured at setup
     (and restored from the checkpoint), so they are not part of the config to compare."""
-    value = _plain(hparams[key])
+    value = _as_json_values(hparams[key])
     if key == "frontend" and hparams.get("normalize") == "train" and isinstance(value, dict):
         value = {k: v for k, v in value.items() if k not in ("mean", "std")}
     return value
@@ -202,12 +185,7 @@ def check_checkpoint(ckpt_path: str | Path, model: torch.nn.Module, datamodule: 
             differing settings (checkpoint value vs config value) or tensors, and the fix.
     """
     path = Path(ckpt_path).expanduser()
-    if not path.is_file():
-        raise checkpoint_error(path)
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as err:
-        raise checkpoint_error(path, err) from err
+    ckpt = load_torch_file(path, mmap=True)
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise ConfigError(f"ckpt_path={path} holds no 'state_dict': it is not a Lightning checkpoint")
     fix = (
@@ -223,7 +201,9 @@ def check_checkpoint(ckpt_path: str | Path, model: torch.nn.Module, datamodule: 
             continue
         for key in keys:
             if key in saved and key in current and _comparable(saved, key) != _comparable(current, key):
-                diffs.append(f"{group}.{key}: checkpoint {_plain(saved[key])!r} vs config {_plain(current[key])!r}")
+                diffs.append(
+                    f"{group}.{key}: checkpoint {_as_json_values(saved[key])!r} vs config {_as_json_values(current[key])!r}"
+                )
     if diffs:
         raise ConfigError(f"ckpt_path={path} was written by an incompatible config: {'; '.join(diffs)}; {fix}")
     mismatch = state_dict_mismatch(model.state_dict(), ckpt["state_dict"])
@@ -242,6 +222,7 @@ class LoadedModel:
         clip_samples: length in samples of one model input (the training clip).
         class_names: one name per output.
         path: the checkpoint file.
+        data_hparams: the datamodule's settings stored in the checkpoint (``root``, ``frontend``, ...).
     """
 
     model: AudioClassifier
@@ -250,6 +231,7 @@ class LoadedModel:
     clip_samples: int
     class_names: list[str]
     path: Path
+    data_hparams: dict[str, Any] = field(default_factory=dict)
 
     @property
     def clip_seconds(self) -> float:
@@ -270,11 +252,6 @@ class LoadedModel:
         return self
 
 
-def _default(name: str):
-    """The default of an :class:`AudioDataModule` argument (for checkpoints that did not store it)."""
-    return inspect.signature(AudioDataModule.__init__).parameters[name].default
-
-
 def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu") -> LoadedModel:
     """Rebuild the model and its frontend from a checkpoint written by ``audiocls fit``.
 
@@ -289,18 +266,11 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
         ConfigError: the file is missing, unreadable, or not written by ``audiocls fit``.
     """
     path = Path(path).expanduser()
-    if not path.is_file():
-        raise ConfigError(f"checkpoint {path} does not exist; pass the .ckpt written by 'audiocls fit' (--ckpt_path)")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:
-        raise ConfigError(
-            f"cannot read checkpoint {path} ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
-            "pass a .ckpt written by 'audiocls fit'"
-        ) from err
+    ckpt = load_torch_file(path, map_location=map_location)
     hp = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
     dm = ckpt.get("datamodule_hyper_parameters") if isinstance(ckpt, dict) else None
-    if not isinstance(hp, dict) or "backbone" not in hp or not isinstance(dm, dict) or "state_dict" not in ckpt:
+    complete = isinstance(hp, dict) and "backbone" in hp and isinstance(dm, dict) and "state_dict" in ckpt
+    if not complete or not all(k in dm for k in ("sample_rate", "clip_seconds")):
         raise ConfigError(
             f"{path} is not a checkpoint written by 'audiocls fit' (it lacks the model and datamodule "
             "hyperparameters audiocls needs to rebuild the model and its frontend); train with 'audiocls fit' "
@@ -319,16 +289,12 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
         )
     model.eval()
 
-    sample_rate = int(dm.get("sample_rate") or _default("sample_rate"))
-    if dm.get("clip_samples"):
-        clip_samples = int(dm["clip_samples"])
-    else:  # SyntheticDataModule stores clip_seconds=None for "the generated length"
-        seconds = dm.get("clip_seconds") or dm.get("seconds") or _default("clip_seconds")
-        clip_samples = round(float(seconds) * sample_rate)
+    sample_rate = int(dm["sample_rate"])  # the values in force, stored by AudioDataModule.__init__
+    clip_samples = round(float(dm["clip_seconds"]) * sample_rate)
     frontend = build_frontend(dm.get("frontend") or {}, sample_rate).eval()
     if frontend.out_channels != hp.get("in_chans", frontend.out_channels):
         raise ConfigError(
             f"checkpoint {path}: the frontend makes {frontend.out_channels} channels but the model expects "
             f"in_chans={hp['in_chans']}"
         )
-    return LoadedModel(model, frontend, sample_rate, clip_samples, list(model.class_names), path)
+    return LoadedModel(model, frontend, sample_rate, clip_samples, list(model.class_names), path, dict(dm))
