@@ -263,12 +263,12 @@ class AudioDataModule(L.LightningDataModule):
             )
         sizes = {k: len(v) for k, v in self.splits.items()}
         log.info("%s fold %s: %s clips", type(self).__name__, self.fold, sizes)
-        self._prepare_inputs()
         if 0 < sizes["train"] < self.batch_size:
             raise ConfigError(
                 f"data.batch_size={self.batch_size} is larger than the training set ({sizes['train']} clips) "
                 f"and the last partial batch is dropped; lower data.batch_size to at most {sizes['train']}"
             )
+        self._prepare_inputs()
 
     # --- normalisation and stored spectrograms (data.normalize, data.precompute_frontend) ------------------
     def _raw_frontend(self):
