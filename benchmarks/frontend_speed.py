@@ -5,11 +5,16 @@
     clip, as there), ln(mel + 1e-6), PIL bilinear resize to 128 x 250.
 (b) audiocls: WaveAugment (pitch shift -2..+2 semitones, stretch x0.9..1.2, every clip) + LogMelFrontend,
     one batch at a time on ``--device``.
+Without augmentation, the frontends alone: the paper's per clip (three MelSpectrograms, log, PIL resize) and
+audiocls's LogMelFrontend on the batch.
 
-Both run on the same 5 s 44.1 kHz clips (real ESC-10 clips when ../shared/datasets/esc10 is there), in
-alternating rounds so that other load on the machine hits both alike; the ratio is of medians.
+All run on the same 5 s 44.1 kHz clips (real ESC-10 clips when the shared dataset folder is there), in
+alternating rounds so that other load on the machine hits all alike; the figures are of medians. The last
+two lines are the frontend-only figures and ``ratio (b)/(a): N.Nx``.
 
     .venv/bin/python benchmarks/frontend_speed.py --rounds 3 --batch 32
+    .venv/bin/python benchmarks/frontend_speed.py --profile          # torch.profiler tables of (b), then exit
+    .venv/bin/python benchmarks/frontend_speed.py --device cuda --batch 256 --skip-paper
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import argparse
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -43,17 +49,21 @@ def clips(n: int) -> tuple[np.ndarray, str]:
     return np.stack(waves).astype(np.float32), "synthetic tones in noise"
 
 
-def paper_clip(sample: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
-    """The official per-clip training transform (datasetaug.py MelSpectrogram.__call__, mode 'train')."""
-    import librosa
+def paper_clip(sample: np.ndarray, rng: np.random.Generator | None) -> torch.Tensor:
+    """The official per-clip training transform (datasetaug.py MelSpectrogram.__call__, mode 'train');
+    ``rng=None``: the features alone, without the augmentation."""
     import torchvision
     from PIL import Image
 
-    pitch_shift = int(rng.integers(-2, 3))  # the paper's -2..+2 (the official code's randint always gives 2)
-    time_stretch = rng.random() * (1.2 - 0.9) + 0.9
-    new_audio = librosa.effects.time_stretch(
-        librosa.effects.pitch_shift(sample, sr=SR, n_steps=pitch_shift), rate=time_stretch
-    )
+    new_audio = sample
+    if rng is not None:
+        import librosa
+
+        pitch_shift = int(rng.integers(-2, 3))  # the paper's -2..+2 (the official code's randint always gives 2)
+        time_stretch = rng.random() * (1.2 - 0.9) + 0.9
+        new_audio = librosa.effects.time_stretch(
+            librosa.effects.pitch_shift(sample, sr=SR, n_steps=pitch_shift), rate=time_stretch
+        )
     specs = []
     for win, hop in zip((25, 50, 100), (10, 25, 50), strict=True):
         clip = torch.Tensor(new_audio)
@@ -73,56 +83,81 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--skip-paper", action="store_true", help="time (b) only (e.g. on a GPU machine)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--skip-paper", action="store_true", help="time audiocls only (e.g. on a GPU machine)")
+    parser.add_argument("--profile", action="store_true", help="print torch.profiler tables of (b) and exit")
     args = parser.parse_args()
+    dev = torch.device(args.device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        sys.exit(
+            f"--device {args.device}: this machine has no CUDA device (torch {torch.__version__}); use --device cpu"
+        )
     torch.set_flush_denormal(True)
     data, source = clips(args.batch)
-    dev = torch.device(args.device)
     aug = WaveAugment(AugmentConfig(pitch_shift=(-2.0, 2.0), time_stretch=(0.9, 1.2), pitch_time_p=1.0))
     frontend = LogMelFrontend(FrontendConfig(), SR).to(dev)
     batch = torch.from_numpy(data).to(dev)
     rng = np.random.default_rng(0)
+    if args.profile:
+        return profile(frontend, aug, batch)
 
-    def run_paper() -> float:
-        t0 = time.perf_counter()
-        out = torch.stack([paper_clip(c, rng) for c in data])
-        assert out.shape == (args.batch, 3, 128, 250)
-        return time.perf_counter() - t0
-
-    def run_batched() -> float:
+    def timed(fn) -> float:
         if dev.type == "cuda":
             torch.cuda.synchronize()
         t0 = time.perf_counter()
-        out = frontend(aug(batch))
+        out = fn()
         if dev.type == "cuda":
             torch.cuda.synchronize()
         assert out.shape == (args.batch, 3, 128, 250)
         return time.perf_counter() - t0
 
-    # warm-up (librosa's numba compilation, allocator, CUDA kernels), then alternating timed rounds
+    runs = {
+        "b": lambda: timed(lambda: frontend(aug(batch))),
+        "b0": lambda: timed(lambda: frontend(batch)),
+    }
     if not args.skip_paper:
-        paper_clip(data[0], rng)
-    run_batched()
-    paper_times, batched_times = [], []
-    for _ in range(args.rounds):
-        if not args.skip_paper:
-            paper_times.append(run_paper())
-        batched_times.append(run_batched())
-    b_cps = args.batch / statistics.median(batched_times)
+        runs["a"] = lambda: timed(lambda: torch.stack([paper_clip(c, rng) for c in data]))
+        runs["a0"] = lambda: timed(lambda: torch.stack([paper_clip(c, None) for c in data]))
+        paper_clip(data[0], rng)  # warm-up: librosa's numba compilation
+    times: dict[str, list[float]] = {k: [] for k in runs}
+    with torch.no_grad():
+        runs["b"]()  # warm-up: allocator, CUDA kernels
+        for _ in range(args.rounds):
+            for key, run in runs.items():
+                times[key].append(run())
+    cps = {k: args.batch / statistics.median(v) for k, v in times.items()}
     print(
         f"machine: {platform.machine()} {torch.get_num_threads()} torch threads; device {dev}; torch {torch.__version__}"
     )
     print(f"data: {args.batch} x {SECONDS:g} s at {SR} Hz ({source}); {args.rounds} rounds, medians")
-    print(f"(b) audiocls batched augment+frontend: {b_cps:8.1f} clips/s  (rounds: {fmt(batched_times)} s)")
-    if not args.skip_paper:
-        import librosa
+    print(f"(b) audiocls batched augment+frontend: {cps['b']:8.1f} clips/s  (rounds: {fmt(times['b'])} s)")
+    if args.skip_paper:
+        print(f"frontend only: audiocls {cps['b0']:.1f} clips/s  (rounds: {fmt(times['b0'])} s)")
+        return
+    import librosa
 
-        p_cps = args.batch / statistics.median(paper_times)
-        print(
-            f"(a) paper per-clip, librosa {librosa.__version__}: {p_cps:8.1f} clips/s  (rounds: {fmt(paper_times)} s)"
-        )
-        print(f"ratio (b)/(a): {b_cps / p_cps:.1f}x")
+    print(f"(a) paper per-clip, librosa {librosa.__version__}: {cps['a']:8.1f} clips/s  (rounds: {fmt(times['a'])} s)")
+    print(
+        f"frontend only: audiocls {cps['b0']:.1f} clips/s, paper per-clip {cps['a0']:.1f} clips/s, "
+        f"ratio {cps['b0'] / cps['a0']:.1f}x  (rounds: {fmt(times['b0'])} / {fmt(times['a0'])} s)"
+    )
+    print(f"ratio (b)/(a): {cps['b'] / cps['a']:.1f}x")
+
+
+def profile(frontend: LogMelFrontend, aug: WaveAugment, batch: torch.Tensor) -> None:
+    """torch.profiler tables (self time per op) of the frontend and of the augmentation, one batch each."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if batch.is_cuda else [])
+    sort = "self_cuda_time_total" if batch.is_cuda else "self_cpu_time_total"
+    with torch.no_grad():
+        for name, fn in (("LogMelFrontend", lambda: frontend(batch)), ("WaveAugment (pitch_time)", lambda: aug(batch))):
+            fn()
+            with torch_profile(activities=activities) as prof:
+                fn()
+            print(f"--- {name}, batch {tuple(batch.shape)}")
+            print(prof.key_averages().table(sort_by=sort, row_limit=12, max_name_column_width=36))
 
 
 def fmt(times: list[float]) -> str:

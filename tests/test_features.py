@@ -49,12 +49,11 @@ def paper_reference(clip: np.ndarray, sr: int, frames: int = 250) -> np.ndarray:
 
 def test_paper_defaults_shape_and_fft():
     fe = LogMelFrontend(FrontendConfig(), 44100)
-    assert [m.n_fft for m in fe.mels] == [4410] * 3
-    assert [m.win_length for m in fe.mels] == [1102, 2205, 4410]
-    assert [m.hop_length for m in fe.mels] == [441, 1102, 2205]
+    assert fe.n_fft == 4410 and fe.win_lengths == [1102, 2205, 4410] and fe.hops == [441, 1102, 2205]
+    assert fe.fb.shape == (2206, 128)
     out = fe(torch.randn(2, 44100 * 5))
     assert out.shape == (2, 3, 128, 250) and out.dtype == torch.float32
-    assert [m.n_fft for m in LogMelFrontend(FrontendConfig.paper(1500), 22050).mels] == [2205] * 3
+    assert LogMelFrontend(FrontendConfig.paper(1500), 22050).n_fft == 2205
     assert FrontendConfig.paper(1500).size == (128, 1500)
 
 
@@ -111,8 +110,8 @@ def test_tone_peaks_at_its_mel_bin():
     fe = LogMelFrontend(FrontendConfig(windows_ms=(50.0,), hops_ms=(25.0,), size=None, n_mels=64), 16000)
     spec = fe(_tone(1000, 16000)[None])  # (1, 1, 64, frames)
     peak = spec[0, 0].mean(-1).argmax().item()
-    centres = fe.mels[0].mel_scale.fb.argmax(0)  # frequency bin with the largest weight of each mel filter
-    freq_of_peak = centres[peak].item() * 16000 / fe.mels[0].n_fft
+    centres = fe.fb.argmax(0)  # frequency bin with the largest weight of each mel filter
+    freq_of_peak = centres[peak].item() * 16000 / fe.n_fft
     assert abs(freq_of_peak - 1000) < 80
 
 
@@ -158,12 +157,43 @@ def _tuples(d: dict) -> dict:
     return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
 
 
-def test_old_checkpoint_dicts_keep_their_slaney_filters():
-    old = build_frontend({"mel_scale": "slaney", "n_mels": 32, "size": [32, 50]}, 8000)
-    assert old.config.mel_norm == "slaney"
+def test_filterbanks_are_torchaudios_and_mel_norm_is_explicit():
+    slaney = build_frontend({"mel_scale": "slaney", "mel_norm": "slaney", "n_mels": 32, "size": [32, 50]}, 8000)
     ref = torchaudio.transforms.MelSpectrogram(8000, n_fft=800, n_mels=32, mel_scale="slaney", norm="slaney")
-    assert torch.allclose(old.mels[0].mel_scale.fb, ref.mel_scale.fb)
-    assert build_frontend({"n_mels": 32, "size": [32, 50]}, 8000).config.mel_norm is None
+    assert torch.allclose(slaney.fb, ref.mel_scale.fb)
+    htk = build_frontend({"n_mels": 32, "size": [32, 50]}, 8000)
+    assert torch.allclose(htk.fb, torchaudio.transforms.MelSpectrogram(8000, n_fft=800, n_mels=32).mel_scale.fb)
+    # no compatibility rule: the slaney scale alone keeps unnormalised triangles
+    assert build_frontend({"mel_scale": "slaney", "n_mels": 32, "size": [32, 50]}, 8000).config.mel_norm is None
+
+
+def test_banded_projection_covers_every_filter_weight():
+    fe = LogMelFrontend(FrontendConfig(), 44100)
+    covered = torch.zeros_like(fe.fb, dtype=torch.bool)
+    for lo, hi, m0, m1 in fe.bands:
+        covered[lo:hi, m0:m1] = True
+    assert fe.bands[0][2] == 0 and fe.bands[-1][3] == 128
+    assert all(a[3] == b[2] for a, b in zip(fe.bands, fe.bands[1:], strict=False))  # consecutive groups
+    assert covered[fe.fb != 0].all() and 1 < len(fe.bands) < 128
+    assert int(covered.sum()) < fe.fb.numel() // 2  # it skips most of the dense matrix
+    power = torch.rand(7, 2206) ** 4
+    banded = torch.cat([power[:, lo:hi] @ fe.fb[lo:hi, m0:m1] for lo, hi, m0, m1 in fe.bands], -1)
+    torch.testing.assert_close(banded, power @ fe.fb, rtol=1e-5, atol=0)
+
+
+@pytest.mark.parametrize("chunk", [50, 300, 100000])
+def test_chunking_does_not_change_the_output(chunk):
+    gen = torch.Generator().manual_seed(0)
+    wave = torch.randn(5, 44100, generator=gen) * torch.linspace(0, 1, 44100)
+    whole = LogMelFrontend(FrontendConfig(), 44100, chunk_frames=10**9)(wave)
+    torch.testing.assert_close(LogMelFrontend(FrontendConfig(), 44100, chunk_frames=chunk)(wave), whole)
+
+
+def test_buffers_move_with_to():
+    fe = LogMelFrontend(FrontendConfig(), 44100).to(torch.float64)
+    names = {n for n, _ in fe.named_buffers()}
+    assert {"fb", "fb2", "window0", "window1", "window2", "mean", "std"} <= names
+    assert all(b.dtype == torch.float64 for b in fe.buffers())
 
 
 def test_gradients_reach_the_waveform():

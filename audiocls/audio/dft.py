@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from audiocls.audio.frontend import LogMelFrontend
+from audiocls.audio.frontend import LogMelFrontend, log_mel, normalise
 from audiocls.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -47,14 +47,12 @@ class DFTLogMel(nn.Module):
         self.hops: list[int] = []
         self.offsets: list[int] = []
         self.frames: list[int] = []
-        for c, mel in enumerate(frontend.mels):
-            spec = mel.spectrogram
-            if not spec.center or spec.pad_mode != "reflect" or spec.power != 2.0 or spec.normalized or spec.pad:
-                raise ConfigError("export supports the centred, reflect-padded power-2 STFT of audiocls' frontend")
-            n_fft, hop = spec.n_fft, spec.hop_length
+        n_fft = frontend.n_fft
+        for c, hop in enumerate(frontend.hops):
+            win = frontend.win_lengths[c]
             window = torch.zeros(n_fft, dtype=torch.float64)
-            left = (n_fft - spec.win_length) // 2
-            window[left : left + spec.win_length] = spec.window.double()
+            left = (n_fft - win) // 2  # where torch.stft puts a shorter window inside the n_fft points
+            window[left : left + win] = frontend.window(c).double().cpu()
             nz = torch.nonzero(window).flatten()
             lo, hi = int(nz.min()), int(nz.max()) + 1  # the window's support inside the n_fft frame
             k = torch.arange(n_fft // 2 + 1, dtype=torch.float64)[:, None]
@@ -69,19 +67,15 @@ class DFTLogMel(nn.Module):
             idx = torch.where(idx >= self.num_samples, 2 * (self.num_samples - 1) - idx, idx)  # reflect
             self.register_buffer(f"index{c}", idx[lo:])  # the gather also drops the samples before the support
             frames = 1 + self.num_samples // hop
-            self.register_buffer(f"fb{c}", mel.mel_scale.fb.T.contiguous().float())  # (n_mels, n_freq)
+            self.register_buffer(f"fb{c}", frontend.fb.T.contiguous().float().cpu())  # (n_mels, n_freq)
             if cfg.size is not None:
                 self.register_buffer(f"rmel{c}", _resize_matrix(cfg.n_mels, cfg.size[0]))
                 self.register_buffer(f"rtime{c}", _resize_matrix(frames, cfg.size[1]))
             self.hops.append(hop)
             self.offsets.append(lo)
             self.frames.append(frames)
-        mean, std = getattr(frontend, "mean", None), getattr(frontend, "std", None)
-        shape = (1, cfg.channels, 1, 1)
-        mean_t = mean if isinstance(mean, torch.Tensor) else torch.tensor(float(cfg.mean or 0.0))
-        std_t = std if isinstance(std, torch.Tensor) else torch.tensor(float(cfg.std or 1.0))
-        self.register_buffer("mean", mean_t.float().reshape(-1).expand(cfg.channels).reshape(shape).clone())
-        self.register_buffer("std", std_t.float().reshape(-1).expand(cfg.channels).reshape(shape).clone())
+        self.register_buffer("mean", frontend.mean.detach().float().cpu().clone())  # (C, 1, 1)
+        self.register_buffer("std", frontend.std.detach().float().cpu().clone())
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         """wave (B, T) -> spec (B, C, n_mels, frames), float32."""
@@ -93,13 +87,8 @@ class DFTLogMel(nn.Module):
             re, im = z.chunk(2, dim=1)
             power = re * re + im * im  # (B, n_freq, frames)
             mel = torch.matmul(getattr(self, f"fb{c}"), power)  # (B, n_mels, frames)
-            spec = torch.log(mel + cfg.eps) if cfg.log == "ln" else 10.0 * torch.log10(mel + cfg.eps)
+            spec = log_mel(mel, cfg)
             if cfg.size is not None:
                 spec = torch.matmul(torch.matmul(getattr(self, f"rmel{c}"), spec), getattr(self, f"rtime{c}").T)
             chans.append(spec)
-        out = torch.stack(chans, dim=1)  # (B, C, n_mels, frames)
-        if cfg.mean is not None:
-            out = out - self.mean
-        if cfg.std is not None:
-            out = out / self.std
-        return out
+        return normalise(torch.stack(chans, dim=1), self.mean, self.std, cfg)  # (B, C, n_mels, frames)

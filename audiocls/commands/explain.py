@@ -108,7 +108,7 @@ def resolve_targets(names: list[str] | None, class_names: list[str]) -> list[int
 
 def mel_centres_hz(loaded: LoadedModel, n_rows: int) -> np.ndarray:
     """Centre frequency in Hz of each of the ``n_rows`` image rows (mel bands, after any resize)."""
-    fb = loaded.frontend.mels[0].mel_scale.fb  # (n_freq, n_mels)
+    fb = loaded.frontend.fb  # (n_freq, n_mels)
     freqs = np.linspace(0, loaded.sample_rate / 2, fb.shape[0])
     centres = freqs[fb.argmax(0).cpu().numpy()]
     return np.interp(np.linspace(0, len(centres) - 1, n_rows), np.arange(len(centres)), centres)
