@@ -246,10 +246,60 @@ def test_frozen_parameters_are_left_out_of_the_optimizer():
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="flush-denormal is set for CPU training only")
-def test_the_model_turns_flush_denormal_on():
+def test_the_command_turns_flush_denormal_on_not_the_model(capsys):
+    """Global state belongs to the entry point: ``audiocls`` sets flush-denormal, a constructor does not."""
+    from audiocls.cli import main
+
     torch.set_flush_denormal(False)
     try:
         AudioClassifier("test_resnet", num_classes=3)
+        assert torch.tensor([1e-40]).mul(1.0).item() != 0.0  # the constructor left it alone
+        with pytest.raises(SystemExit):
+            main(["--help"])
         assert torch.tensor([1e-40]).mul(1.0).item() == 0.0  # a denormal is flushed to zero
     finally:
         torch.set_flush_denormal(True)
+
+
+class _FixedLeaning(torch.nn.Module):
+    """logits (B, K): a fixed order of the classes, class 2 first, plus ``noise`` times an input-dependent part."""
+
+    def __init__(self, num_classes: int, noise: float):
+        super().__init__()
+        # distinct (no ties in the top 5), class 2 first, class 0 (the first batch's) outside the top 5
+        self.bias = 0.1 * torch.arange(num_classes, dtype=torch.float32)
+        self.bias[2] = 1.0
+        self.proj = torch.nn.Linear(3, num_classes)
+        torch.nn.init.normal_(self.proj.weight, std=noise, generator=torch.Generator().manual_seed(0))
+        torch.nn.init.zeros_(self.proj.bias)
+
+    def forward(self, spec):
+        return self.proj(spec.mean((2, 3))) + self.bias
+
+
+@pytest.mark.parametrize("noise", [0.0, 3.0], ids=["always-2", "varied"])
+def test_test_metrics_equal_sklearn_on_a_class_sorted_set(noise):
+    """Issue 15: on a test set sorted by class (the first batch holds one class, as FSDD's), every reported test
+    metric equals sklearn on the same predictions; torchmetrics' compute groups once merged macro F1 with top-5."""
+    import lightning as L
+    from sklearn.metrics import accuracy_score, f1_score, recall_score, top_k_accuracy_score
+    from torch.utils.data import DataLoader, TensorDataset
+
+    k, per_class = 8, 40
+    model = AudioClassifier("test_resnet", num_classes=k, class_names=[f"c{i}" for i in range(k)])
+    model.backbone = _FixedLeaning(k, noise)
+    y = torch.arange(k).repeat_interleave(per_class)  # class-sorted: batches of 32 start with one class only
+    spec = torch.randn(len(y), 3, 4, 4, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        logits = model(spec)
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
+    (got,) = trainer.test(model, DataLoader(TensorDataset(spec, y), batch_size=32), verbose=False)
+    pred, true = logits.argmax(1).numpy(), y.numpy()
+    assert (len(set(pred.tolist())) == 1) == (noise == 0)  # the set-up is as named
+    assert got["test/acc"] == pytest.approx(accuracy_score(true, pred), abs=1e-6)
+    assert got["test/f1_macro"] == pytest.approx(f1_score(true, pred, average="macro"), abs=1e-6)
+    top5 = top_k_accuracy_score(true, logits.numpy(), k=5, labels=list(range(k)))
+    assert got["test/acc_top5"] == pytest.approx(top5, abs=1e-6)
+    recall = recall_score(true, pred, average=None, labels=list(range(k)), zero_division=0)
+    for i in range(k):
+        assert got[f"test/acc_class/c{i}"] == pytest.approx(recall[i], abs=1e-6)

