@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
+import io
 import json
 import logging
 import os
@@ -35,6 +36,7 @@ from lightning.pytorch import Callback
 from audiocls.commands.cv_report import EPOCHS, LOG, PREDICTIONS, RESULT, fold_metrics, write_json, write_report
 from audiocls.commands.parser import command_parser
 from audiocls.errors import ConfigError
+from audiocls.files import atomic_write_bytes, atomic_write_text
 from audiocls.training.cli import build_datamodule, resolve_config
 
 __all__ = ["TestFoldEachEpoch", "main", "config_hash", "gather_fold", "fold_metrics", "resolve_config"]
@@ -161,9 +163,9 @@ class TestFoldEachEpoch(Callback):
         files = [str(test.cache.files[i]) for i in test.indices] if hasattr(test, "cache") else []
         names = list(getattr(pl_module, "class_names", None) or range(probs.shape[1]))
         out = self._dir(trainer)
-        tmp = out / (PREDICTIONS + ".tmp.npz")
-        np.savez(tmp, probs=probs, labels=labels, files=np.array(files, dtype=str), class_names=np.array(names, str))
-        tmp.replace(out / PREDICTIONS)
+        buf = io.BytesIO()
+        np.savez(buf, probs=probs, labels=labels, files=np.array(files, dtype=str), class_names=np.array(names, str))
+        atomic_write_bytes(out / PREDICTIONS, buf.getvalue())
         write_json(out / EPOCHS, self.history)
 
     def state_dict(self) -> dict:
@@ -388,7 +390,7 @@ def main(argv: list[str]) -> int:
     cfg_hash = config_hash(cfg)
     _check_dir(out, cfg, cfg_hash)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "cv_config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    atomic_write_text(out / "cv_config.yaml", yaml.safe_dump(cfg, sort_keys=False))
     write_json(out / "cv.json", {"config_hash": cfg_hash, "name": name, "datamodule": cfg["data"]["class_path"]})
 
     results: dict[int, dict] = {}

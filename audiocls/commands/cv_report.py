@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from audiocls.files import atomic_write_text
+
 __all__ = ["write_report", "mean_std", "plot_confusion", "fold_metrics", "confusion", "write_json"]
 
 log = logging.getLogger(__name__)
@@ -22,10 +24,8 @@ RESULT, PREDICTIONS, EPOCHS, LOG = "result.json", "predictions.npz", "test_each_
 
 
 def write_json(path: Path, obj) -> None:
-    """Write ``obj`` as JSON atomically (temporary file, then rename)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2))
-    tmp.replace(path)
+    """Write ``obj`` as JSON atomically (:func:`audiocls.files.atomic_write_text`: temporary file, fsync, rename)."""
+    atomic_write_text(path, json.dumps(obj, indent=2))
 
 
 def confusion(labels: np.ndarray, pred: np.ndarray, num_classes: int) -> np.ndarray:
@@ -163,6 +163,6 @@ def write_report(out: Path, name: str, cfg_hash: str, results: list[dict], fold_
             f"- fold {r['fold']}: {r.get('error', '')} (log: {r['log']})" for r in failed
         ]
     text = "\n".join(lines) + "\n"
-    (out / "cv_results.md").write_text(text)
+    atomic_write_text(out / "cv_results.md", text)
     log.info("report written to %s", out / "cv_results.md")
     return text

@@ -21,6 +21,7 @@ import numpy as np
 from audiocls.commands.cv_report import PREDICTIONS, RESULT, fold_metrics, mean_std, write_json
 from audiocls.commands.parser import command_parser
 from audiocls.errors import ConfigError, DataError
+from audiocls.files import atomic_write_text
 
 __all__ = ["main", "load_run", "ensemble_folds"]
 
@@ -136,6 +137,6 @@ def main(argv: list[str]) -> int:
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "ensemble.json", report)
     text = _markdown(report)
-    (out / "ensemble.md").write_text(text)
+    atomic_write_text(out / "ensemble.md", text)
     print(text + f"\nwritten to {out}")
     return 0

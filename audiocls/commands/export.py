@@ -25,8 +25,7 @@ import torch
 
 from audiocls.audio.dft import DFTLogMel
 from audiocls.commands.parser import command_parser
-from audiocls.commands.predict import AUDIO_EXTENSIONS
-from audiocls.data.io import load_audio, pad_or_crop
+from audiocls.data.io import AUDIO_EXTENSIONS, load_audio, pad_or_crop
 from audiocls.errors import AudioLoadError, ConfigError
 from audiocls.models.wave import WaveClassifier
 from audiocls.training.checkpoints import LoadedModel, load_checkpoint

@@ -22,18 +22,14 @@ import torch
 
 from audiocls.commands.parser import command_parser
 from audiocls.commands.scoring import score_wave
-from audiocls.data.io import load_audio
+from audiocls.data.io import AUDIO_EXTENSIONS, load_audio
 from audiocls.errors import AudioLoadError, ConfigError
 from audiocls.training.checkpoints import LoadedModel, load_checkpoint
 
-__all__ = ["AUDIO_EXTENSIONS", "expand_files", "predict_files", "format_results", "main"]
+__all__ = ["expand_files", "predict_files", "format_results", "main"]
 
 log = logging.getLogger(__name__)
 
-#: suffixes a folder is searched for (what libsndfile decodes)
-AUDIO_EXTENSIONS = frozenset(
-    {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc", ".au", ".snd", ".w64", ".caf"}
-)
 FORMATS = ("table", "json", "csv")
 
 

@@ -9,17 +9,12 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-import soundfile as sf
-
 from audiocls.data.base import AudioDataModule
 from audiocls.data.clips import Clip, stratified_folds
+from audiocls.data.io import AUDIO_EXTENSIONS
 from audiocls.errors import ConfigError, DataError
 
 __all__ = ["FolderDataModule", "CSVDataModule", "AUDIO_EXTENSIONS"]
-
-#: file endings loaded from class folders: those libsndfile decodes here (MP3 needs libsndfile >= 1.1)
-_MP3 = "MP3" in sf.available_formats() or "MPEG" in sf.available_formats()
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".opus", ".aiff", ".aif", ".au") + ((".mp3",) if _MP3 else ())
 
 
 def _check_num_folds(num_folds: int) -> None:

@@ -20,9 +20,27 @@ import torchaudio.functional as AF
 
 from audiocls.errors import AudioLoadError
 
-__all__ = ["load_audio", "pad_or_crop", "sliding_windows"]
+__all__ = ["AUDIO_EXTENSIONS", "load_audio", "pad_or_crop", "sliding_windows"]
 
 log = logging.getLogger(__name__)
+
+_MP3 = "MP3" in sf.available_formats() or "MPEG" in sf.available_formats()
+#: file endings searched for audio (class folders, ``audiocls predict`` folders): what libsndfile decodes here
+#: (MP3 needs libsndfile >= 1.1)
+AUDIO_EXTENSIONS = (
+    ".wav",
+    ".flac",
+    ".ogg",
+    ".oga",
+    ".opus",
+    ".aif",
+    ".aiff",
+    ".aifc",
+    ".au",
+    ".snd",
+    ".w64",
+    ".caf",
+) + ((".mp3",) if _MP3 else ())
 
 
 def load_audio(path: str | Path, sample_rate: int) -> np.ndarray:
