@@ -301,6 +301,7 @@ DATASETS = {
         "--data.num_classes=3",
         "--data.clips_per_fold=2",
         "--data.seconds=0.5",
+        "--data.fold=2",  # an AudioDataModule argument through **kwargs, as configs/demo.yaml sets it
     ],
 }
 

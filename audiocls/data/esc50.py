@@ -73,7 +73,11 @@ class ESC50DataModule(AudioDataModule):
         self.esc10 = esc10
         self.check_fold()
         self._rows: list[dict[str, str]] | None = None
-        self.class_names = self._classes(self.rows())
+        self.class_names = self.read_class_names()
+
+    def read_class_names(self) -> list[str]:
+        """The classes in label order, from the metadata (a subclass that knows them may skip the file)."""
+        return self._classes(self.rows())
 
     def rows(self) -> list[dict[str, str]]:
         """The metadata rows in use (the ESC-10 ones with ``esc10``), read once and checked."""

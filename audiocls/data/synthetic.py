@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from audiocls.data.base import AudioDataModule
 from audiocls.data.cache import default_cache_dir
 from audiocls.data.esc50 import COLUMNS, ESC50DataModule
 from audiocls.errors import ConfigError, DataError
@@ -228,15 +227,14 @@ class SyntheticDataModule(ESC50DataModule):
         self._generate = dict(
             num_classes=num_classes, clips_per_fold=clips_per_fold, sample_rate=sr, seconds=seconds, seed=gen_seed
         )
-        # the classes are known without the files: nothing is read or written here (prepare_data writes)
-        AudioDataModule.__init__(self, root, sample_rate=sr, clip_seconds=clip_seconds or seconds, **kwargs)
-        self.esc10 = False
-        self.check_fold()
-        self._rows = None
-        self.class_names = list(CLASSES)[:num_classes]
+        # the classes are known without the files (read_class_names): nothing is read here, prepare_data writes
+        super().__init__(root, sample_rate=sr, clip_seconds=clip_seconds or seconds, **kwargs)
         self.root.mkdir(
             parents=True, exist_ok=True
         )  # an empty folder (the files come in prepare_data): data.root exists
+
+    def read_class_names(self) -> list[str]:
+        return list(CLASSES)[: self._generate["num_classes"]]
 
     def prepare_data(self) -> None:
         """Write the set under ``root`` unless it is there (Lightning calls this on one process per node)."""
