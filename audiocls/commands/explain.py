@@ -68,7 +68,7 @@ def compute_saliency(loaded: LoadedModel, wave: np.ndarray, targets: list[int]) 
     with torch.no_grad():
         spec = loaded.frontend(wave_t[None])  # (1, C, n_mels, frames)
     spec.requires_grad_(True)
-    x = loaded.wave_classifier().backbone_input(spec)  # after AudioClassifier's input transform, if any
+    x = loaded.model.backbone_input(spec)  # after AudioClassifier's input transform, if any
     feats = None
     if hasattr(backbone, "forward_features") and hasattr(backbone, "forward_head"):
         feats = backbone.forward_features(x)  # (1, D, h, w) for a CNN

@@ -14,7 +14,7 @@ from audiocls.models.weights import load_weights, read_state_dict, resolve_weigh
 
 log = logging.getLogger(__name__)
 
-__all__ = ["build_backbone", "TV_INCEPTION_TRANSFORM"]
+__all__ = ["build_backbone", "channel_affine", "TV_INCEPTION_TRANSFORM"]
 
 
 def build_backbone(
@@ -73,3 +73,12 @@ TV_INCEPTION_TRANSFORM = (
     (0.229 / 0.5, 0.224 / 0.5, 0.225 / 0.5),
     ((0.485 - 0.5) / 0.5, (0.456 - 0.5) / 0.5, (0.406 - 0.5) / 0.5),
 )
+
+
+def channel_affine(spec: torch.Tensor, scale: torch.Tensor | None, shift: torch.Tensor | None) -> torch.Tensor:
+    """``spec * scale + shift`` per channel, or ``spec`` unchanged when ``scale`` is None.
+
+    The one place the backbone's input transform (e.g. :data:`TV_INCEPTION_TRANSFORM`) is applied: spec
+    (B, C, F, T), scale and shift (1, C, 1, 1).
+    """
+    return spec if scale is None else spec * scale + shift

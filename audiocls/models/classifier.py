@@ -17,7 +17,7 @@ from torchmetrics import MaxMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 
 from audiocls.errors import ConfigError
-from audiocls.models.backbone import TV_INCEPTION_TRANSFORM, build_backbone
+from audiocls.models.backbone import TV_INCEPTION_TRANSFORM, build_backbone, channel_affine
 from audiocls.models.transfer import freeze_until as freeze_until_stage
 from audiocls.models.transfer import reinit_from as reinit_from_stage
 
@@ -131,6 +131,10 @@ class AudioClassifier(L.LightningModule):
             module.eval()
         return self
 
+    def backbone_input(self, spec: torch.Tensor) -> torch.Tensor:
+        """spec (B, C, n_mels, frames) as the backbone sees it: after the input transform, if any."""
+        return channel_affine(spec, self.input_scale, self.input_shift)
+
     def forward(self, spec: torch.Tensor) -> torch.Tensor:
         """spec (B, C, n_mels, frames) or (B, W, C, n_mels, frames) -> logits (B, num_classes)."""
         windows = None
@@ -139,9 +143,7 @@ class AudioClassifier(L.LightningModule):
             spec = spec.flatten(0, 1)
         elif spec.dim() != 4:
             raise ValueError(f"expected spec of shape (B, C, F, T) or (B, W, C, F, T), got {tuple(spec.shape)}")
-        if self.input_scale is not None:
-            spec = spec * self.input_scale + self.input_shift
-        logits = self.backbone(spec)
+        logits = self.backbone(self.backbone_input(spec))
         if windows is not None:
             logits = logits.view(-1, windows, logits.shape[-1]).mean(1)
         return logits

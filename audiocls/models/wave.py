@@ -12,6 +12,8 @@ import logging
 import torch
 from torch import nn
 
+from audiocls.models.backbone import channel_affine
+
 log = logging.getLogger(__name__)
 
 __all__ = ["WaveClassifier"]
@@ -30,14 +32,15 @@ class WaveClassifier(nn.Module):
         super().__init__()
         self.frontend, self.backbone = frontend, model.backbone
         scale, shift = getattr(model, "input_scale", None), getattr(model, "input_shift", None)
-        self.scaled = scale is not None
-        if self.scaled:
+        if scale is not None:
             self.register_buffer("input_scale", scale.detach().clone())
             self.register_buffer("input_shift", shift.detach().clone())
+        else:
+            self.input_scale = self.input_shift = None
 
     def backbone_input(self, spec: torch.Tensor) -> torch.Tensor:
         """spec (B, C, n_mels, frames) as the backbone sees it (after AudioClassifier's input transform)."""
-        return spec * self.input_scale + self.input_shift if self.scaled else spec
+        return channel_affine(spec, self.input_scale, self.input_shift)
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         """wave (B, T) -> logits (B, num_classes)."""
