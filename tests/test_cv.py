@@ -54,6 +54,32 @@ def test_fold_metrics_match_sklearn():
     assert m["confusion"].sum() == 50 and np.trace(m["confusion"]) == (pred == labels).sum()
 
 
+def test_the_report_and_the_model_count_the_confusion_matrix_the_same_way():
+    """cv's report (saved predictions) and AudioClassifier's test_confusion (its test step) agree with sklearn."""
+    import torch
+    from sklearn.metrics import confusion_matrix as sk_confusion
+    from sklearn.metrics import recall_score
+
+    from audiocls.models.classifier import AudioClassifier
+
+    rng = np.random.default_rng(1)
+    labels = np.sort(rng.integers(0, 5, 40))  # class-sorted, class 5 of 6 absent
+    logits = torch.from_numpy(rng.standard_normal((40, 6)).astype(np.float32))
+    pred = logits.argmax(1).numpy()
+    expected = sk_confusion(labels, pred, labels=range(6))
+    np.testing.assert_array_equal(cv.fold_metrics(logits.numpy(), labels)["confusion"], expected)
+    model = AudioClassifier(backbone="test_resnet", num_classes=6)
+    model.on_test_epoch_start()
+    for i in range(0, 40, 16):  # the model's own metric state, batch by batch
+        model.test_confmat.update(logits[i : i + 16], torch.from_numpy(labels[i : i + 16]))
+    model.log_dict = model.log = lambda *a, **k: None  # no trainer attached
+    model.on_test_epoch_end()
+    np.testing.assert_array_equal(model.test_confusion.numpy(), expected)
+    recall = recall_score(labels, pred, labels=range(5), average=None, zero_division=0)
+    np.testing.assert_allclose(model.test_per_class_acc[:5].numpy(), recall, rtol=1e-6)
+    assert torch.isnan(model.test_per_class_acc[5])
+
+
 def test_callback_records_each_epoch_and_final_predictions(tiny_args, tmp_path):
     """The last epoch's test-fold accuracy, the saved predictions and the CLI's test/acc are the same weights."""
     out = tmp_path / "fold"

@@ -12,8 +12,10 @@ import logging
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from audiocls.files import atomic_write_text
+from audiocls.models.metrics import confusion_matrix, per_class_accuracy
 
 __all__ = ["write_report", "mean_std", "plot_confusion", "fold_metrics", "confusion", "write_json"]
 
@@ -29,8 +31,11 @@ def write_json(path: Path, obj) -> None:
 
 
 def confusion(labels: np.ndarray, pred: np.ndarray, num_classes: int) -> np.ndarray:
-    """(num_classes, num_classes) counts, rows = true class, columns = predicted class."""
-    return np.bincount(labels * num_classes + pred, minlength=num_classes**2).reshape(num_classes, num_classes)
+    """(num_classes, num_classes) counts, rows = true class, columns = predicted class.
+
+    :func:`audiocls.models.metrics.confusion_matrix`, the count the classifier's ``test_confusion`` makes.
+    """
+    return confusion_matrix(labels, pred, num_classes)
 
 
 def fold_metrics(probs: np.ndarray, labels: np.ndarray) -> dict:
@@ -107,8 +112,8 @@ def write_report(out: Path, name: str, cfg_hash: str, results: list[dict], fold_
     summary = {key: mean_std([r[key] for r in done]) for key in ("final_acc", "best_epoch_acc", "macro_f1")}
     per_class = {}
     if total is not None:
-        support = total.sum(1)
-        per_class = {n: float(total[i, i] / support[i]) if support[i] else None for i, n in enumerate(names)}
+        acc = per_class_accuracy(torch.from_numpy(total)).tolist()
+        per_class = {n: None if a != a else a for n, a in zip(names, acc, strict=True)}  # None: class absent
         plot_confusion(total, names, out / "confusion.png", f"{name}: summed over {len(done)} fold(s)")
     report = {
         "name": name,

@@ -18,6 +18,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 
 from audiocls.errors import ConfigError
 from audiocls.models.backbone import TV_INCEPTION_TRANSFORM, build_backbone, channel_affine
+from audiocls.models.metrics import per_class_accuracy
 from audiocls.models.transfer import freeze_until as freeze_until_stage
 from audiocls.models.transfer import reinit_from as reinit_from_stage
 
@@ -203,9 +204,7 @@ class AudioClassifier(L.LightningModule):
         self.log_dict(self.test_metrics.compute())
         self.test_metrics.reset()
         confusion = self.test_confmat.compute().cpu()
-        support = confusion.sum(1)
-        per_class = confusion.diag().float() / support.clamp(min=1)
-        per_class[support == 0] = float("nan")
+        per_class = per_class_accuracy(confusion).float()
         self.test_confusion, self.test_per_class_acc = confusion, per_class
         for name, value in zip(self.class_names, per_class.tolist(), strict=True):
             if value == value:  # not NaN

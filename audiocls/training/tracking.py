@@ -289,9 +289,9 @@ class WandbMedia(Callback):
 
     At the start of ``fit``, ``examples_per_class`` training clips of every class as spectrogram images (the
     frontend's output, before augmentation). At the end of ``test``, the confusion matrix (a W&B chart) and a
-    per-class table (clips, correct, accuracy, most frequent wrong prediction), counted over the whole test set
-    across processes. The matrix is the model's ``test_confusion`` (set by its ``on_test_epoch_end``) when it
-    has one; otherwise it is counted here from the model's outputs. Does nothing without a ``WandbLogger``.
+    per-class table (clips, correct, accuracy, most frequent wrong prediction), over the whole test set across
+    processes: both read the model's ``test_confusion`` (set by :class:`~audiocls.models.classifier.AudioClassifier`'s
+    ``on_test_epoch_end``), nothing is counted here. Does nothing without a ``WandbLogger``.
 
     Args:
         examples_per_class: clips shown per class at the start.
@@ -300,9 +300,6 @@ class WandbMedia(Callback):
 
     def __init__(self, examples_per_class: int = 2, max_classes: int = 20):
         self.examples_per_class, self.max_classes = examples_per_class, max_classes
-        self._counts: torch.Tensor | None = None
-        self._outputs: list[torch.Tensor] = []
-        self._hook = None
 
     # examples at the start
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -329,44 +326,13 @@ class WandbMedia(Callback):
             logger.log_image(key="examples/spectrograms", images=images, caption=captions)
 
     # confusion matrix at the end of test
-    def on_test_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._counts, self._outputs = None, []
-        if _wandb_loggers(trainer) and not hasattr(pl_module, "test_confusion"):
-            self._hook = pl_module.register_forward_hook(lambda _m, _in, out: self._outputs.append(out.detach()))
-
-    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
-        if self._hook is None:
-            return
-        y = batch[1] if isinstance(batch, list | tuple) and len(batch) > 1 else None
-        logits = self._outputs[-1] if len(self._outputs) == 1 else None
-        self._outputs = []
-        if y is None or logits is None or logits.ndim != 2 or len(logits) != len(y):
-            return  # not one plain (B, K) forward per batch: leave the matrix out rather than guess
-        k = logits.shape[1]
-        if self._counts is None:
-            self._counts = torch.zeros(k, k, dtype=torch.long, device=logits.device)
-        idx = y.to(logits.device) * k + logits.argmax(1)
-        self._counts += torch.bincount(idx, minlength=k * k).reshape(k, k)
-
     def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        """After the model's ``on_test_epoch_end``: its ``test_confusion`` (synced over processes), or our count."""
-        if not _wandb_loggers(trainer):
+        """After the model's ``on_test_epoch_end``: its ``test_confusion`` (a torchmetrics state, synced over processes)."""
+        if not _wandb_loggers(trainer) or not trainer.is_global_zero:
             return
-        if self._hook is None:
-            counts = getattr(pl_module, "test_confusion", None)
-            counts = counts if isinstance(counts, torch.Tensor) and counts.ndim == 2 else None
-        else:
-            self._hook.remove()
-            self._hook = None
-            counts = self._counts
-            if trainer.world_size > 1:  # every rank takes part, also one that saw no batch
-                k = len(getattr(pl_module, "class_names", None) or []) or (0 if counts is None else counts.shape[0])
-                zero = torch.zeros(k, k, dtype=torch.long, device=pl_module.device)
-                counts = trainer.strategy.reduce(
-                    zero if counts is None else counts.to(pl_module.device), reduce_op="sum"
-                )
-        if counts is None or counts.numel() == 0 or not trainer.is_global_zero:
-            return
+        counts = getattr(pl_module, "test_confusion", None)
+        if not isinstance(counts, torch.Tensor) or counts.ndim != 2 or counts.numel() == 0:
+            return  # a model without the classifier's confusion matrix: leave the chart out rather than guess
         self._log_confusion(trainer, pl_module, counts.long().cpu())
 
     def _log_confusion(self, trainer: Trainer, pl_module: LightningModule, counts: torch.Tensor) -> None:
