@@ -254,6 +254,20 @@ def test_checkpoint_with_another_num_classes(tiny_args, tmp_path, capsys):
     )
 
 
+@pytest.mark.parametrize("subcommand", ["fit", "validate", "test"])
+@pytest.mark.parametrize("damage", ["truncated", "not_a_checkpoint"])
+def test_bad_ckpt_path_through_the_cli_gives_one_line(tiny_args, tmp_path, capsys, subcommand, damage):
+    """Issue 15 item 3: a damaged --ckpt_path is refused by name before Lightning reads it, as the user types it."""
+    good = _fake_checkpoint(tmp_path / "good.ckpt", num_classes=4, n_mels=TINY_FRONTEND["n_mels"])
+    bad = tmp_path / f"{damage}.ckpt"
+    if damage == "truncated":
+        bad.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    else:
+        bad.write_text("model: resnet\nepochs: 3\n")
+    line = _fails_before_training([subcommand, *tiny_args, "--ckpt_path", str(bad)], capsys, str(bad))
+    assert "weights_only=False" not in line
+
+
 def test_checkpoint_from_an_incompatible_frontend(tiny_args, tmp_path, capsys):
     ckpt = _fake_checkpoint(tmp_path / "mels.ckpt", num_classes=4, n_mels=64, sample_rate=16000)
     line = _fails_before_training(

@@ -31,6 +31,7 @@ __all__ = [
     "resolve_last_checkpoint",
     "find_last_checkpoint",
     "check_checkpoint",
+    "read_lightning_checkpoint",
     "state_dict_mismatch",
     "LoadedModel",
     "load_checkpoint",
@@ -173,6 +174,19 @@ def _comparable(hparams: Mapping[str, Any], key: str) -> Any:
     return value
 
 
+def read_lightning_checkpoint(path: str | Path) -> dict:
+    """The dict of a Lightning checkpoint file, memory-mapped (a quick look, also at a large file).
+
+    Raises:
+        ConfigError: one line naming the file: missing, truncated, not a torch file, or holding no ``state_dict``.
+    """
+    path = Path(path).expanduser()
+    ckpt = load_torch_file(path, mmap=True)
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        raise ConfigError(f"ckpt_path={path} holds no 'state_dict': it is not a Lightning checkpoint")
+    return ckpt
+
+
 def check_checkpoint(ckpt_path: str | Path, model: torch.nn.Module, datamodule: Any = None) -> None:
     """Refuse a checkpoint written by an incompatible config, before any data is decoded.
 
@@ -185,9 +199,7 @@ def check_checkpoint(ckpt_path: str | Path, model: torch.nn.Module, datamodule: 
             differing settings (checkpoint value vs config value) or tensors, and the fix.
     """
     path = Path(ckpt_path).expanduser()
-    ckpt = load_torch_file(path, mmap=True)
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
-        raise ConfigError(f"ckpt_path={path} holds no 'state_dict': it is not a Lightning checkpoint")
+    ckpt = read_lightning_checkpoint(path)
     fix = (
         "use the config the checkpoint was trained with (its run folder holds config.yaml: --config <run>/config.yaml), "
         "or start a new run without --ckpt_path"

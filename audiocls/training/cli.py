@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import warnings
+from pathlib import Path
 
 import yaml
 from jsonargparse import lazy_instance
@@ -24,7 +25,12 @@ from audiocls.data.base import AudioDataModule
 from audiocls.files import atomic_write_text
 from audiocls.models.classifier import AudioClassifier
 from audiocls.training import preflight, tracking
-from audiocls.training.checkpoints import AtomicCheckpointIO, check_checkpoint, resolve_last_checkpoint
+from audiocls.training.checkpoints import (
+    AtomicCheckpointIO,
+    check_checkpoint,
+    read_lightning_checkpoint,
+    resolve_last_checkpoint,
+)
 from audiocls.training.record import RandomStateCallback, RunInfoCallback
 
 __all__ = ["AudioCLI", "run_cli", "resolve_config", "build_datamodule"]
@@ -51,6 +57,15 @@ class AudioCLI(LightningCLI):
             hint = tracking.finish_wandb(exit_code=1 if failed else None) if kwargs.get("run", True) else None
             if hint:
                 print(hint)
+
+    def _parse_ckpt_path(self) -> None:
+        """Read ``--ckpt_path`` safely first: Lightning's own read (for the hyperparameters) would end a damaged
+        file in torch's traceback; this gives one line naming the file (:func:`read_lightning_checkpoint`)."""
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if ckpt_path and Path(ckpt_path).is_file():
+            read_lightning_checkpoint(ckpt_path)
+        super()._parse_ckpt_path()
 
     def before_instantiate_classes(self) -> None:
         """W&B: offline without a key, tags and name from the config, LR monitor and media callbacks."""
