@@ -149,17 +149,24 @@ class LogMelFrontend(nn.Module):
         """The (win_length,) Hann window of channel ``c``."""
         return getattr(self, f"window{c}")
 
-    def frames(self, wave: torch.Tensor, c: int) -> torch.Tensor:
-        """The windowed samples of channel ``c``'s centred frames, as a view: (B, frames, win_length)."""
-        n_fft, win, hop = self.n_fft, self.win_lengths[c], self.hops[c]
-        t = wave.shape[-1]
-        left = n_fft // 2 - (n_fft - win) // 2  # samples before 0 that the first window covers
-        right = max(0, (t // hop) * hop + win - left - t)
-        if max(left, right) >= t:
-            raise ConfigError(f"clip of {t} samples is too short for the {win}-sample window of channel {c}")
-        # reflect padding (as torch.stft's), by concatenation: a copy, cheaper than the reflection_pad kernel
-        padded = torch.cat([wave[:, 1 : left + 1].flip(-1), wave, wave[:, t - 1 - right : t - 1].flip(-1)], dim=-1)
-        return padded.unfold(-1, win, hop)[:, : 1 + t // hop]
+    def pad(self, wave: torch.Tensor) -> torch.Tensor:
+        """wave (B, T) -> (B, T + 2 (n_fft // 2)), reflect-padded as ``torch.stft(center=True)``; every channel's
+        frames are views of it. By concatenation: a copy, cheaper than the reflection_pad kernel."""
+        t, p = wave.shape[-1], self.n_fft // 2
+        if p >= t:
+            raise ConfigError(
+                f"clip of {t} samples is too short for n_fft={self.n_fft} (centred frames pad {p} samples)"
+            )
+        return torch.cat([wave[:, 1 : p + 1].flip(-1), wave, wave[:, t - 1 - p : t - 1].flip(-1)], dim=-1)
+
+    def frames(self, wave: torch.Tensor, c: int, padded: torch.Tensor | None = None) -> torch.Tensor:
+        """The windowed samples of channel ``c``'s centred frames, as a view: (B, frames, win_length).
+
+        ``padded`` is ``self.pad(wave)`` when the caller has it already (one copy for all channels)."""
+        win, hop = self.win_lengths[c], self.hops[c]
+        padded = self.pad(wave) if padded is None else padded
+        # torch.stft puts the window at (n_fft - win) // 2 inside each n_fft frame of the padded wave
+        return padded[:, (self.n_fft - win) // 2 :].unfold(-1, win, hop)[:, : 1 + wave.shape[-1] // hop]
 
     def mel(self, frames: torch.Tensor, c: int) -> torch.Tensor:
         """(..., win_length) frames of channel ``c`` -> (..., n_mels) mel power.
@@ -179,28 +186,52 @@ class LogMelFrontend(nn.Module):
             [squares[..., 2 * lo : 2 * hi] @ fb2[2 * lo : 2 * hi, m0:m1] for lo, hi, m0, m1 in self.bands], -1
         )
 
-    def mel_power(self, wave: torch.Tensor, c: int) -> torch.Tensor:
-        """wave (B, T) -> mel power (B, frames, n_mels) of channel ``c``, chunked on a CPU."""
-        frames = self.frames(wave, c)
-        b, n, _ = frames.shape
+    def mel_power(self, wave: torch.Tensor, c: int, padded: torch.Tensor | None = None) -> torch.Tensor:
+        """wave (B, T) -> mel power (B, frames, n_mels) of channel ``c``, chunked on a CPU (``padded``: as in
+        :meth:`frames`).
+
+        Without autograd, each chunk's windowed frames are written straight into the window's columns of one
+        zero-filled (chunk, n_fft) FFT buffer (no padding copy per chunk), the power is ``re^2 + im^2`` of the
+        FFT, and each band's projection writes into its columns of one (B frames, n_mels) output (no ``cat``).
+        """
+        frames = self.frames(wave, c, padded)
+        b, n, win = frames.shape
         chunk = self.chunk_frames if wave.device.type == "cpu" else b * n
-        if b * n <= chunk:
-            return self.mel(frames, c)
         if n >= chunk:  # one clip at a time, its frames in near-equal parts
             step = math.ceil(n / math.ceil(n / chunk))
-            parts = [self.mel(frames[i, j : j + step], c) for i in range(b) for j in range(0, n, step)]
-            return torch.cat(parts).view(b, n, -1)
-        step = chunk // n  # several whole clips at a time
-        return torch.cat([self.mel(frames[i : i + step], c) for i in range(0, b, step)])
+            parts = [(frames[i, j : j + step], i * n + j) for i in range(b) for j in range(0, n, step)]
+        else:  # several whole clips at a time
+            step = max(1, chunk // n)
+            parts = [(frames[i : i + step], i * n) for i in range(0, b, step)]
+        # out= writes into views: no autograd, and torch.jit.trace does not record them; a traced module takes
+        # the batch whole (its Python chunk list would fix the batch size)
+        if torch.jit.is_tracing() or (torch.is_grad_enabled() and (wave.requires_grad or self.fb.requires_grad)):
+            if torch.jit.is_tracing() or b * n <= chunk:
+                return self.mel(frames, c)
+            return torch.cat([self.mel(part, c).reshape(-1, self.fb.shape[1]) for part, _ in parts]).view(b, n, -1)
+        left = (self.n_fft - win) // 2
+        rows = max(part[..., 0].numel() for part, _ in parts)
+        buf = wave.new_zeros(rows, self.n_fft)
+        out = wave.new_empty(b * n, self.fb.shape[1])
+        window = self.window(c)
+        for part, row in parts:
+            r = part[..., 0].numel()
+            torch.mul(part, window, out=buf[:r].view(*part.shape[:-1], self.n_fft)[..., left : left + win])
+            spec = torch.view_as_real(torch.fft.rfft(buf[:r]))  # (r, n_freq, 2)
+            spec.square_()
+            power = spec[..., 0] + spec[..., 1]  # (r, n_freq)
+            for lo, hi, m0, m1 in self.bands:
+                torch.mm(power[:, lo:hi], self.fb[lo:hi, m0:m1], out=out[row : row + r, m0:m1])
+        return out.view(b, n, -1)
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         """wave (B, T) -> spec (B, C, n_mels, frames), float32."""
         cfg = self.config
         with torch.autocast(device_type=wave.device.type, enabled=False):
             wave = wave.float()
-            chans = []
+            chans, padded = [], self.pad(wave)
             for c in range(cfg.channels):
-                spec = log_mel(self.mel_power(wave, c), cfg).transpose(1, 2)  # (B, n_mels, frames_c)
+                spec = log_mel(self.mel_power(wave, c, padded), cfg).transpose(1, 2)  # (B, n_mels, frames_c)
                 if cfg.size is not None:
                     spec = F.interpolate(
                         spec.unsqueeze(1), size=tuple(cfg.size), mode="bilinear", align_corners=False, antialias=True

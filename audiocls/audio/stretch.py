@@ -40,26 +40,34 @@ def _vocode(spec: torch.Tensor, rates: torch.Tensor, k: int) -> torch.Tensor:
     Output frame ``j`` of clip ``b`` sits at input position ``s = j * rates[b]``: its magnitude interpolates
     frames ``floor(s)`` and ``floor(s) + 1``, its phase is the first frame's phase plus the phase increments
     ``angle(X[i + 1]) - angle(X[i])`` at the frames passed so far (torchaudio's and librosa's vocoder: their
-    expected phase advance is subtracted and added back, which changes nothing modulo 2 pi).
+    expected phase advance is subtracted and added back, which changes nothing modulo 2 pi). A phase is only
+    ever used through its phasor, so the sum of increments is a product of unit phasors ``u = X / |X|``
+    (``u = 1`` where ``X = 0``, as ``angle(0) = 0``): the output phasor of frame ``j`` is
+    ``u[0] * prod_{i < j} u[idx_i + 1] * conj(u[idx_i])``, complex multiplies and one ``cumprod`` instead of
+    ``atan2`` and ``cos``/``sin`` (and no float32 rounding of a phase that grows to hundreds of radians).
     """
     b, n, f = spec.shape
-    real = spec.real.dtype
     steps, valid = _steps(n, rates, k)  # (B, K)
     steps = steps.clamp(max=n)
     idx = steps.floor().long()
-    alpha = (steps - idx).to(real)[..., None]  # (B, K, 1)
-    padded = F.pad(spec, (0, 0, 0, 2))  # two zero frames, as torchaudio and librosa do: (B, N + 2, F)
-    parts = torch.view_as_real(padded)
-    mag = torch.hypot(parts[..., 0], parts[..., 1]).flatten(0, 1)  # (B (N + 2), F)
-    phase = padded.angle()  # (B, N + 2, F)
-    dphi = (phase[:, 1:] - phase[:, :-1]).flatten(0, 1)  # (B (N + 1), F): increment from frame i to i + 1
+    alpha = (steps - idx).to(spec.real.dtype)[..., None]  # (B, K, 1)
+    # two zero frames after the clip, as torchaudio and librosa do, and one before it, whose phasor is 1: the
+    # "increment" into frame 0 is then frame 0's own phasor, the first factor of every product
+    padded = F.pad(spec, (0, 0, 1, 2))  # (B, N + 3, F): row r is frame r - 1
+    mag = padded.abs()
+    unit = torch.where(mag > 0, torch.sgn(padded), torch.ones((), dtype=padded.dtype, device=padded.device))
+    inc = (unit[:, 1:] * unit[:, :-1].conj()).flatten(0, 1)  # (B (N + 2), F): row r, frame r - 1 to r
+    mag = mag.flatten(0, 1)  # (B (N + 3), F)
     rows = torch.arange(b, device=spec.device)[:, None]
-    at = (idx + rows * (n + 2)).flatten()  # row of frame idx in the flattened (B (N + 2), F)
+    at = (idx + 1 + rows * (n + 3)).flatten()  # row of frame idx in the flattened (B (N + 3), F)
     m0, m1 = mag.index_select(0, at), mag.index_select(0, at + 1)
-    inc = dphi.index_select(0, (idx[:, :-1] + rows * (n + 1)).flatten()).view(b, k - 1, f)
-    acc = torch.cumsum(torch.cat([phase[:, :1], inc], dim=1), dim=1)  # (B, K, F)
-    m = torch.lerp(m0.view(b, k, f), m1.view(b, k, f), alpha) * valid[..., None]
-    return torch.polar(m, acc)
+    first = torch.cat([idx.new_zeros(b, 1), idx[:, :-1] + 1], dim=1)  # increment rows: into frame 0, then idx + 1
+    phasor = inc.index_select(0, (first + rows * (n + 2)).flatten()).view(b, k, f).cumprod_(dim=1)  # (B, K, F)
+    m = torch.lerp(m0.view(b, k, f), m1.view(b, k, f), alpha).mul_(valid[..., None])
+    parts = torch.view_as_real(phasor)
+    parts[..., 0].mul_(m)  # phasor * m without a complex copy of m
+    parts[..., 1].mul_(m)
+    return phasor
 
 
 def phase_vocoder(spec: torch.Tensor, rates: torch.Tensor, hop: int, frames: int | None = None) -> torch.Tensor:
