@@ -17,12 +17,50 @@ from audiocls.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "is_local_path", "load_torch_file"]
+__all__ = [
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "check_output_file",
+    "is_local_path",
+    "load_torch_file",
+    "partial_path",
+]
 
 
 def is_local_path(path: str | Path) -> bool:
     """True for a plain file system path, False for an fsspec URL such as ``s3://bucket/x.ckpt``."""
     return "://" not in str(path) or str(path).startswith("file://")
+
+
+def partial_path(path: str | Path) -> Path:
+    """The temporary file beside ``path`` that an atomic write fills before the rename: ``.<stem>.partial<suffix>``."""
+    path = Path(str(path).removeprefix("file://"))
+    return path.with_name(f".{path.stem}.partial{path.suffix}")
+
+
+def check_output_file(path: str | Path, *, setting: str = "--out") -> Path:
+    """Prove that a file can be written at ``path`` before any work starts; returns ``path`` as given.
+
+    Its folder must exist or be creatable (it is created) and be writable; ``path`` must not be a folder.
+
+    Raises:
+        ConfigError: one line naming the path and the fix.
+    """
+    path = Path(str(path).removeprefix("file://")).expanduser()
+    fix = f"pass a file in a writable folder with {setting}=<file>"
+    if path.is_dir():
+        raise ConfigError(f"{setting}={path} is a folder; {fix} (for example {path / 'out'})")
+    blocking = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise ConfigError(f"{setting}={path}: {blocking} is a file, not a folder; {fix}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        probe = path.parent / f".{path.name}.write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise ConfigError(f"{setting}={path} cannot be written ({err.strerror or err}); {fix}") from err
+    return path
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -47,7 +85,7 @@ def _atomic_write(path: str | Path, write: Callable[[Any], None]) -> None:
     """
     path = Path(str(path).removeprefix("file://"))
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial")
+    tmp = partial_path(path)
     try:
         with open(tmp, "wb") as fh:
             write(fh)

@@ -167,3 +167,15 @@ def test_trained_model_saliency_follows_the_class_defining_tone(tmp_path):
             assert abs(hz[peak_row] - freq) <= 0.25 * freq  # the most salient mel band is the tone's
             mask = box(loaded, freq, start)
             assert grad[mask].sum() / grad.sum() > 1.5 * mask.mean()  # denser on the tone than elsewhere
+
+
+def test_explain_refuses_a_folder_as_out_before_loading(tmp_path, monkeypatch, capsys):
+    """Issue 15 item 5: --out is checked first, one line naming the path."""
+    from audiocls.commands import explain
+
+    sf.write(tmp_path / "a.wav", np.zeros(8000, np.float32), 8000)
+    (tmp_path / "folder").mkdir()
+    monkeypatch.setattr(explain, "load_checkpoint", lambda *a, **k: pytest.fail("the checkpoint was read first"))
+    code = main(["explain", "--ckpt_path=x.ckpt", str(tmp_path / "a.wav"), f"--out={tmp_path / 'folder'}"])
+    lines = [x for x in capsys.readouterr().err.splitlines() if x.startswith("audiocls: error:")]
+    assert code == 2 and len(lines) == 1 and str(tmp_path / "folder") in lines[0], lines

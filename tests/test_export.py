@@ -108,3 +108,40 @@ def test_wave_classifier_keeps_the_models_input_transform(ckpt):
         got = loaded.wave_classifier()(wave)
     assert not torch.allclose(ref, plain, atol=1e-3)  # the transform matters here
     torch.testing.assert_close(got, ref)
+
+
+def test_failed_parity_keeps_the_previous_model(ckpt, tmp_path, monkeypatch, capsys):
+    """Issue 15 item 4: the new file replaces --out only after the parity check passes."""
+    out = tmp_path / "model.onnx"
+    out.write_bytes(b"the previous good model")
+    real = export.run_exported
+    monkeypatch.setattr(export, "run_exported", lambda *a: real(*a) + 0.01)
+    assert main(["export", f"--ckpt_path={ckpt}", "--format=onnx", f"--out={out}"]) == 2
+    assert out.read_bytes() == b"the previous good model"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx", "model.onnx.failed"]  # no partial file
+
+
+def test_a_crash_mid_export_keeps_the_previous_model(ckpt, tmp_path, monkeypatch):
+    out = tmp_path / "model.onnx"
+    out.write_bytes(b"the previous good model")
+
+    def crash(loaded, path, **kw):
+        Path(path).write_bytes(b"half a model")
+        raise KeyboardInterrupt  # as a kill while writing
+
+    monkeypatch.setattr(export, "export_onnx", crash)
+    with pytest.raises(KeyboardInterrupt):
+        main(["export", f"--ckpt_path={ckpt}", "--format=onnx", f"--out={out}"])
+    assert out.read_bytes() == b"the previous good model" and [p.name for p in tmp_path.iterdir()] == ["model.onnx"]
+
+
+@pytest.mark.parametrize("bad", ["parent_is_a_file", "out_is_a_folder"])
+def test_bad_out_is_one_line_before_the_checkpoint_is_read(bad, ckpt, tmp_path, monkeypatch, capsys):
+    """Issue 15 item 5: --out is checked before any work, with one line naming the path."""
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "folder").mkdir()
+    out = tmp_path / "file" / "model.onnx" if bad == "parent_is_a_file" else tmp_path / "folder"
+    monkeypatch.setattr(export, "load_checkpoint", lambda *a, **k: pytest.fail("the checkpoint was read first"))
+    assert main(["export", f"--ckpt_path={ckpt}", "--format=onnx", f"--out={out}"]) == 2
+    lines = [x for x in capsys.readouterr().err.splitlines() if x.startswith("audiocls: error:")]
+    assert len(lines) == 1 and str(out) in lines[0] and "--out=<file>" in lines[0], lines

@@ -199,3 +199,38 @@ def test_checkpoint_from_fit_predicts_files(tiny_args, tiny_root, tmp_path, caps
     with pytest.raises(SystemExit) as exc:
         main(["predict", *tiny_args, f"--ckpt_path={ckpt}"])
     assert exc.value.code == 2 and "--files" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("bad", ["parent_is_a_file", "out_is_a_folder"])
+def test_bad_out_is_one_line_before_any_file_is_scored(bad, ckpt, tmp_path, monkeypatch, capsys):
+    """Issue 15 item 5: --out is checked before the work starts, with one line naming the path and the fix."""
+    from audiocls.commands import predict
+
+    sf.write(tmp_path / "a.wav", noise(1.0, 8000), 8000)
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "folder").mkdir()
+    out = tmp_path / "file" / "pred.json" if bad == "parent_is_a_file" else tmp_path / "folder"
+    monkeypatch.setattr(predict, "predict_files", lambda *a, **k: pytest.fail("files were scored first"))
+    code = main(["predict", f"--ckpt_path={ckpt}", "--files", str(tmp_path / "a.wav"), f"--out={out}"])
+    err = capsys.readouterr().err
+    lines = [x for x in err.splitlines() if x.startswith("audiocls: error:")]
+    assert code == 2 and "Traceback" not in err
+    assert len(lines) == 1 and str(out) in lines[0] and "--out=<file>" in lines[0], lines
+
+
+def test_predict_out_is_written_atomically_and_the_printed_path_is_the_file(ckpt, tmp_path, monkeypatch, capsys):
+    sf.write(tmp_path / "a.wav", noise(1.0, 8000), 8000)
+    out = tmp_path / "new" / "pred.json"  # a missing parent is made
+    args = ["predict", f"--ckpt_path={ckpt}", "--files", str(tmp_path / "a.wav"), "--format=json", f"--out={out}"]
+    assert main(args) == 0
+    assert f"wrote {out}" in capsys.readouterr().err
+    good = out.read_text()
+    assert json.loads(good)[0]["file"].endswith("a.wav")
+
+    def broken(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("audiocls.files.os.fsync", broken)
+    with pytest.raises(OSError):
+        main(args)
+    assert out.read_text() == good and [p.name for p in out.parent.iterdir()] == ["pred.json"]

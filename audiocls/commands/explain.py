@@ -15,6 +15,7 @@ A recording longer than the training clip is explained on its window where the f
 from __future__ import annotations
 
 import argparse
+import io
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ from audiocls.commands.parser import command_parser
 from audiocls.commands.scoring import score_wave
 from audiocls.data.io import load_audio, pad_or_crop
 from audiocls.errors import ConfigError
+from audiocls.files import atomic_write_bytes, check_output_file
 from audiocls.training.checkpoints import LoadedModel, load_checkpoint
 
 __all__ = ["Saliency", "compute_saliency", "resolve_targets", "plot_saliency", "mel_centres_hz", "main"]
@@ -150,9 +152,10 @@ def plot_saliency(sal: Saliency, loaded: LoadedModel, out: str | Path, *, title:
             ax.set_ylabel("mel band centre (Hz)", fontsize=7)
     if title:
         fig.suptitle(title, fontsize=9)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=dpi)
+    out = check_output_file(out)
+    buf = io.BytesIO()
+    fig.savefig(buf, dpi=dpi, format="png")
+    atomic_write_bytes(out, buf.getvalue())
     plt.close(fig)
     return out
 
@@ -175,6 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str]) -> int:
     """``audiocls explain``."""
     args = build_parser().parse_args(argv)
+    check_output_file(args.out)  # before the model is loaded
+    if args.save_arrays is not None:
+        check_output_file(args.save_arrays, setting="--save_arrays")
     loaded = load_checkpoint(args.ckpt_path)
     names = loaded.class_names
     targets = resolve_targets(args.target, names)

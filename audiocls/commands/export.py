@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import warnings
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from audiocls.audio.dft import DFTLogMel
 from audiocls.commands.parser import command_parser
 from audiocls.data.io import AUDIO_EXTENSIONS, load_audio, pad_or_crop
 from audiocls.errors import AudioLoadError, ConfigError
+from audiocls.files import check_output_file, partial_path
 from audiocls.models.wave import WaveClassifier
 from audiocls.training.checkpoints import LoadedModel, load_checkpoint
 
@@ -163,25 +165,35 @@ def export_model(
 ) -> float:
     """Export the checkpoint's waveform-in model to ``out`` and check it; returns the parity error.
 
+    The model is written to a temporary file beside ``out`` (:func:`~audiocls.files.partial_path`) and renamed
+    to ``out`` only after the parity check passes: a failed check or a kill keeps the previous ``out``.
+
     Raises:
-        ConfigError: unknown format, or the exported model differs from the PyTorch model by more than
-            ``tolerance`` (the file is kept for inspection, renamed ``*.failed``).
+        ConfigError: unknown format, an ``out`` that cannot be written, or the exported model differs from the
+            PyTorch model by more than ``tolerance`` (the file is kept for inspection, as ``*.failed``).
     """
     if fmt not in FORMATS:
         raise ConfigError(f"--format={fmt!r} is not one of {', '.join(FORMATS)}")
+    out = check_output_file(out)
     loaded = load_checkpoint(ckpt_path)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    (export_onnx if fmt == "onnx" else export_torchscript)(loaded, out)
-    wave, source = parity_audio(loaded, check_files)
-    err = check_parity(loaded, out, fmt, wave)
+    tmp = partial_path(out)
+    try:
+        (export_onnx if fmt == "onnx" else export_torchscript)(loaded, tmp)
+        wave, source = parity_audio(loaded, check_files)
+        err = check_parity(loaded, tmp, fmt, wave)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     if not err <= tolerance:
         failed = out.with_name(out.name + ".failed")
-        out.replace(failed)
+        tmp.replace(failed)
         raise ConfigError(
             f"exported {fmt} model differs from the PyTorch model: relative max logit error {err:.2e} > "
             f"--tolerance={tolerance:g} on {source}; the file is kept as {failed}"
         )
+    with open(tmp, "rb+") as fh:
+        os.fsync(fh.fileno())
+    tmp.replace(out)
     log.info("parity on %s: relative max logit error %.2e (tolerance %g)", source, err, tolerance)
     print(f"exported {out} ({fmt}); parity vs PyTorch: relative max logit error {err:.2e} <= {tolerance:g} on {source}")
     return err

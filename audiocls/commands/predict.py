@@ -24,6 +24,7 @@ from audiocls.commands.parser import command_parser
 from audiocls.commands.scoring import score_wave
 from audiocls.data.io import AUDIO_EXTENSIONS, load_audio
 from audiocls.errors import AudioLoadError, ConfigError
+from audiocls.files import atomic_write_text, check_output_file
 from audiocls.training.checkpoints import LoadedModel, load_checkpoint
 
 __all__ = ["expand_files", "predict_files", "format_results", "main"]
@@ -159,6 +160,7 @@ def main(argv: list[str]) -> int:
         raise ConfigError(f"--top_k={args.top_k} must be at least 1")
     if args.batch_size < 1:
         raise ConfigError(f"--batch_size={args.batch_size} must be at least 1")
+    out = check_output_file(args.out) if args.out is not None else None  # before any file is scored
     loaded = load_checkpoint(args.ckpt_path).to(torch.device(args.device))
     files = expand_files(args.files)
     t0, cpu0 = time.perf_counter(), time.process_time()
@@ -168,10 +170,9 @@ def main(argv: list[str]) -> int:
     )  # fmt: skip
     elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     text = format_results(results, args.format, per_window=args.per_window)
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
-        log.info("wrote %s", args.out)
+    if out is not None:
+        atomic_write_text(out, text)
+        print(f"wrote {out}", file=sys.stderr)
     else:
         sys.stdout.write(text)
     failed = [r["file"] for r in results if "error" in r]
