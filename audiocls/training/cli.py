@@ -33,9 +33,33 @@ from audiocls.training.checkpoints import (
 )
 from audiocls.training.record import RandomStateCallback, RunInfoCallback
 
-__all__ = ["AudioCLI", "run_cli", "resolve_config", "build_datamodule"]
+__all__ = ["AudioCLI", "LastEveryEpochCheckpoint", "run_cli", "resolve_config", "build_datamodule"]
 
 log = logging.getLogger(__name__)
+
+
+class LastEveryEpochCheckpoint(ModelCheckpoint):
+    """``ModelCheckpoint`` whose ``last.ckpt`` is the state after every epoch, as resuming and users expect.
+
+    Lightning 2.6 refreshes ``last.ckpt`` only when a top-k file is saved in the same step, so with
+    ``monitor: val/acc`` an epoch that does not improve validation accuracy leaves ``last.ckpt`` at an older epoch:
+    ``--ckpt_path last`` would resume from there and ``test --ckpt_path .../last.ckpt`` would test old weights.
+    Here ``last.ckpt`` is (re)written at the end of every epoch that did not write it already.
+    """
+
+    def _refresh_last(self, trainer) -> None:
+        if self.save_last is True and self._last_global_step_saved != trainer.global_step:
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        super().on_validation_end(trainer, pl_module)
+        if not self._should_skip_saving_checkpoint(trainer) and not self._should_save_on_train_epoch_end(trainer):
+            self._refresh_last(trainer)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        if not self._should_skip_saving_checkpoint(trainer) and self._should_save_on_train_epoch_end(trainer):
+            self._refresh_last(trainer)
 
 
 class AudioCLI(LightningCLI):
@@ -80,7 +104,7 @@ class AudioCLI(LightningCLI):
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
         parser.link_arguments("data.in_chans", "model.in_chans", apply_on="instantiate")
         parser.link_arguments("data.class_names", "model.class_names", apply_on="instantiate")
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(LastEveryEpochCheckpoint, "checkpoint")
         parser.set_defaults(
             {
                 "checkpoint.monitor": "val/acc",
