@@ -98,7 +98,16 @@ def check_augment(config: AugmentConfig) -> None:
         raise ConfigError("; ".join(bad))
 
 
-class WaveAugment(nn.Module):
+class _Augment(nn.Module):
+    """Base of the two augmentations: checks and keeps the settings; each is the identity in ``eval()`` mode."""
+
+    def __init__(self, config: AugmentConfig):
+        super().__init__()
+        check_augment(config)
+        self.config = config
+
+
+class WaveAugment(_Augment):
     """``wave (B, T) -> wave (B, T)``: pitch shift + time stretch, random gain, circular shift.
 
     Each clip draws its own parameters, on the waveform's device. Identity in ``eval()`` mode.
@@ -106,11 +115,6 @@ class WaveAugment(nn.Module):
     Args:
         config: the augmentation settings.
     """
-
-    def __init__(self, config: AugmentConfig):
-        super().__init__()
-        check_augment(config)
-        self.config = config
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         cfg = self.config
@@ -137,10 +141,14 @@ class WaveAugment(nn.Module):
             db = (torch.rand(b, 1, device=dev) * 2 - 1) * cfg.gain_db
             wave = wave * torch.pow(10.0, db / 20)
         if cfg.shift > 0:
-            shifts = torch.round((torch.rand(b, device=dev) * 2 - 1) * cfg.shift * t).long()
-            idx = (torch.arange(t, device=dev).unsqueeze(0) - shifts.unsqueeze(1)) % t
-            wave = torch.gather(wave, 1, idx)
+            wave = torch.gather(wave, 1, _roll_index(b, t, cfg.shift, dev))
         return wave
+
+
+def _roll_index(n: int, size: int, fraction: float, device: torch.device) -> torch.Tensor:
+    """(n, size) gather index of a circular roll per row, by a random shift of up to ``fraction * size`` either way."""
+    shifts = torch.round((torch.rand(n, device=device) * 2 - 1) * fraction * size).long()
+    return (torch.arange(size, device=device).unsqueeze(0) - shifts.unsqueeze(1)) % size
 
 
 def _masks(n: int, count: int, width: int, size: int, device: torch.device) -> torch.Tensor:
@@ -154,7 +162,7 @@ def _masks(n: int, count: int, width: int, size: int, device: torch.device) -> t
     return out
 
 
-class SpecAugment(nn.Module):
+class SpecAugment(_Augment):
     """``spec (B, C, F, T) -> spec``: circular time roll, then frequency and time masks, shared across channels.
 
     Masked cells are set to the clip's own mean, so the masks do not introduce an out-of-range value.
@@ -164,19 +172,13 @@ class SpecAugment(nn.Module):
         config: the augmentation settings.
     """
 
-    def __init__(self, config: AugmentConfig):
-        super().__init__()
-        check_augment(config)
-        self.config = config
-
     def forward(self, spec: torch.Tensor) -> torch.Tensor:
         cfg = self.config
         if not self.training:
             return spec
         b, _, f, t = spec.shape
         if cfg.time_roll > 0:
-            shifts = torch.round((torch.rand(b, device=spec.device) * 2 - 1) * cfg.time_roll * t).long()
-            idx = (torch.arange(t, device=spec.device).unsqueeze(0) - shifts.unsqueeze(1)) % t  # (B, T)
+            idx = _roll_index(b, t, cfg.time_roll, spec.device)  # (B, T)
             spec = torch.gather(spec, 3, idx[:, None, None, :].expand_as(spec))
         mask = torch.zeros(b, 1, f, t, dtype=torch.bool, device=spec.device)
         if cfg.freq_masks and cfg.freq_mask_width:
