@@ -17,7 +17,7 @@ import yaml
 from jsonargparse import lazy_instance
 from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.pytorch import Trainer
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint, ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger
 
@@ -31,9 +31,10 @@ from audiocls.training.checkpoints import (
     read_lightning_checkpoint,
     resolve_last_checkpoint,
 )
+from audiocls.training.console import AudioProgressBar, quiet_third_party
 from audiocls.training.record import RandomStateCallback, RunInfoCallback
 
-__all__ = ["AudioCLI", "LastEveryEpochCheckpoint", "run_cli", "resolve_config", "build_datamodule"]
+__all__ = ["AudioCLI", "LastEveryEpochCheckpoint", "run_cli", "resolve_config", "build_datamodule", "summary_lines"]
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +122,16 @@ class AudioCLI(LightningCLI):
             help="after fit, test the final-epoch weights on the held-out fold (the honest figure)",
         )
 
+    def _instantiate_trainer(self, config: dict, callbacks: list[Callback]) -> Trainer:
+        """Add :class:`~audiocls.training.console.AudioProgressBar` unless the bar is off or another one is set."""
+        configured = config.get("callbacks") or []
+        configured = configured if isinstance(configured, list) else [configured]
+        if config.get("enable_progress_bar") is not False and not any(
+            isinstance(c, ProgressBar) for c in [*configured, *callbacks]
+        ):
+            callbacks = [*callbacks, AudioProgressBar()]
+        return super()._instantiate_trainer(config, callbacks)
+
     # --- reliability (docs/RELIABILITY.md): crash-safe checkpoints, exact resume, run record, early checks ------
     def instantiate_trainer(self, **kwargs) -> Trainer:
         """The trainer, with atomic checkpoint files, random states in checkpoints and ``runinfo.json``."""
@@ -165,28 +176,52 @@ class AudioCLI(LightningCLI):
         if self.trainer.fast_dev_run:
             return
         self.trainer.test(self.model, datamodule=self.datamodule)
-        self._report()
+        self._report("final-epoch weights")
 
     def after_test(self) -> None:
-        self._report()
+        self._report(str(getattr(self._runinfo, "ckpt_path", None) or "weights as configured"))
 
-    def _report(self) -> None:
-        """Write ``metrics.json`` beside the logs and print the test figures and where the run lives."""
+    def _report(self, weights: str) -> None:
+        """Write ``metrics.json`` beside the logs and print a one-screen summary: test figures, run, checkpoints."""
         metrics = {k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith("test/")}
         if not self.trainer.is_global_zero or not metrics:
             return
         run_dir = tracking.run_dir(self.trainer)  # no collective call: only rank 0 gets here
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))
-        ckpt = getattr(self.trainer.checkpoint_callback, "last_model_path", "") or ""
-        figures = "  ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items()))
-        print(f"\n{figures}\nrun written to {run_dir}" + (f"\nlast checkpoint: {ckpt}" if ckpt else ""))
+        print("\n" + "\n".join(summary_lines(self.trainer, metrics, run_dir, weights=weights)))
+
+
+def summary_lines(trainer: Trainer, metrics: dict[str, float], run_dir: Path, *, weights: str) -> list[str]:
+    """The end-of-run summary: headline test figures of ``weights`` (per-class accuracy is in ``metrics.json``),
+    where the run and its checkpoints are."""
+    headline = {k: v for k, v in sorted(metrics.items()) if not k.startswith("test/acc_class/")}
+    per_class = len(metrics) - len(headline)
+    lines = ["=" * 72, f"test ({weights}):  " + "  ".join(f"{k}={v:.4f}" for k, v in headline.items())]
+    callback = trainer.checkpoint_callback
+    best = getattr(callback, "best_model_score", None)
+    if best is not None:
+        monitor = getattr(callback, "monitor", None) or "monitored value"
+        lines.append(f"best {monitor}={float(best):.4f} (checkpoint selection only, not a test figure)")
+    if trainer.current_epoch or trainer.global_step:
+        lines.append(f"trained {trainer.current_epoch} epochs, {trainer.global_step} steps")
+    lines.append(f"run written to    {run_dir}")
+    lines.append(
+        f"metrics:          {run_dir / 'metrics.json'}" + (f" ({per_class} per-class figures)" if per_class else "")
+    )
+    for label, path in (("last checkpoint:", getattr(callback, "last_model_path", "")),
+                        ("best checkpoint:", getattr(callback, "best_model_path", ""))):  # fmt: skip
+        if path:
+            lines.append(f"{label:<17} {path}")
+    lines.append("=" * 72)
+    return lines
 
 
 def run_cli(
     args: list[str] | None = None, *, epilog: str | None = None, cli_class: type[AudioCLI] = AudioCLI, **kwargs
 ) -> AudioCLI:
     """Build and run :class:`AudioCLI` (or ``cli_class``) on ``args`` (any datamodule subclass, the AudioClassifier)."""
+    quiet_third_party()
     return cli_class(
         AudioClassifier,
         AudioDataModule,
