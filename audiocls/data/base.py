@@ -19,7 +19,7 @@ from typing import Literal
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, WeightedRandomSampler
 
 from audiocls.audio.augment import AugmentConfig, SpecAugment, WaveAugment
 from audiocls.audio.frontend import FrontendConfig, build_frontend, check_frontend
@@ -78,6 +78,10 @@ class AudioDataModule(L.LightningDataModule):
             the stored images, with the spectrogram-side augmentation (time roll, masks) drawn per batch; the
             device hook then skips the frontend. Evaluation outputs are identical to the per-batch path. Needs
             all waveform augmentation off (gain, shift, pitch, stretch); training clips are centre crops.
+        sampler: ``balanced`` draws the training batches with replacement, each clip with weight
+            ``1 / (clips of its class in the training split)``, so every class is drawn equally often on average
+            (``len(train)`` draws per epoch); validation and test are untouched. ``None`` shuffles. Not
+            available with several processes (DDP): use ``model.class_weights: balanced`` there.
     """
 
     num_folds: int = 1
@@ -106,6 +110,7 @@ class AudioDataModule(L.LightningDataModule):
         seed: int = 0,
         normalize: Literal["train"] | None = None,
         precompute_frontend: bool = False,
+        sampler: Literal["balanced"] | None = None,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -118,6 +123,9 @@ class AudioDataModule(L.LightningDataModule):
         self.sample_rate, self.clip_samples = int(sample_rate), round(clip_seconds * sample_rate)
         self.batch_size, self.num_workers = batch_size, num_workers
         self.cache_dir, self.seed = cache_dir, seed
+        if sampler not in (None, "balanced"):
+            raise ConfigError(f"data.sampler={sampler!r} is not one of: balanced, null")
+        self.sampler = sampler
         if batch_size < 1:
             raise ConfigError(f"data.batch_size={batch_size} must be at least 1")
         if not 0 <= val_fraction < 1:
@@ -317,9 +325,30 @@ class AudioDataModule(L.LightningDataModule):
             self.set_frontend_stats(mean, std)
 
     # --- loaders -----------------------------------------------------------------------------------------
+    def train_class_counts(self) -> list[int]:
+        """Clips of each class (num_classes,) in the training split; after :meth:`setup`."""
+        if "train" not in self.splits:
+            raise RuntimeError("train_class_counts() needs setup() first")
+        return np.bincount(self.splits["train"].labels, minlength=self.num_classes).tolist()
+
+    def balanced_sampler(self) -> WeightedRandomSampler:
+        """``data.sampler: balanced``: draws from the training split by inverse class frequency, with replacement."""
+        trainer = self.trainer
+        if trainer is not None and trainer.world_size > 1:
+            raise ConfigError(
+                f"data.sampler=balanced does not shard across {trainer.world_size} processes (DDP); "
+                "use model.class_weights=balanced instead, or train on one device"
+            )
+        labels = self.splits["train"].labels
+        counts = np.bincount(labels, minlength=self.num_classes)
+        weights = torch.as_tensor(1.0 / counts[labels], dtype=torch.double)
+        return WeightedRandomSampler(weights, num_samples=len(labels), replacement=True)
+
     def _loader(self, name: str) -> DataLoader:
         train = name == "train"
         sampler, trainer = None, self.trainer
+        if train and self.sampler == "balanced":
+            sampler = self.balanced_sampler()
         if not train and trainer is not None and trainer.world_size > 1:
             # several processes (DDP): each evaluates its own share and every clip exactly once, where Lightning's
             # DistributedSampler would pad with repeats; Lightning keeps a DistributedSampler it is given, and
@@ -332,7 +361,7 @@ class AudioDataModule(L.LightningDataModule):
         return DataLoader(
             self.splits[name],
             batch_size=self.batch_size,
-            shuffle=train,
+            shuffle=train and sampler is None,
             sampler=sampler,
             drop_last=train,
             num_workers=self.num_workers,

@@ -56,6 +56,9 @@ class AudioClassifier(L.LightningModule):
         optimizer: optimizer factory (paper: Adam, lr 1e-4, weight decay 1e-3).
         scheduler: LR scheduler factory (paper: StepLR 30 x 0.1).
         scheduler_interval: ``epoch`` or ``step`` (for OneCycleLR and other per-step schedules).
+        class_weights: weights of the training cross-entropy, one per class; ``balanced`` is
+            ``N / (num_classes * n_c)`` from the training split's class counts ``n_c`` (read from the datamodule
+            when training starts); ``None`` weighs every class 1. Validation and test losses stay unweighted.
     """
 
     def __init__(
@@ -77,6 +80,7 @@ class AudioClassifier(L.LightningModule):
         optimizer: OptimizerCallable = torch.optim.Adam,
         scheduler: LRSchedulerCallable | None = None,
         scheduler_interval: Literal["epoch", "step"] = "epoch",
+        class_weights: list[float] | Literal["balanced"] | None = None,
     ):
         super().__init__()
         self.save_hyperparameters(ignore=["optimizer", "scheduler"])
@@ -89,6 +93,19 @@ class AudioClassifier(L.LightningModule):
         if input_transform == "tv_inception" and in_chans != 3:
             raise ConfigError(f"model.input_transform=tv_inception needs 3 input channels, got in_chans={in_chans}")
         self.class_names = list(class_names) if class_names else [str(i) for i in range(num_classes)]
+        self.class_weights = class_weights
+        if isinstance(class_weights, list | tuple):
+            if len(class_weights) != num_classes or min(class_weights) < 0 or not any(class_weights):
+                raise ConfigError(
+                    f"model.class_weights={list(class_weights)}: give {num_classes} non-negative numbers "
+                    "(not all 0), or balanced, or null"
+                )
+        elif class_weights not in (None, "balanced"):
+            raise ConfigError(f"model.class_weights={class_weights!r} is not a list of floats, balanced or null")
+        #: weights of the training cross-entropy (num_classes,), or None; ``balanced`` is filled in by setup()
+        self.loss_weight: torch.Tensor | None = (
+            torch.tensor(class_weights, dtype=torch.float) if isinstance(class_weights, list | tuple) else None
+        )
         args = dict(num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate, **(backbone_kwargs or {}))
         self.backbone = build_backbone(backbone, pretrained=pretrained, weights=weights, **args)
         if reinit_from is not None:
@@ -164,7 +181,22 @@ class AudioClassifier(L.LightningModule):
         return loss
 
     def _loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
+        weight = None if self.loss_weight is None else self.loss_weight.to(logits.device, logits.dtype)
+        return F.cross_entropy(logits, y, weight=weight, label_smoothing=self.label_smoothing)
+
+    def setup(self, stage: str) -> None:
+        """``class_weights: balanced``: the weights from the training split of the datamodule (set up already)."""
+        if self.class_weights != "balanced" or stage != "fit":
+            return
+        counts_of = getattr(self.trainer.datamodule, "train_class_counts", None)
+        if counts_of is None:
+            raise ConfigError("model.class_weights=balanced needs an audiocls datamodule (train_class_counts)")
+        counts = torch.tensor(counts_of(), dtype=torch.float)
+        if len(counts) != self.num_classes:
+            raise ConfigError(f"the datamodule counts {len(counts)} classes, the model has {self.num_classes}")
+        # a class absent from training gets weight 0 (it has no examples to weigh)
+        self.loss_weight = torch.where(counts > 0, counts.sum() / (len(counts) * counts.clamp(min=1)), 0.0)
+        log.info("class weights of the training loss: %s", [round(w, 4) for w in self.loss_weight.tolist()])
 
     def validation_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
         """logits (B, num_classes); only dataloader 0 (the validation split) is logged as ``val/*``.
