@@ -11,7 +11,7 @@ import sys
 
 import torch
 
-from audiocls.commands import cv, data, ensemble, explain, export, predict
+from audiocls.commands import cv, data, embed, ensemble, explain, export, predict
 from audiocls.errors import AudioclsError
 from audiocls.training.cli import run_cli
 
@@ -27,6 +27,7 @@ COMMANDS = {
     "explain": (explain, "gradient saliency image of a clip from a checkpoint"),
     "export": (export, "waveform-in ONNX / TorchScript model from a checkpoint"),
     "data": (data, "download and verify the public datasets"),
+    "embed": (embed, "pooled penultimate features of audio files from a checkpoint (--out emb.npy|.npz|.csv)"),
 }
 
 

@@ -18,7 +18,7 @@ from audiocls.data.io import pad_or_crop
 from audiocls.errors import ConfigError
 from audiocls.training.checkpoints import LoadedModel
 
-__all__ = ["window_starts", "score_wave"]
+__all__ = ["window_starts", "score_wave", "map_windows"]
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,34 @@ def score_wave(
         ``probs (num_classes,)`` the mean of the window probabilities, ``window_probs (W, num_classes)`` and
         ``starts (W,)`` the window start in samples.
     """
+
+    def probabilities(spec: torch.Tensor) -> torch.Tensor:
+        return loaded.model(spec).float().softmax(-1)
+
+    return map_windows(loaded, wave, probabilities, hop_seconds=hop_seconds, batch_size=batch_size)
+
+
+@torch.no_grad()
+def map_windows(
+    loaded: LoadedModel,
+    wave: np.ndarray,
+    fn,
+    *,
+    hop_seconds: float | None = None,
+    batch_size: int = 16,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``fn`` over the sliding windows of a recording, averaged: the windowing of :func:`score_wave`.
+
+    Args:
+        loaded: the model from :func:`load_checkpoint`.
+        wave: (T,) float32 at ``loaded.sample_rate``.
+        fn: ``spec (b, C, n_mels, frames) -> (b, D)`` on the model's device (class probabilities, embeddings).
+        hop_seconds: as for :func:`score_wave`.
+        batch_size: windows per forward pass.
+
+    Returns:
+        ``mean (D,)`` over the windows, ``per_window (W, D)`` and ``starts (W,)`` the window start in samples.
+    """
     clip = loaded.clip_samples
     hop = clip / 2 if hop_seconds is None else hop_seconds * loaded.sample_rate
     if not math.isfinite(hop) or hop <= 0:
@@ -76,6 +104,6 @@ def score_wave(
     for i in range(0, len(starts), batch_size):
         batch = np.stack([pad_or_crop(wave[s : s + clip], clip) for s in starts[i : i + batch_size]])
         spec = loaded.frontend(torch.from_numpy(batch).to(device))  # (b, C, n_mels, frames)
-        chunks.append(loaded.model(spec).float().softmax(-1).cpu())
-    window_probs = torch.cat(chunks).numpy()  # (W, num_classes)
-    return window_probs.mean(0), window_probs, np.asarray(starts)
+        chunks.append(fn(spec).float().cpu())
+    per_window = torch.cat(chunks).numpy()  # (W, D)
+    return per_window.mean(0), per_window, np.asarray(starts)
