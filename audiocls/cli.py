@@ -11,7 +11,7 @@ import sys
 
 import torch
 
-from audiocls.commands import cv, data, embed, ensemble, explain, export, predict
+from audiocls.commands import cv, data, embed, ensemble, explain, export, lr_find, predict
 from audiocls.errors import AudioclsError
 from audiocls.training.cli import run_cli
 
@@ -28,6 +28,7 @@ COMMANDS = {
     "export": (export, "waveform-in ONNX / TorchScript model from a checkpoint"),
     "data": (data, "download and verify the public datasets"),
     "embed": (embed, "pooled penultimate features of audio files from a checkpoint (--out emb.npy|.npz|.csv)"),
+    "lr_find": (lr_find, "learning-rate range test on a fit config (--config X), suggested lr and plot PNG"),
 }
 
 

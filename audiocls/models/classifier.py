@@ -120,6 +120,9 @@ class AudioClassifier(L.LightningModule):
         else:
             self.input_scale = self.input_shift = None
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        #: learning rate that overrides the injected optimizer's (every param group) when set; ``None`` keeps the
+        #: optimizer's own. Lightning's LR finder (``audiocls lr_find``) reads and writes this attribute.
+        self.lr: float | None = None
         self.scheduler_interval = scheduler_interval
         self.label_smoothing, self.mixup_alpha = label_smoothing, mixup_alpha
         self.num_classes = num_classes
@@ -250,6 +253,9 @@ class AudioClassifier(L.LightningModule):
     def configure_optimizers(self):
         params = [p for p in self.parameters() if p.requires_grad]
         optimizer = self.optimizer_factory(params)
+        if self.lr is not None:  # before the scheduler is built: it records each group's initial lr
+            for group in optimizer.param_groups:
+                group["lr"] = self.lr
         if self.scheduler_factory is None:
             return optimizer
         scheduler = {"scheduler": self.scheduler_factory(optimizer), "interval": self.scheduler_interval}
