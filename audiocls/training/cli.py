@@ -32,6 +32,7 @@ from audiocls.training.checkpoints import (
     resolve_last_checkpoint,
 )
 from audiocls.training.console import AudioProgressBar, quiet_third_party
+from audiocls.training.curves import plot_curves
 from audiocls.training.record import RandomStateCallback, RunInfoCallback
 
 __all__ = ["AudioCLI", "LastEveryEpochCheckpoint", "run_cli", "resolve_config", "build_datamodule", "summary_lines"]
@@ -171,12 +172,25 @@ class AudioCLI(LightningCLI):
         self._preflight("test")
 
     def after_fit(self) -> None:
+        self._plot_curves()
         if self.trainer.interrupted or not self._get(self.config, "test_after_fit", False):
             return
         if self.trainer.fast_dev_run:
             return
         self.trainer.test(self.model, datamodule=self.datamodule)
         self._report("final-epoch weights")
+
+    def _plot_curves(self) -> None:
+        """``curves.png`` (train loss, val acc per epoch) beside the CSV logger's ``metrics.csv``, on rank 0."""
+        logger = self.trainer.logger
+        if not self.trainer.is_global_zero or not isinstance(logger, CSVLogger):
+            return
+        logger.save()  # metrics.csv complete up to now
+        metrics_csv = Path(logger.log_dir) / "metrics.csv"
+        if metrics_csv.is_file():
+            written = plot_curves(metrics_csv, metrics_csv.with_name("curves.png"), title=str(logger.log_dir))
+            if written:
+                log.info("training curves written to %s", written)
 
     def after_test(self) -> None:
         self._report(str(getattr(self._runinfo, "ckpt_path", None) or "weights as configured"))
@@ -209,6 +223,8 @@ def summary_lines(trainer: Trainer, metrics: dict[str, float], run_dir: Path, *,
     lines.append(
         f"metrics:          {run_dir / 'metrics.json'}" + (f" ({per_class} per-class figures)" if per_class else "")
     )
+    if (run_dir / "curves.png").is_file():
+        lines.append(f"{'curves:':<17} {run_dir / 'curves.png'}")
     for label, path in (("last checkpoint:", getattr(callback, "last_model_path", "")),
                         ("best checkpoint:", getattr(callback, "best_model_path", ""))):  # fmt: skip
         if path:
