@@ -26,3 +26,34 @@ def test_no_epoch_metrics_no_plot(tmp_path):
     (tmp_path / "metrics.csv").write_text("epoch,step,test/acc\n0,1,0.5\n")
     assert plot_curves(tmp_path / "metrics.csv", tmp_path / "curves.png") is None
     assert not (tmp_path / "curves.png").exists()
+
+
+def test_cv_plot_draws_every_fold(tmp_path, monkeypatch):
+    """The cv folder's cv_curves.png has one line per fold in each panel, the held-out fold's accuracy included."""
+    import json
+
+    from matplotlib.axes import Axes
+
+    from audiocls.commands import cv
+
+    for fold, acc in ((1, [0.3, 0.5]), (2, [0.4, 0.6])):
+        fold_dir = tmp_path / f"fold_{fold}"
+        fold_dir.mkdir()
+        rows = [f"{e},{e * 3 + 2},{1.0 - e / 4},,{a}" for e, a in enumerate(acc)]
+        (fold_dir / "metrics.csv").write_text("epoch,step,train/loss_epoch,train/acc,val/acc\n" + "\n".join(rows))
+        (fold_dir / cv.EPOCHS).write_text(
+            json.dumps([{"epoch": e, "step": 1, "acc": a / 2} for e, a in enumerate(acc)])
+        )
+    drawn = []
+    real_plot = Axes.plot
+    monkeypatch.setattr(
+        Axes,
+        "plot",
+        lambda ax, x, y, **kw: drawn.append((ax.get_title(), kw["label"], list(y))) or real_plot(ax, x, y, **kw),
+    )
+    assert cv.plot_folds(tmp_path, [1, 2, 3], "demo") == tmp_path / "cv_curves.png"  # fold 3 has no files yet
+    assert (tmp_path / "cv_curves.png").read_bytes()[:8] == PNG
+    assert sorted((label, [round(v, 6) for v in y]) for _, label, y in drawn) == [
+        ("fold 1", [0.15, 0.25]), ("fold 1", [0.3, 0.5]), ("fold 1", [1.0, 0.75]),
+        ("fold 2", [0.2, 0.3]), ("fold 2", [0.4, 0.6]), ("fold 2", [1.0, 0.75]),
+    ]  # fmt: skip

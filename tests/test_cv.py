@@ -222,6 +222,7 @@ def test_interrupted_cv_resumes_and_reports(interrupted_then_resumed):
     cm = np.array(report["confusion"])
     assert cm.sum() == 24 and cm.sum(1).tolist() == [6, 6, 6, 6]  # 2 folds x 4 classes x 3 clips
     assert (out / "confusion.png").stat().st_size > 1000
+    assert (out / "cv_curves.png").read_bytes()[:4] == b"\x89PNG"  # every fold's curves
     md = (out / "cv_results.md").read_text()
     assert "paper's protocol" in md and "mean ± std" in md and md in run["second"].stdout
 

@@ -38,6 +38,7 @@ from audiocls.commands.parser import command_parser
 from audiocls.errors import ConfigError
 from audiocls.files import atomic_write_bytes, atomic_write_text
 from audiocls.training.cli import build_datamodule, resolve_config
+from audiocls.training.curves import PANELS, plot_series, read_epoch_metrics
 
 __all__ = ["TestFoldEachEpoch", "main", "config_hash", "gather_fold", "fold_metrics", "resolve_config"]
 
@@ -363,6 +364,28 @@ def run_folds(
         raise
 
 
+#: panels of ``cv_curves.png``: the fold runs' logged curves and the held-out fold's accuracy per epoch
+CV_PANELS = (*PANELS, ("test_fold_acc", "held-out fold accuracy"))
+
+
+def plot_folds(out: Path, folds: list[int], name: str) -> Path | None:
+    """``cv_curves.png`` in the cv folder: every fold's train loss, val acc and held-out fold acc per epoch."""
+    runs = {}
+    for fold in folds:
+        fold_dir = out / f"fold_{fold}"
+        metrics_csv = fold_dir / "metrics.csv"
+        series = read_epoch_metrics(metrics_csv, tuple(c for c, _ in PANELS)) if metrics_csv.is_file() else {}
+        if (fold_dir / EPOCHS).is_file():
+            history = json.loads((fold_dir / EPOCHS).read_text())
+            series["test_fold_acc"] = [(h["epoch"], h["acc"]) for h in history]
+        if series:
+            runs[f"fold {fold}"] = series
+    written = plot_series(runs, out / "cv_curves.png", CV_PANELS, title=name)
+    if written:
+        log.info("fold curves written to %s", written)
+    return written
+
+
 def main(argv: list[str]) -> int:
     """``audiocls cv``; returns 0 when every fold is done, 1 when some failed, 130 on Ctrl-C."""
     opts, overrides = build_parser().parse_known_args(argv)
@@ -411,6 +434,7 @@ def main(argv: list[str]) -> int:
     for fold in folds:
         results.setdefault(fold, {"fold": fold, "status": "not run"})
     report = write_report(out, name, cfg_hash, [results[f] for f in folds], fold_ids)
+    plot_folds(out, folds, name)
     print(report)
     if interrupted:
         return 130

@@ -1,7 +1,8 @@
 """Per-epoch training curves as a PNG, from the CSV logger's ``metrics.csv`` (matplotlib, Agg backend).
 
 ``AudioCLI`` writes ``curves.png`` in the run folder at the end of every ``fit`` logged with a CSV logger:
-the training loss (epoch mean) and the validation accuracy per epoch.
+the training loss (epoch mean) and the validation accuracy per epoch. ``audiocls cv`` draws every fold on the
+same panels (:func:`plot_series`), with the held-out fold's accuracy per epoch as a third panel.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 
 from audiocls.files import atomic_write_bytes
 
-__all__ = ["read_epoch_metrics", "plot_curves"]
+__all__ = ["read_epoch_metrics", "plot_curves", "plot_series"]
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,21 @@ def read_epoch_metrics(metrics_csv: str | Path, columns: tuple[str, ...]) -> dic
 def plot_curves(metrics_csv: str | Path, out: str | Path, *, title: str | None = None) -> Path | None:
     """Write the panels of :data:`PANELS` from ``metrics_csv`` to ``out`` (PNG, atomically); ``None`` if empty."""
     series = read_epoch_metrics(metrics_csv, tuple(c for c, _ in PANELS))
-    if not any(series.values()):
+    return plot_series({"": series}, out, PANELS, title=title)
+
+
+def plot_series(
+    runs: dict[str, dict[str, list[tuple[int, float]]]],
+    out: str | Path,
+    panels: tuple[tuple[str, str], ...],
+    *,
+    title: str | None = None,
+) -> Path | None:
+    """One panel per ``(key, title)`` of ``panels``, one line per run (``runs: label -> key -> [(epoch, v)]``).
+
+    Written to ``out`` as a PNG, atomically; ``None`` (nothing written) when no run has a point.
+    """
+    if not any(points for series in runs.values() for points in series.values()):
         return None
     import matplotlib
 
@@ -43,14 +58,17 @@ def plot_curves(metrics_csv: str | Path, out: str | Path, *, title: str | None =
     from matplotlib import pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    fig, axes = plt.subplots(1, len(PANELS), figsize=(5 * len(PANELS), 3.5))
-    for ax, (column, name) in zip(axes, PANELS, strict=True):
-        points = series[column]
-        if points:
-            ax.plot([e for e, _ in points], [v for _, v in points], marker="o", markersize=3)
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.5), squeeze=False)
+    for ax, (key, name) in zip(axes[0], panels, strict=True):
+        for label, series in runs.items():
+            points = series.get(key) or []
+            if points:
+                ax.plot([e for e, _ in points], [v for _, v in points], marker="o", markersize=3, label=label or None)
         ax.set(title=name, xlabel="epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
+        if len(runs) > 1 and ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize="small")
     if title:
         fig.suptitle(title)
     fig.tight_layout()
