@@ -11,6 +11,10 @@ and a directory made with another config is refused. ``DIR/fold_K/`` holds one r
 when its ``result.json`` is valid and carries the current hash. An incomplete fold resumes from its
 ``last.ckpt``. The report (:mod:`audiocls.commands.cv_report`) gives the final epoch's test-fold accuracy (the honest
 figure) and, labelled, the best epoch's (the paper's protocol).
+
+``--launcher submitit`` submits one job per fold through submitit instead (SLURM where ``sbatch`` exists,
+``--cluster local`` for local processes), each job running the same fold command, so the resume rules are the
+same; the driver waits for the jobs and writes the same report. Job files are under ``DIR/submitit/``.
 """
 
 from __future__ import annotations
@@ -205,6 +209,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--parallel", type=int, default=1, help="folds run at once (one GPU each when there are GPUs)")
     p.add_argument("--out", default=None, help="cv directory (default: runs/<config name>-cv)")
     p.add_argument("--name", default=None, help="cv name, the W&B group (default: the --out folder's name)")
+    p.add_argument(
+        "--launcher", choices=("local", "submitit"), default="local",
+        help="local: fold processes on this machine (default); submitit: one job per fold through submitit",
+    )  # fmt: skip
+    p.add_argument(
+        "--cluster", choices=("auto", "slurm", "local"), default="auto",
+        help="submitit's executor: auto = SLURM where sbatch exists, else local processes",
+    )  # fmt: skip
+    p.add_argument("--timeout_min", type=int, default=24 * 60, help="submitit: time limit of each fold job")
+    p.add_argument("--gpus_per_job", type=int, default=0, help="submitit: GPUs of each fold job (SLURM)")
+    p.add_argument("--cpus_per_job", type=int, default=4, help="submitit: CPU cores of each fold job")
+    p.add_argument("--slurm_partition", default=None, help="submitit: the SLURM partition")
     return p
 
 
@@ -303,6 +319,80 @@ def _last_line(path: Path) -> str:
     return lines[-1][:300] if lines else ""
 
 
+def _finish(
+    out: Path, cfg_hash: str, fold: int, returncode: int | None, wall: float, resumed: bool, results: dict
+) -> None:
+    """Record a fold whose process ended: its ``result.json`` when it wrote its predictions, else the failure."""
+    fold_dir = out / f"fold_{fold}"
+    if returncode == 0 and (fold_dir / PREDICTIONS).is_file():
+        results[fold] = _collect(fold_dir, fold, cfg_hash, wall, resumed)
+        log.info("fold %d done in %.0f s: final-epoch acc %.4f", fold, wall, results[fold]["final_acc"])
+    else:
+        why = _last_line(fold_dir / LOG) if returncode else f"no {PREDICTIONS} written"
+        results[fold] = {"fold": fold, "status": "failed", "log": str(fold_dir / LOG), "error": why}
+        log.error("fold %d failed (exit %s): %s; log: %s", fold, returncode, why, fold_dir / LOG)
+
+
+def run_fold_job(cmd: list[str], log_path: str) -> int:
+    """One fold's ``fit`` process, its output appended to ``log_path``; the exit code (a submitit job's body)."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    with open(log_path, "a") as fh:
+        fh.write(f"\n$ {' '.join(cmd)}\n")
+        fh.flush()
+        return subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env).returncode
+
+
+def make_executor(folder: Path, cluster: str, *, timeout_min: int, gpus: int, cpus: int, partition: str | None):
+    """submitit's ``AutoExecutor`` (``cluster``: auto = SLURM where ``sbatch`` exists, else local processes)."""
+    try:
+        import submitit
+    except ImportError:
+        raise ConfigError("--launcher=submitit needs submitit: pip install 'audiocls[cluster]'") from None
+    executor = submitit.AutoExecutor(folder=folder, cluster=None if cluster == "auto" else cluster)
+    params = dict(timeout_min=timeout_min, nodes=1, tasks_per_node=1, cpus_per_task=cpus, name="audiocls-cv")
+    if gpus:
+        params["gpus_per_node"] = gpus
+    if partition:
+        params["slurm_partition"] = partition
+    executor.update_parameters(**params)
+    return executor
+
+
+def submit_folds(cfg: dict, cfg_hash: str, out: Path, name: str, folds: list[int], executor, results: dict) -> None:
+    """Submit one job per fold through submitit and wait for them; fills ``results`` as :func:`run_folds` does.
+
+    The same fold command as the local launcher (so the same resume rules: a fold with a ``last.ckpt`` resumes
+    from it, a complete fold is never submitted). Ctrl-C cancels the jobs still queued or running.
+    """
+    jobs = {}
+    for fold in folds:
+        fold_dir = out / f"fold_{fold}"
+        fold_dir.mkdir(parents=True, exist_ok=True)
+        cmd = _fold_command(cfg, out, name, fold, devices_one=False)
+        resumed = any(a.startswith("--ckpt_path=") for a in cmd)
+        job = executor.submit(run_fold_job, cmd, str(fold_dir / LOG))
+        jobs[fold] = (job, time.monotonic(), resumed)
+        log.info(
+            "fold %d: submitted job %s%s, log %s", fold, job.job_id, " (resuming)" if resumed else "", fold_dir / LOG
+        )
+    try:
+        for fold, (job, t0, resumed) in jobs.items():
+            try:
+                code = job.result()
+            except Exception as err:  # the job itself failed (killed, timed out, node lost): submitit says why
+                lines = [ln for ln in str(err).splitlines() if ln.strip()]
+                log.error("fold %d: job %s failed: %s", fold, job.job_id, lines[-1] if lines else err)
+                code = None
+            _finish(out, cfg_hash, fold, code, time.monotonic() - t0, resumed, results)
+    except KeyboardInterrupt:
+        for fold, (job, _t0, _r) in jobs.items():
+            if fold not in results:
+                with contextlib.suppress(Exception):
+                    job.cancel(check=False)
+                results[fold] = {"fold": fold, "status": "interrupted", "log": str(out / f"fold_{fold}" / LOG)}
+        raise
+
+
 def run_folds(
     cfg: dict, cfg_hash: str, out: Path, name: str, folds: list[int], parallel: int, results: dict[int, dict]
 ) -> None:
@@ -342,14 +432,7 @@ def run_folds(
                 fold, slot, t0, fh, resumed = running.pop(proc)
                 fh.close()
                 free.append(slot)
-                fold_dir, wall = out / f"fold_{fold}", time.monotonic() - t0
-                if proc.returncode == 0 and (fold_dir / PREDICTIONS).is_file():
-                    results[fold] = _collect(fold_dir, fold, cfg_hash, wall, resumed)
-                    log.info("fold %d done in %.0f s: final-epoch acc %.4f", fold, wall, results[fold]["final_acc"])
-                else:
-                    why = _last_line(fold_dir / LOG) if proc.returncode else f"no {PREDICTIONS} written"
-                    results[fold] = {"fold": fold, "status": "failed", "log": str(fold_dir / LOG), "error": why}
-                    log.error("fold %d failed (exit %s): %s; log: %s", fold, proc.returncode, why, fold_dir / LOG)
+                _finish(out, cfg_hash, fold, proc.returncode, time.monotonic() - t0, resumed, results)
     except KeyboardInterrupt:
         for proc in running:  # a terminal's Ctrl-C reaches them too; a signal may not
             with contextlib.suppress(OSError):
@@ -427,7 +510,14 @@ def main(argv: list[str]) -> int:
             todo.append(fold)
     interrupted = False
     try:
-        run_folds(cfg, cfg_hash, out, name, todo, opts.parallel, results)
+        if opts.launcher == "submitit" and todo:
+            executor = make_executor(
+                out / "submitit", opts.cluster, timeout_min=opts.timeout_min, gpus=opts.gpus_per_job,
+                cpus=opts.cpus_per_job, partition=opts.slurm_partition,
+            )  # fmt: skip
+            submit_folds(cfg, cfg_hash, out, name, todo, executor, results)
+        else:
+            run_folds(cfg, cfg_hash, out, name, todo, opts.parallel, results)
     except KeyboardInterrupt:
         interrupted = True
         log.warning("interrupted: completed folds are kept; run the same command again to resume")
