@@ -4,16 +4,18 @@
     one clip at a time: librosa pitch_shift then time_stretch, three torchaudio MelSpectrograms (built per
     clip, as there), ln(mel + 1e-6), PIL bilinear resize to 128 x 250.
 (b) audiocls: WaveAugment (pitch shift -2..+2 semitones, stretch x0.9..1.2, every clip) + LogMelFrontend,
-    one batch at a time on ``--device``.
+    one batch at a time on ``--device``; the phase vocoder path (``augment.pitch_time_mode: vocoder``).
+(b') the same draws with ``augment.pitch_time_mode: spectral``: the frontend shifts each clip's power spectrum
+    (a warped mel filterbank) and stretches its frame axis in the final resize.
 Without augmentation, the frontends alone: the paper's per clip (three MelSpectrograms, log, PIL resize) and
 audiocls's LogMelFrontend on the batch.
 
 All run on the same 5 s 44.1 kHz clips (real ESC-10 clips when the shared dataset folder is there), in
 alternating rounds so that other load on the machine hits all alike; the figures are of medians. The last
-two lines are the frontend-only figures and ``ratio (b)/(a): N.Nx``.
+three lines are the frontend-only figures, ``ratio (b')/(a): N.Nx`` and ``ratio (b)/(a): N.Nx``.
 
     .venv/bin/python benchmarks/frontend_speed.py --rounds 3 --batch 32
-    .venv/bin/python benchmarks/frontend_speed.py --profile          # torch.profiler tables of (b), then exit
+    .venv/bin/python benchmarks/frontend_speed.py --profile          # torch.profiler tables of (b), (b'), then exit
     .venv/bin/python benchmarks/frontend_speed.py --device cuda --batch 256 --skip-paper
 """
 
@@ -94,12 +96,14 @@ def main() -> None:
         )
     torch.set_flush_denormal(True)
     data, source = clips(args.batch)
-    aug = WaveAugment(AugmentConfig(pitch_shift=(-2.0, 2.0), time_stretch=(0.9, 1.2), pitch_time_p=1.0))
+    settings = dict(pitch_shift=(-2.0, 2.0), time_stretch=(0.9, 1.2), pitch_time_p=1.0)
+    aug = WaveAugment(AugmentConfig(**settings))
+    spectral = WaveAugment(AugmentConfig(**settings, pitch_time_mode="spectral"))
     frontend = LogMelFrontend(FrontendConfig(), SR).to(dev)
     batch = torch.from_numpy(data).to(dev)
     rng = np.random.default_rng(0)
     if args.profile:
-        return profile(frontend, aug, batch)
+        return profile(frontend, aug, spectral, batch)
 
     def timed(fn) -> float:
         if dev.type == "cuda":
@@ -113,6 +117,7 @@ def main() -> None:
 
     runs = {
         "b": lambda: timed(lambda: frontend(aug(batch))),
+        "bs": lambda: timed(lambda: frontend(*spectral.with_pitch_time(batch))),
         "b0": lambda: timed(lambda: frontend(batch)),
     }
     if not args.skip_paper:
@@ -122,6 +127,7 @@ def main() -> None:
     times: dict[str, list[float]] = {k: [] for k in runs}
     with torch.no_grad():
         runs["b"]()  # warm-up: allocator, CUDA kernels
+        runs["bs"]()  # and the warped filterbanks of the pitch values
         for _ in range(args.rounds):
             for key, run in runs.items():
                 times[key].append(run())
@@ -131,6 +137,7 @@ def main() -> None:
     )
     print(f"data: {args.batch} x {SECONDS:g} s at {SR} Hz ({source}); {args.rounds} rounds, medians")
     print(f"(b) audiocls batched augment+frontend: {cps['b']:8.1f} clips/s  (rounds: {fmt(times['b'])} s)")
+    print(f"(b') audiocls spectral pitch/time+frontend: {cps['bs']:8.1f} clips/s  (rounds: {fmt(times['bs'])} s)")
     if args.skip_paper:
         print(f"frontend only: audiocls {cps['b0']:.1f} clips/s  (rounds: {fmt(times['b0'])} s)")
         return
@@ -141,18 +148,24 @@ def main() -> None:
         f"frontend only: audiocls {cps['b0']:.1f} clips/s, paper per-clip {cps['a0']:.1f} clips/s, "
         f"ratio {cps['b0'] / cps['a0']:.1f}x  (rounds: {fmt(times['b0'])} / {fmt(times['a0'])} s)"
     )
+    print(f"ratio (b')/(a): {cps['bs'] / cps['a']:.1f}x  (spectral pitch/time)")
     print(f"ratio (b)/(a): {cps['b'] / cps['a']:.1f}x")
 
 
-def profile(frontend: LogMelFrontend, aug: WaveAugment, batch: torch.Tensor) -> None:
-    """torch.profiler tables (self time per op) of the frontend and of the augmentation, one batch each."""
+def profile(frontend: LogMelFrontend, aug: WaveAugment, spectral: WaveAugment, batch: torch.Tensor) -> None:
+    """torch.profiler tables (self time per op) of the frontend, of the vocoder augmentation and of the spectral
+    augmentation + frontend, one batch each."""
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if batch.is_cuda else [])
     sort = "self_cuda_time_total" if batch.is_cuda else "self_cpu_time_total"
     with torch.no_grad():
-        for name, fn in (("LogMelFrontend", lambda: frontend(batch)), ("WaveAugment (pitch_time)", lambda: aug(batch))):
+        for name, fn in (
+            ("LogMelFrontend", lambda: frontend(batch)),
+            ("WaveAugment (pitch_time, vocoder)", lambda: aug(batch)),
+            ("spectral pitch/time + LogMelFrontend", lambda: frontend(*spectral.with_pitch_time(batch))),
+        ):
             fn()
             with torch_profile(activities=activities) as prof:
                 fn()

@@ -2,7 +2,8 @@
 # The GPU figures of docs/BENCHMARKS.md in one command (about 5 minutes on one GPU; nothing downloads):
 #   bash benchmarks/gpu_check.sh [RESULTS_DIR]       (default: $OUT, else runs/gpu_check)
 # 1. the `gpu`-marked tests (CPU vs CUDA frontend and pitch/time parity);
-# 2. frontend_speed.py --device cuda at batch 32 and 256 (clips/s, augmentation + frontend and frontend only);
+# 2. frontend_speed.py --device cuda at batch 32 and 256 (clips/s: vocoder augmentation + frontend, spectral
+#    pitch/time + frontend, frontend only);
 # 3. input_pipeline.py --device cuda --model densenet201 (samples/s, loader headroom; random init).
 # Set ESC10=/path/to/esc10 (ESC-50 layout) for real clips; without it step 2 uses synthetic tones and step 3 is
 # skipped. Each step's output goes to RESULTS_DIR/<step>.txt and the figures to RESULTS_DIR/results.txt.

@@ -14,16 +14,22 @@ ratio as a small fraction), which is why semitones are drawn on a grid (``pitch_
 or zero-padded back to the input length, so a rate above 1 leaves silence at the end and a rate below 1 drops
 the end of the clip; the paper's code instead kept the new length and resized the spectrogram to 250 frames,
 which undoes most of the tempo change in the image.
+
+``pitch_time_mode: spectral`` draws the same values but leaves the waveform's pitch and tempo alone: the
+frontend scales the frequency axis of each frame's power spectrum and resamples the frame axis
+(:mod:`audiocls.audio.spectral`), at almost no cost; :meth:`WaveAugment.with_pitch_time` hands it the draws.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import nn
 
+from audiocls.audio.spectral import PitchTime
 from audiocls.audio.stretch import pitch_time
 from audiocls.errors import ConfigError
 
@@ -52,6 +58,9 @@ class AugmentConfig:
         pitch_time_p: probability that a clip gets pitch shift and time stretch. The paper trained on the
             original set plus one augmented copy, i.e. half of what a model sees is augmented: 0.5.
         stretch_n_fft: FFT size of the phase vocoder in samples (librosa's default 2048; hop n_fft / 4).
+        pitch_time_mode: ``vocoder`` (the reference: phase vocoder + resampling of the waveform, as librosa) or
+            ``spectral`` (the same draws applied by the frontend to the power spectrum and the frame axis; no
+            vocoder cost, no phase artefacts; gain and shift then act before the pitch/time change).
     """
 
     gain_db: float = 0.0
@@ -66,6 +75,7 @@ class AugmentConfig:
     time_stretch: tuple[float, float] | None = None
     pitch_time_p: float = 1.0
     stretch_n_fft: int = 2048
+    pitch_time_mode: Literal["vocoder", "spectral"] = "vocoder"
 
 
 def check_augment(config: AugmentConfig) -> None:
@@ -92,6 +102,8 @@ def check_augment(config: AugmentConfig) -> None:
         bad.append(f"augment.pitch_step={config.pitch_step} must be > 0 semitones (1.0 = the paper's integers)")
     if not 0 <= config.pitch_time_p <= 1:
         bad.append(f"augment.pitch_time_p={config.pitch_time_p} is a probability: choose a value in [0, 1]")
+    if config.pitch_time_mode not in ("vocoder", "spectral"):
+        bad.append(f"augment.pitch_time_mode={config.pitch_time_mode!r}: choose 'vocoder' or 'spectral'")
     if config.stretch_n_fft < 16:
         bad.append(f"augment.stretch_n_fft={config.stretch_n_fft} is too small: use e.g. 2048 (librosa's default)")
     if bad:
@@ -117,24 +129,59 @@ class WaveAugment(_Augment):
     """
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        """The augmented waveform. With ``pitch_time_mode: spectral`` and pitch/time on, use
+        :meth:`with_pitch_time` and pass its draws to the frontend (this raises instead of dropping them)."""
+        if self.training and self.config.pitch_time_mode == "spectral" and self._pitch_time_on:
+            raise RuntimeError(
+                "WaveAugment with augment.pitch_time_mode=spectral leaves pitch/time to the frontend: call "
+                "with_pitch_time(wave) and pass its second value to LogMelFrontend(wave, pitch_time)"
+            )
+        return self.with_pitch_time(wave)[0]
+
+    @property
+    def _pitch_time_on(self) -> bool:
+        return self.config.pitch_shift is not None or self.config.time_stretch is not None
+
+    def draw(self, batch: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """The pitch/time draws of a batch: which clips (indices), their rates and semitones (float64), or
+        ``None`` when none is chosen or pitch/time is off. One random sequence for both modes."""
+        cfg = self.config
+        if not self._pitch_time_on:
+            return None
+        chosen = torch.nonzero(torch.rand(batch, device=device) < cfg.pitch_time_p).squeeze(1)
+        n = len(chosen)
+        if not n:
+            return None
+        rates = torch.ones(n, device=device, dtype=torch.float64)
+        if cfg.time_stretch is not None:
+            lo, hi = cfg.time_stretch
+            rates = lo + torch.rand(n, device=device, dtype=torch.float64) * (hi - lo)
+        semis = torch.zeros(n, device=device, dtype=torch.float64)
+        if cfg.pitch_shift is not None:
+            lo, hi = cfg.pitch_shift
+            steps = math.floor((hi - lo) / cfg.pitch_step + 1e-9)
+            semis = lo + torch.randint(0, steps + 1, (n,), device=device).double() * cfg.pitch_step
+        return chosen, rates, semis
+
+    def with_pitch_time(self, wave: torch.Tensor) -> tuple[torch.Tensor, PitchTime | None]:
+        """``wave (B, T) -> (wave, pitch_time)``: in ``vocoder`` mode the fully augmented waveform and ``None``;
+        in ``spectral`` mode the waveform with gain and shift only, and the per-clip :class:`PitchTime` (0
+        semitones and rate 1 for clips not chosen) for ``LogMelFrontend.forward``. Identity in ``eval()`` mode."""
         cfg = self.config
         if not self.training:
-            return wave
+            return wave, None
         b, t = wave.shape
         dev = wave.device
-        if cfg.pitch_shift is not None or cfg.time_stretch is not None:
-            chosen = torch.nonzero(torch.rand(b, device=dev) < cfg.pitch_time_p).squeeze(1)
-            n = len(chosen)
-            if n:
-                rates = torch.ones(n, device=dev, dtype=torch.float64)
-                if cfg.time_stretch is not None:
-                    lo, hi = cfg.time_stretch
-                    rates = lo + torch.rand(n, device=dev, dtype=torch.float64) * (hi - lo)
-                semis = torch.zeros(n, device=dev, dtype=torch.float64)
-                if cfg.pitch_shift is not None:
-                    lo, hi = cfg.pitch_shift
-                    steps = math.floor((hi - lo) / cfg.pitch_step + 1e-9)
-                    semis = lo + torch.randint(0, steps + 1, (n,), device=dev).double() * cfg.pitch_step
+        spectral = None
+        draws = self.draw(b, dev)
+        if draws is not None:
+            chosen, rates, semis = draws
+            if cfg.pitch_time_mode == "spectral":
+                spectral = PitchTime(
+                    torch.zeros(b, device=dev, dtype=torch.float64).index_copy(0, chosen, semis),
+                    torch.ones(b, device=dev, dtype=torch.float64).index_copy(0, chosen, rates),
+                )
+            else:
                 wave = wave.clone()
                 wave[chosen] = pitch_time(wave[chosen], rates, semis, cfg.stretch_n_fft)
         if cfg.gain_db > 0:
@@ -142,7 +189,7 @@ class WaveAugment(_Augment):
             wave = wave * torch.pow(10.0, db / 20)
         if cfg.shift > 0:
             wave = torch.gather(wave, 1, _roll_index(b, t, cfg.shift, dev))
-        return wave
+        return wave, spectral
 
 
 def _roll_index(n: int, size: int, fraction: float, device: torch.device) -> torch.Tensor:

@@ -21,11 +21,15 @@ import torch.nn.functional as F
 import torchaudio.functional as AF
 from torch import nn
 
+from audiocls.audio.spectral import PitchTime, stretch_frames, warp_bands, warp_filterbank
 from audiocls.errors import ConfigError
 
 __all__ = ["FrontendConfig", "LogMelFrontend", "build_frontend", "check_frontend", "log_mel", "normalise"]
 
 log = logging.getLogger(__name__)
+
+#: warped filterbanks kept per frontend (one per pitch value and device, ~1 MB each at 44.1 kHz)
+WARPED_CACHE = 64
 
 #: cost of one more matmul in the banded mel projection, in multiply-adds per frame (measured on a 2-core CPU:
 #: fewer, wider groups beat many narrow ones until each call costs about this much)
@@ -110,6 +114,12 @@ class LogMelFrontend(nn.Module):
     On a CPU the frames go through the FFT and the projection in chunks of about ``chunk_frames`` frames, so the
     (frames, n_fft // 2 + 1) spectrum stays in cache; other devices take each channel whole.
 
+    ``forward(wave, pitch_time)`` also applies the spectral pitch shift and time stretch of
+    :mod:`audiocls.audio.spectral` (``augment.pitch_time_mode: spectral``): a clip shifted by ``s`` semitones is
+    projected by a warped filterbank (one per pitch value, built once), and a clip stretched by a rate other
+    than 1 gets one resampling of its frame axis instead of the resize. Clips at 0 semitones and rate 1 take
+    the plain path, so their output is the plain frontend's.
+
     Args:
         config: the frontend settings.
         sample_rate: rate of the incoming waveforms in Hz.
@@ -137,6 +147,7 @@ class LogMelFrontend(nn.Module):
         self.register_buffer("fb", fb, persistent=False)  # (n_freq, n_mels)
         self.register_buffer("fb2", fb.repeat_interleave(2, dim=0), persistent=False)  # (2 n_freq, n_mels)
         self.bands = _bands(fb)
+        self._warped: dict[tuple[float, str], tuple[torch.Tensor, list[tuple[int, int, int, int]]]] = {}
         c = config.channels
         self.register_buffer("mean", _per_channel(config.mean, c, 0.0), persistent=False)
         self.register_buffer("std", _per_channel(config.std, c, 1.0), persistent=False)
@@ -186,62 +197,151 @@ class LogMelFrontend(nn.Module):
             [squares[..., 2 * lo : 2 * hi] @ fb2[2 * lo : 2 * hi, m0:m1] for lo, hi, m0, m1 in self.bands], -1
         )
 
-    def mel_power(self, wave: torch.Tensor, c: int, padded: torch.Tensor | None = None) -> torch.Tensor:
+    def filterbank(self, semitones: float = 0.0) -> tuple[torch.Tensor, list[tuple[int, int, int, int]]]:
+        """The filterbank (n_freq, n_mels) and its bands for a power spectrum shifted by ``semitones``: ``fb``
+        itself at 0, else :func:`~audiocls.audio.spectral.warp_filterbank`, built once per value and device
+        (without autograd)."""
+        if semitones == 0:
+            return self.fb, self.bands
+        key = (float(semitones), str(self.fb.device))
+        if key not in self._warped:
+            if len(self._warped) >= WARPED_CACHE:
+                self._warped.pop(next(iter(self._warped)))
+            with torch.no_grad():
+                warped = warp_filterbank(self.fb, semitones)
+            self._warped[key] = (warped, warp_bands(warped, self.bands))
+        return self._warped[key]
+
+    def power(self, frames: torch.Tensor, c: int) -> torch.Tensor:
+        """(..., win_length) frames of channel ``c`` -> (..., n_freq) power spectrum, as :meth:`mel` computes it."""
+        win = self.win_lengths[c]
+        left = (self.n_fft - win) // 2
+        framed = F.pad(frames * self.window(c), (left, self.n_fft - win - left))
+        return torch.view_as_real(torch.fft.rfft(framed)).square().sum(-1)
+
+    def grouped_mel(self, frames: torch.Tensor, c: int, semitones: list[float]) -> torch.Tensor:
+        """(B, frames, win_length) -> (B, frames, n_mels) with clip ``i``'s power shifted by ``semitones[i]``: the
+        power of all frames at once, then one banded projection per pitch value over its clips (devices other
+        than the CPU, and autograd)."""
+        power = self.power(frames, c)
+        values = torch.tensor(semitones, dtype=torch.float64)
+        out = power.new_zeros(*power.shape[:-1], self.fb.shape[1])
+        for value in sorted(set(semitones)):
+            sel = torch.nonzero(values == value).flatten().to(power.device)
+            fb, bands = self.filterbank(value)
+            p = power.index_select(0, sel)
+            out = out.index_copy(0, sel, torch.cat([p[..., lo:hi] @ fb[lo:hi, m0:m1] for lo, hi, m0, m1 in bands], -1))
+        return out
+
+    def mel_power(
+        self, wave: torch.Tensor, c: int, padded: torch.Tensor | None = None, semitones: list[float] | None = None
+    ) -> torch.Tensor:
         """wave (B, T) -> mel power (B, frames, n_mels) of channel ``c``, chunked on a CPU (``padded``: as in
-        :meth:`frames`).
+        :meth:`frames`; ``semitones``: one spectral pitch shift per clip, or ``None``).
 
         Without autograd, each chunk's windowed frames are written straight into the window's columns of one
         zero-filled (chunk, n_fft) FFT buffer (no padding copy per chunk), the power is ``re^2 + im^2`` of the
         FFT, and each band's projection writes into its columns of one (B frames, n_mels) output (no ``cat``).
+        With ``semitones``, a chunk holds clips of one pitch value and is projected by its warped filterbank.
         """
         frames = self.frames(wave, c, padded)
         b, n, win = frames.shape
+        if semitones is not None and not any(semitones):
+            semitones = None
+        # out= writes into views: no autograd, and torch.jit.trace does not record them; a traced module takes
+        # the batch whole (its Python chunk list would fix the batch size)
+        plain = torch.jit.is_tracing() or (torch.is_grad_enabled() and (wave.requires_grad or self.fb.requires_grad))
+        if semitones is not None and (plain or wave.device.type != "cpu"):
+            return self.grouped_mel(frames, c, semitones)
+        pitch = semitones or [0.0] * b
         chunk = self.chunk_frames if wave.device.type == "cpu" else b * n
         if n >= chunk:  # one clip at a time, its frames in near-equal parts
             step = math.ceil(n / math.ceil(n / chunk))
-            parts = [(frames[i, j : j + step], i * n + j) for i in range(b) for j in range(0, n, step)]
-        else:  # several whole clips at a time
-            step = max(1, chunk // n)
-            parts = [(frames[i : i + step], i * n) for i in range(0, b, step)]
-        # out= writes into views: no autograd, and torch.jit.trace does not record them; a traced module takes
-        # the batch whole (its Python chunk list would fix the batch size)
-        if torch.jit.is_tracing() or (torch.is_grad_enabled() and (wave.requires_grad or self.fb.requires_grad)):
+            parts = [(frames[i, j : j + step], i * n + j, pitch[i]) for i in range(b) for j in range(0, n, step)]
+        else:  # several whole clips of one pitch value at a time
+            step, parts, i = max(1, chunk // n), [], 0
+            while i < b:
+                j = i + 1
+                while j < b and j - i < step and pitch[j] == pitch[i]:
+                    j += 1
+                parts.append((frames[i:j], i * n, pitch[i]))
+                i = j
+        if plain:
             if torch.jit.is_tracing() or b * n <= chunk:
                 return self.mel(frames, c)
-            return torch.cat([self.mel(part, c).reshape(-1, self.fb.shape[1]) for part, _ in parts]).view(b, n, -1)
+            return torch.cat([self.mel(part, c).reshape(-1, self.fb.shape[1]) for part, _, _ in parts]).view(b, n, -1)
         left = (self.n_fft - win) // 2
-        rows = max(part[..., 0].numel() for part, _ in parts)
+        rows = max(part[..., 0].numel() for part, _, _ in parts)
         buf = wave.new_zeros(rows, self.n_fft)
         out = wave.new_empty(b * n, self.fb.shape[1])
         window = self.window(c)
-        for part, row in parts:
+        for part, row, value in parts:
             r = part[..., 0].numel()
             torch.mul(part, window, out=buf[:r].view(*part.shape[:-1], self.n_fft)[..., left : left + win])
             spec = torch.view_as_real(torch.fft.rfft(buf[:r]))  # (r, n_freq, 2)
             spec.square_()
             power = spec[..., 0] + spec[..., 1]  # (r, n_freq)
-            for lo, hi, m0, m1 in self.bands:
-                torch.mm(power[:, lo:hi], self.fb[lo:hi, m0:m1], out=out[row : row + r, m0:m1])
+            fb, bands = self.filterbank(value)
+            for lo, hi, m0, m1 in bands:
+                torch.mm(power[:, lo:hi], fb[lo:hi, m0:m1], out=out[row : row + r, m0:m1])
         return out.view(b, n, -1)
 
-    def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        """wave (B, T) -> spec (B, C, n_mels, frames), float32."""
+    def resize(self, spec: torch.Tensor, rates: torch.Tensor | None = None) -> torch.Tensor:
+        """spec (B, n_mels, frames_c) -> (B, *size): the antialiased bilinear resize (none when ``size`` is null);
+        clips whose ``rates`` (B,) differ from 1 are time-stretched in the same resampling
+        (:func:`~audiocls.audio.spectral.stretch_frames`), silence being ``log_mel(0)``."""
+        size = self.config.size
+        if rates is None or not bool((rates != 1).any()):
+            if size is None:
+                return spec
+            return F.interpolate(
+                spec.unsqueeze(1), size=tuple(size), mode="bilinear", align_corners=False, antialias=True
+            ).squeeze(1)
+        rates = rates.cpu()
+        moved, kept = torch.nonzero(rates != 1).flatten(), torch.nonzero(rates == 1).flatten()
+        src = spec.index_select(0, moved.to(spec.device))
+        if size is not None and size[0] != src.shape[1]:  # the mel axis first, as the separable resize does
+            src = F.interpolate(
+                src.unsqueeze(1), size=(size[0], src.shape[-1]), mode="bilinear", align_corners=False, antialias=True
+            ).squeeze(1)
+        fill = float(log_mel(torch.zeros(()), self.config))
+        stretched = stretch_frames(src, rates[moved], size[1] if size is not None else spec.shape[-1], fill)
+        out = spec.new_empty(spec.shape[0], *stretched.shape[1:])
+        out = out.index_copy(0, moved.to(spec.device), stretched)
+        if len(kept):
+            idx = kept.to(spec.device)
+            out = out.index_copy(0, idx, self.resize(spec.index_select(0, idx)))
+        return out
+
+    def forward(self, wave: torch.Tensor, pitch_time: PitchTime | None = None) -> torch.Tensor:
+        """wave (B, T) -> spec (B, C, n_mels, frames), float32; ``pitch_time``: per-clip spectral pitch shift and
+        time stretch (see the class), or ``None``."""
         cfg = self.config
+        semitones, rates = _pitch_time(pitch_time, wave.shape[0])
         with torch.autocast(device_type=wave.device.type, enabled=False):
             wave = wave.float()
             chans, padded = [], self.pad(wave)
             for c in range(cfg.channels):
-                spec = log_mel(self.mel_power(wave, c, padded), cfg).transpose(1, 2)  # (B, n_mels, frames_c)
-                if cfg.size is not None:
-                    spec = F.interpolate(
-                        spec.unsqueeze(1), size=tuple(cfg.size), mode="bilinear", align_corners=False, antialias=True
-                    ).squeeze(1)
-                chans.append(spec)
+                spec = log_mel(self.mel_power(wave, c, padded, semitones), cfg).transpose(1, 2)  # (B, n_mels, n_c)
+                chans.append(self.resize(spec, rates))
             return self.normalise(torch.stack(chans, dim=1))  # (B, C, n_mels, frames)
 
     def normalise(self, spec: torch.Tensor) -> torch.Tensor:
         """The normalisation tail, ``(spec - mean) / std`` as configured: spec (..., C, F, T)."""
         return normalise(spec, self.mean, self.std, self.config)
+
+
+def _pitch_time(pitch_time: PitchTime | None, batch: int) -> tuple[list[float] | None, torch.Tensor | None]:
+    """Per-clip semitones as a list (``None`` when all are 0) and rates as a CPU tensor (``None`` when all are 1)."""
+    if pitch_time is None:
+        return None, None
+    semitones, rates = (torch.as_tensor(v).detach().double().cpu().reshape(-1) for v in pitch_time)
+    if len(semitones) != batch or len(rates) != batch:
+        raise ValueError(
+            f"pitch_time has {len(semitones)} semitones and {len(rates)} rates for a batch of {batch} clips; "
+            "give one of each per clip"
+        )
+    return (semitones.tolist() if bool(semitones.ne(0).any()) else None), (rates if bool(rates.ne(1).any()) else None)
 
 
 def log_mel(mel: torch.Tensor, config: FrontendConfig) -> torch.Tensor:

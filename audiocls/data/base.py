@@ -396,14 +396,15 @@ class AudioDataModule(L.LightningDataModule):
             if training:
                 spec = self.spec_augment(spec)
             return (spec, *rest) if rest else spec
+        pitch_time = None  # augment.pitch_time_mode=spectral: the frontend shifts/stretches the spectrogram
         if training:
-            wave = self.wave_augment(wave)
+            wave, pitch_time = self.wave_augment.with_pitch_time(wave)
         if wave.ndim == 3:
             b, w, t = wave.shape
             spec = self.frontend(wave.reshape(b * w, t))  # (B*W, C, F, frames)
             spec = spec.reshape(b, w, *spec.shape[1:])
         else:
-            spec = self.frontend(wave)
+            spec = self.frontend(wave, pitch_time)
         if training:
             spec = self.spec_augment(spec)
         return (spec, *rest) if rest else spec
