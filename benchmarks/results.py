@@ -3,11 +3,14 @@
     python benchmarks/results.py                      # read runs/results/*, rewrite docs/RESULTS.md + the README table
     python benchmarks/results.py --run esc10_cv fsdd  # (re)run those experiments first, one at a time
     python benchmarks/results.py --check              # print the tables, write nothing
+    python benchmarks/results.py --run esc10_transfer # the partial-transfer study (benchmarks/esc10_partial_transfer.py)
 
 Each experiment is one shipped command (:data:`EXPERIMENTS`) run in ``<runs>/<name>``. ``--run`` records beside
 it ``<name>.run.json``: the command, the date, the wall time and ``uptime`` before and after (the load average), so
 a timed figure always carries the load it was measured under. Nothing here types a number: every figure is read
 from the run folders (``cv_results.json`` of ``audiocls cv``, ``metrics.json`` of ``audiocls fit``).
+The figures read from a run folder are also kept in ``docs/results/<name>.json`` (committed), so a fresh clone,
+which has no ``runs/``, regenerates the same pages; the tables are rewritten only when every experiment has figures.
 Run experiments one at a time on a small machine: parallel runs make every timing (and the schedule) wrong.
 """
 
@@ -25,6 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+RECORDS = ROOT / "docs" / "results"
+TRANSFER = "esc10_transfer"
+PLOT = ROOT / "docs" / "esc10_transfer.png"
 BEGIN, END = "<!-- results:begin (benchmarks/results.py) -->", "<!-- results:end -->"
 
 
@@ -90,6 +96,9 @@ def _uptime() -> str:
 def run(name: str, runs: Path) -> int:
     """Run one experiment (a fit run replaces its previous folder; a cv run resumes its missing folds)."""
     runs.mkdir(parents=True, exist_ok=True)
+    if name == TRANSFER:  # its own driver: 33 fits in one process, resumable
+        script = ROOT / "benchmarks" / "esc10_partial_transfer.py"
+        return subprocess.run([sys.executable, str(script), "--out", str(runs / TRANSFER)], cwd=ROOT).returncode
     cmd = [sys.executable, "-m", "audiocls.cli", *command(name, runs)]
     if EXPERIMENTS[name].kind == "fit" and (runs / name / "run").exists():
         import shutil
@@ -130,8 +139,22 @@ def _minutes(s) -> str:
     return "n/a" if s is None else f"{s / 60:.1f} min"
 
 
-def read(name: str, runs: Path) -> dict | None:
-    """The figures of one experiment, or ``None`` when it has not been run."""
+def read(name: str, runs: Path, keep: bool = True) -> dict | None:
+    """The figures of one experiment: from its run folder (refreshing its record unless not ``keep``), else its
+    committed record."""
+    found = _read_run(name, runs)
+    if found is None:
+        return _load(RECORDS / f"{name}.json")
+    if not keep:
+        return found
+    RECORDS.mkdir(parents=True, exist_ok=True)
+    (RECORDS / f"{name}.json").write_text(json.dumps(found, indent=2) + "\n")
+    return found
+
+
+def _read_run(name: str, runs: Path) -> dict | None:
+    if name == TRANSFER:
+        return read_transfer(runs / TRANSFER)
     exp, rec = EXPERIMENTS[name], _load(runs / f"{name}.run.json") or {}
     base = {
         "name": name,
@@ -215,6 +238,126 @@ def results_md(found: dict) -> list[str]:
     return out
 
 
+# --- the partial-transfer study (benchmarks/esc10_partial_transfer.py) -----------------------------------------
+def read_transfer(root: Path) -> dict | None:
+    """Every finished run of the study: ``{"runs": [{option, stage, seed, acc, f1, wall_s, load}], ...}``."""
+    rows = []
+    for rec_path in sorted(root.glob("*.run.json")):
+        rec = _load(rec_path) or {}
+        metrics = _load(root / rec_path.name.removesuffix(".run.json") / "run" / "metrics.json")
+        if not metrics or rec.get("returncode") != 0:
+            continue
+        option, stage = rec["item"].split("=")
+        rows.append(
+            {
+                "option": option,
+                "stage": int(stage),
+                "seed": rec["seed"],
+                "acc": metrics["test/acc"],
+                "f1_macro": metrics.get("test/f1_macro"),
+                "wall_s": rec.get("wall_s"),
+                "load_before": _load_avg(rec.get("uptime_before")),
+                "started": rec.get("started"),
+            }
+        )
+    if not rows:
+        return None
+    return {"command": "python benchmarks/esc10_partial_transfer.py", "fold": rec.get("fold", 1), "runs": rows}
+
+
+def _transfer_groups(t: dict) -> dict[tuple[str, int], list[dict]]:
+    groups: dict[tuple[str, int], list[dict]] = {}
+    for r in t["runs"]:
+        groups.setdefault((r["option"], r["stage"]), []).append(r)
+    return dict(sorted(groups.items()))
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    m = sum(values) / len(values)
+    return m, (sum((v - m) ** 2 for v in values) / (len(values) - 1)) ** 0.5 if len(values) > 1 else 0.0
+
+
+STAGE_NAMES = {1: "stem", 2: "s1", 3: "s2", 4: "s3", 5: "s4", 6: "head"}
+
+
+def _span(k: int) -> str:
+    return "none" if k == 0 else STAGE_NAMES[1] if k == 1 else f"{STAGE_NAMES[1]}..{STAGE_NAMES[k]}"
+
+
+def transfer_md(t: dict | None) -> list[str]:
+    if not t:
+        return []
+    first, last = min(r["started"] for r in t["runs"]), max(r["started"] for r in t["runs"])
+    loads = sorted(r["load_before"] for r in t["runs"])
+    out = [
+        f"### Partial transfer: ESC-10 fold {t['fold']}, regnetx_002, the shipped recipe, 3 seeds",
+        "",
+        f"`{t['command']}` (each run: `audiocls fit --config configs/esc10.yaml --data.fold {t['fold']} "
+        "--seed_everything S --model.freeze_until K` or `--model.reinit_from K`), "
+        f"{len(t['runs'])} runs, started {first} to {last}, 1-min load average before a run "
+        f"{loads[0].split(' / ')[0]} to {loads[-1].split(' / ')[0]} (other sessions wrote code beside it; "
+        "wall times are indicative only).",
+        "",
+        "Stages are timm's `feature_info` stages: 1 = stem, 2-5 = s1-s4. `freeze_until K` keeps stages 1..K at their "
+        "ImageNet weights, frozen (BatchNorm in eval mode); `reinit_from K` starts stages K.. from random init. "
+        "`freeze_until 0` is plain fine-tuning, `reinit_from 1` is random init; `reinit_from 6` (only the head) is "
+        "plain fine-tuning again and is not run.",
+        "",
+        "| run | stages kept from ImageNet | frozen | final-epoch acc % (mean ± std, 3 seeds) | per seed | mean wall s |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for (option, stage), rs in _transfer_groups(t).items():
+        m, s = _mean_std([r["acc"] for r in rs])
+        kept = stage if option == "freeze_until" else stage - 1
+        kept_txt = "all" if option == "freeze_until" else _span(kept)
+        frozen = _span(stage) if option == "freeze_until" else "none"
+        seeds = " / ".join(f"{100 * r['acc']:.2f}" for r in sorted(rs, key=lambda r: r["seed"]))
+        wall = sum(r["wall_s"] or 0 for r in rs) / len(rs)
+        out.append(
+            f"| `{option}={stage}` | {kept_txt} | {frozen} | **{100 * m:.2f} ± {100 * s:.2f}** | {seeds} | {wall:.0f} |"
+        )
+    out += ["", f"![partial transfer]({PLOT.relative_to(ROOT / 'docs')})", ""]
+    return out
+
+
+def transfer_plot(t: dict | None, path: Path) -> None:
+    """Accuracy vs stage for both options: mean over seeds with each seed as a dot."""
+    if not t:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = _transfer_groups(t)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for option, label, marker in (
+        ("freeze_until", "freeze stages 1..K (pretrained, frozen)", "o"),
+        ("reinit_from", "re-initialise stages K.. (random)", "s"),
+    ):
+        stages = sorted(k for (o, k) in groups if o == option)
+        means = [100 * _mean_std([r["acc"] for r in groups[(option, k)]])[0] for k in stages]
+        ax.plot(stages, means, marker=marker, label=label)
+        for k in stages:
+            ax.scatter(
+                [k] * len(groups[(option, k)]),
+                [100 * r["acc"] for r in groups[(option, k)]],
+                s=10,
+                color="grey",
+                alpha=0.6,
+                zorder=3,
+            )
+    ax.set_xticks(range(0, 7), ["none", "1 stem", "2 s1", "3 s2", "4 s3", "5 s4", "6 head"])
+    ax.set_xlabel("stage K")
+    ax.set_ylabel("final-epoch test acc % (fold 1)")
+    ax.set_title("ESC-10 partial transfer, regnetx_002 (line: mean of 3 seeds; dots: seeds)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def replace_block(path: Path, lines: list[str]) -> bool:
     """Replace the text between the markers of ``path``; False when the markers are absent."""
     text = path.read_text()
@@ -228,7 +371,9 @@ def replace_block(path: Path, lines: list[str]) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
-    p.add_argument("--run", nargs="*", default=None, choices=sorted(EXPERIMENTS), help="experiments to (re)run first")
+    p.add_argument(
+        "--run", nargs="*", default=None, choices=sorted([*EXPERIMENTS, TRANSFER]), help="experiments to (re)run first"
+    )
     p.add_argument("--runs", default=str(ROOT / "runs" / "results"), help="folder of the experiments' run folders")
     p.add_argument("--check", action="store_true", help="print the tables only, write no file")
     opts = p.parse_args(argv)
@@ -236,13 +381,17 @@ def main(argv: list[str] | None = None) -> int:
     for name in opts.run if opts.run is not None else []:
         if run(name, runs):
             print(f"results: {name} failed; see its log under {runs / name}", file=sys.stderr)
-    found = {n: r for n in EXPERIMENTS if (r := read(n, runs)) is not None}
-    missing = [n for n in EXPERIMENTS if n not in found]
-    readme, doc = readme_rows(found), results_md(found)
+    found = {n: r for n in EXPERIMENTS if (r := read(n, runs, not opts.check)) is not None}
+    transfer = read(TRANSFER, runs, not opts.check)
+    missing = [n for n in EXPERIMENTS if n not in found] + ([] if transfer else [TRANSFER])
+    readme, doc = readme_rows(found), results_md(found) + transfer_md(transfer)
     print("\n".join(readme + [""] + doc))
     if missing:
         print(f"not run yet (python benchmarks/results.py --run {' '.join(missing)}): {', '.join(missing)}")
+        print("results: the README and docs/RESULTS.md are left unchanged until every experiment has figures")
+        return 1
     if not opts.check:
+        transfer_plot(transfer, PLOT)
         for path, lines in ((ROOT / "README.md", readme), (ROOT / "docs" / "RESULTS.md", doc)):
             if not replace_block(path, lines):
                 print(f"results: {path} has no {BEGIN} ... {END} block; left unchanged", file=sys.stderr)
