@@ -76,6 +76,6 @@ def score_wave(
     for i in range(0, len(starts), batch_size):
         batch = np.stack([pad_or_crop(wave[s : s + clip], clip) for s in starts[i : i + batch_size]])
         spec = loaded.frontend(torch.from_numpy(batch).to(device))  # (b, C, n_mels, frames)
-        chunks.append(loaded.model(spec).float().softmax(-1).cpu())
+        chunks.append(loaded.model.probabilities(loaded.model(spec).float()).cpu())  # sigmoids for multilabel
     window_probs = torch.cat(chunks).numpy()  # (W, num_classes)
     return window_probs.mean(0), window_probs, np.asarray(starts)

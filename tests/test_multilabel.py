@@ -1,0 +1,112 @@
+"""Multi-label tagging: BCE loss and mixup on multi-hot targets, the polyphonic synthetic set, mAP, predict."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from audiocls.cli import main
+from audiocls.data.synthetic import SyntheticDataModule
+from audiocls.errors import ConfigError
+from audiocls.models.classifier import AudioClassifier
+from audiocls.models.multilabel import multilabel_loss
+from tests.conftest import TINY_FRONTEND
+
+POLY = dict(num_classes=4, clips_per_fold=3, seconds=1.0, sample_rate=8000, max_sources=3, num_workers=0)
+
+
+def test_label_smoothing_moves_binary_targets_towards_one_half():
+    logits, target = torch.randn(3, 4), torch.randint(0, 2, (3, 4)).float()
+    want = F.binary_cross_entropy_with_logits(logits, target * 0.8 + 0.1)
+    assert torch.allclose(multilabel_loss(logits, target, 0.2), want)
+
+
+def test_mixup_loss_equals_bce_on_mixed_multi_hot_targets():
+    model = AudioClassifier("test_resnet", num_classes=4, task="multilabel")
+    logits, y, y_b, lam = torch.randn(5, 4), torch.eye(4)[[0, 1, 2, 3, 0]], torch.eye(4)[[1, 1, 0, 2, 3]], 0.3
+    mixed = lam * model._loss(logits, y) + (1 - lam) * model._loss(logits, y_b)
+    assert torch.allclose(mixed, multilabel_loss(logits, lam * y + (1 - lam) * y_b))
+
+
+def test_multilabel_outputs_are_independent_sigmoids():
+    model = AudioClassifier("test_resnet", num_classes=5, task="multilabel").eval()
+    spec = torch.randn(2, 3, 32, 64)
+    probs = model.predict_step(spec, 0)
+    assert torch.allclose(probs, model(spec).sigmoid())
+    assert not torch.allclose(probs.sum(-1), torch.ones(2))
+
+
+def test_unknown_task_is_refused():
+    with pytest.raises(ConfigError, match="model.task"):
+        AudioClassifier("test_resnet", num_classes=3, task="regression")
+
+
+def test_polyphonic_synthetic_set_has_multi_hot_targets(tmp_path):
+    dm = SyntheticDataModule(tmp_path / "poly", **POLY)
+    assert dm.task == "multilabel"
+    dm.prepare_data()
+    clips = dm.list_clips()
+    counts = [len(c.labels) for c in clips]
+    assert min(counts) == 1 and max(counts) > 1 and max(counts) <= 3
+    assert all(c.label == c.labels[0] and len(set(c.labels)) == len(c.labels) for c in clips)
+    dm.setup("fit")
+    wave, y = dm.splits["train"][0]
+    assert y.shape == (4,) and y.dtype == torch.float32 and set(y.tolist()) <= {0.0, 1.0} and y.sum() >= 1
+    assert SyntheticDataModule(tmp_path / "single", num_classes=4).task == "multiclass"
+
+
+def test_max_sources_out_of_range_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="max_sources"):
+        SyntheticDataModule(tmp_path / "x", num_classes=3, max_sources=4)
+
+
+def _fit_args(root: Path, epochs: int, extra: list[str] = ()) -> list[str]:
+    return [
+        "fit",
+        "--seed_everything=0",
+        "--trainer.accelerator=cpu",
+        "--trainer.devices=1",
+        "--trainer.enable_progress_bar=false",
+        "--trainer.enable_model_summary=false",
+        f"--trainer.max_epochs={epochs}",
+        "--trainer.logger.init_args.save_dir=runs",
+        "--checkpoint.dirpath=ckpt",
+        "--model.backbone=test_resnet",
+        "--data=audiocls.data.synthetic.SyntheticDataModule",
+        f"--data.root={root}",
+        *[f"--data.{k}={v}" for k, v in POLY.items()],
+        "--data.batch_size=4",
+        f"--data.frontend={json.dumps(TINY_FRONTEND)}",
+        *extra,
+    ]
+
+
+def test_multilabel_fit_monitors_map_and_predict_thresholds(tmp_path, capsys):
+    root = tmp_path / "poly"
+    assert main(_fit_args(root, 1, ["--model.mixup_alpha=0.4"])) == 0
+    metrics = json.loads(next(Path("runs").rglob("metrics.json")).read_text())
+    for key in ("test/mAP", "test/f1_micro", "test/f1_macro", "test/mAP_baseline"):
+        assert 0 <= metrics[key] <= 1, key
+    assert any(k.startswith("test/ap_class/") for k in metrics) and "test/acc" not in metrics
+    ckpt = torch.load("ckpt/best.ckpt", weights_only=False)  # saved: val/mAP is the monitor, not val/acc
+    assert any("val/mAP" in k for k in ckpt["callbacks"])
+    assert ckpt["hyper_parameters"]["task"] == "multilabel"
+    wav = sorted((root / "audio").glob("*.wav"))[0]
+    capsys.readouterr()
+    assert main(["predict", "--ckpt_path", "ckpt/best.ckpt", "--files", str(wav), "--threshold", "0"]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 1 + 4  # threshold 0: every label, with its score
+    assert main(["predict", "--ckpt_path", "ckpt/best.ckpt", "--files", str(wav), "--threshold", "1"]) == 0
+    assert "no label over the threshold" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_short_multilabel_fit_beats_the_label_frequency_baseline(tmp_path):
+    root = tmp_path / "poly"
+    extra = ["--data.clips_per_fold=8", "--model.optimizer=AdamW", "--model.optimizer.lr=0.003"]
+    assert main(_fit_args(root, 8, extra)) == 0
+    metrics = json.loads(next(Path("runs").rglob("metrics.json")).read_text())
+    assert metrics["test/mAP"] > metrics["test/mAP_baseline"] + 0.15, metrics
