@@ -110,3 +110,45 @@ def test_short_multilabel_fit_beats_the_label_frequency_baseline(tmp_path):
     assert main(_fit_args(root, 8, extra)) == 0
     metrics = json.loads(next(Path("runs").rglob("metrics.json")).read_text())
     assert metrics["test/mAP"] > metrics["test/mAP_baseline"] + 0.15, metrics
+
+
+def test_csv_manifest_with_several_labels_per_row_is_multilabel(tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    from audiocls.data.folder import CSVDataModule
+
+    rows = ["path,label"]
+    for i in range(20):
+        sf.write(tmp_path / f"{i}.wav", np.zeros(800, np.float32), 8000)
+        rows.append(f"{i}.wav,{['dog', 'rain;dog', 'rain', 'bird;rain;dog'][i % 4]}")
+    (tmp_path / "m.csv").write_text("\n".join(rows) + "\n")
+    dm = CSVDataModule(tmp_path / "m.csv", sample_rate=8000, clip_seconds=0.1, num_folds=2, batch_size=2)
+    assert dm.task == "multilabel" and dm.class_names == ["bird", "dog", "rain"]
+    clips = {c.path.name: c for c in dm.list_clips()}
+    assert clips["3.wav"].labels == (0, 2, 1) and clips["3.wav"].label == 0
+    assert clips["3.wav"].multi_hot(3).tolist() == [1.0, 1.0, 1.0] and clips["2.wav"].multi_hot(3).tolist() == [0, 0, 1]
+    (tmp_path / "single.csv").write_text("path,label\n0.wav,dog\n1.wav,rain\n2.wav,dog\n3.wav,rain\n")
+    assert CSVDataModule(tmp_path / "single.csv", sample_rate=8000, num_folds=2).task == "multiclass"
+
+
+def test_fold_metrics_of_multi_hot_labels_are_map_and_f1():
+    import numpy as np
+
+    from audiocls.commands.cv_report import fold_metrics
+
+    labels = np.array([[1, 0, 1], [0, 1, 0], [1, 1, 0], [0, 0, 0]])
+    perfect = fold_metrics(labels * 0.9 + 0.05, labels)
+    assert perfect["mAP"] == pytest.approx(1) and perfect["f1_micro"] == pytest.approx(1)
+    wrong = fold_metrics(1 - (labels * 0.9 + 0.05), labels)
+    assert wrong["mAP"] < 0.7 and wrong["f1_micro"] == 0
+
+
+def test_export_metadata_names_the_sigmoid(tmp_path):
+    from audiocls.commands.export import metadata
+    from audiocls.training.checkpoints import LoadedModel
+
+    model = AudioClassifier("test_resnet", num_classes=3, task="multilabel")
+    loaded = LoadedModel(model, None, 8000, 8000, model.class_names, tmp_path / "x.ckpt")
+    meta = metadata(loaded)
+    assert meta["task"] == "multilabel" and meta["activation"] == "sigmoid"
