@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from audiocls.cli import main
 from audiocls.data.synthetic import SyntheticDataModule
-from audiocls.errors import ConfigError
+from audiocls.errors import ConfigError, DataError
 from audiocls.models.classifier import AudioClassifier
 from audiocls.models.multilabel import multilabel_loss
 from tests.conftest import TINY_FRONTEND
@@ -152,3 +152,46 @@ def test_export_metadata_names_the_sigmoid(tmp_path):
     loaded = LoadedModel(model, None, 8000, 8000, model.class_names, tmp_path / "x.ckpt")
     meta = metadata(loaded)
     assert meta["task"] == "multilabel" and meta["activation"] == "sigmoid"
+
+
+def _fake_fsd50k(root: Path) -> Path:
+    """A release tree in the FSD50K layout: 3 classes, 6 dev train + 2 dev val + 3 eval clips of silence-ish noise."""
+    import numpy as np
+    import soundfile as sf
+
+    gt = root / "FSD50K.ground_truth"
+    for d in (gt, root / "FSD50K.dev_audio", root / "FSD50K.eval_audio"):
+        d.mkdir(parents=True)
+    (gt / "vocabulary.csv").write_text("0,Bark,/m/05tny_\n1,Rain,/m/06mb1\n2,Speech,/m/09x0r\n")
+    dev = ["fname,labels,mids,split"]
+    tags = ['"Bark,Rain"', "Rain", "Speech", '"Speech,Bark"', "Bark", '"Rain,Speech,Bark"', "Rain", "Bark"]
+    for i, tag in enumerate(tags):
+        dev.append(f"{100 + i},{tag},x,{'val' if i >= 6 else 'train'}")
+        sf.write(root / "FSD50K.dev_audio" / f"{100 + i}.wav", np.random.randn(4000).astype("float32") * 0.1, 8000)
+    (gt / "dev.csv").write_text("\n".join(dev) + "\n")
+    ev = ["fname,labels,mids", '7,"Rain,Bark",x', "8,Speech,x", "9,Bark,x"]
+    for i in (7, 8, 9):
+        sf.write(root / "FSD50K.eval_audio" / f"{i}.wav", np.random.randn(4000).astype("float32") * 0.1, 8000)
+    (gt / "eval.csv").write_text("\n".join(ev) + "\n")
+    return root
+
+
+def test_fsd50k_official_splits_and_multi_hot_targets(tmp_path):
+    from audiocls.data.fsd50k import FSD50KDataModule
+
+    dm = FSD50KDataModule(_fake_fsd50k(tmp_path / "FSD50K"), sample_rate=8000, clip_seconds=0.5, batch_size=2)
+    assert dm.task == "multilabel" and dm.class_names == ["Bark", "Rain", "Speech"]
+    dm.setup("fit")
+    assert {k: len(v) for k, v in dm.splits.items()} == {"train": 6, "val": 2, "test": 3}
+    names = [Path(dm.splits["test"].cache.files[i]).name for i in dm.splits["test"].indices]
+    assert names == ["7.wav", "8.wav", "9.wav"]
+    assert dm.splits["test"][0][1].tolist() == [1.0, 1.0, 0.0]  # "Rain,Bark"
+    assert dm.splits["train"][5][1].tolist() == [1.0, 1.0, 1.0]
+
+
+def test_fsd50k_missing_ground_truth_names_the_layout(tmp_path):
+    from audiocls.data.fsd50k import FSD50KDataModule
+
+    (tmp_path / "FSD50K").mkdir()
+    with pytest.raises(DataError, match="FSD50K.ground_truth/dev.csv"):
+        FSD50KDataModule(tmp_path / "FSD50K")
