@@ -85,7 +85,9 @@ def gather_fold(trainer, pl_module, rows: list[tuple[torch.Tensor, torch.Tensor]
     """
     k = len(pl_module.class_names)
     device = pl_module.device
-    probs = torch.cat([r[0].float().softmax(-1) for r in rows]) if rows else torch.zeros(0, k, device=device)
+    probs = (
+        torch.cat([pl_module.probabilities(r[0].float()) for r in rows]) if rows else torch.zeros(0, k, device=device)
+    )
     labels = torch.cat([r[1] for r in rows]).long() if rows else torch.zeros(0, dtype=torch.long, device=device)
     order = torch.tensor(_loader_order(loader)[: len(labels)], dtype=torch.long, device=device)
     if trainer.world_size > 1:
@@ -479,6 +481,11 @@ def main(argv: list[str]) -> int:
     if cfg.get("data", {}).get("init_args", {}).get("val_fold") is not None:
         raise ConfigError("data.val_fold is set, and it would be the held-out fold in one of the folds; use null")
     dm = build_datamodule(cfg)
+    if dm.task == "multilabel":  # the per-epoch figure and the report tables are accuracy-based
+        raise ConfigError(
+            f"{type(dm).__name__} is multi-label and 'audiocls cv' reports single-label accuracy only so far; "
+            "run 'audiocls fit' per fold (--data.fold K), whose test step logs test/mAP"
+        )
     fold_ids = list(getattr(dm, "fold_ids", None) or range(1, dm.num_folds + 1))
     if opts.folds:
         try:

@@ -16,6 +16,7 @@ import torch
 
 from audiocls.files import atomic_write_text
 from audiocls.models.metrics import confusion_matrix, per_class_accuracy
+from audiocls.models.multilabel import THRESHOLD
 
 __all__ = ["write_report", "mean_std", "plot_confusion", "fold_metrics", "confusion", "write_json"]
 
@@ -38,8 +39,25 @@ def confusion(labels: np.ndarray, pred: np.ndarray, num_classes: int) -> np.ndar
     return confusion_matrix(labels, pred, num_classes)
 
 
+def multilabel_fold_metrics(probs: np.ndarray, labels: np.ndarray, threshold: float = THRESHOLD) -> dict:
+    """``mAP``, ``f1_micro``, ``f1_macro`` of sigmoid scores ``probs`` (N, C) against multi-hot ``labels`` (N, C)."""
+    from torchmetrics.functional.classification import multilabel_average_precision, multilabel_f1_score
+
+    p, y = torch.as_tensor(probs).float(), torch.as_tensor(labels).long()
+    k, present = p.shape[1], y.sum(0) > 0
+    ap = multilabel_average_precision(p, y, k, average=None)
+    f1 = {a: float(multilabel_f1_score(p, y, k, threshold=threshold, average=a)) for a in ("micro", "macro")}
+    return {"mAP": float(ap[present].mean()), "f1_micro": f1["micro"], "f1_macro": f1["macro"], "confusion": None}
+
+
 def fold_metrics(probs: np.ndarray, labels: np.ndarray) -> dict:
-    """Accuracy and macro F1 (mean over the classes present in ``labels`` or predicted) of ``probs`` (N, C)."""
+    """Accuracy and macro F1 (mean over the classes present in ``labels`` or predicted) of ``probs`` (N, C).
+
+    Multi-hot ``labels`` (N, C) (a multi-label run, ``probs`` per-class sigmoids): ``mAP`` (macro AP over the
+    classes with positives), ``f1_micro`` and ``f1_macro`` at 0.5, and no confusion matrix.
+    """
+    if labels.ndim == 2:
+        return multilabel_fold_metrics(probs, labels)
     pred = probs.argmax(1)
     cm = confusion(labels, pred, probs.shape[1])
     tp = np.diag(cm).astype(float)

@@ -94,7 +94,7 @@ def compute_saliency(loaded: LoadedModel, wave: np.ndarray, targets: list[int]) 
         grad=torch.stack(grads).detach().cpu().numpy(),
         gradcam=torch.stack(cams).detach().cpu().numpy() if cams else None,
         targets=list(targets),
-        probs=logits[0].detach().float().softmax(-1).cpu().numpy(),
+        probs=loaded.model.probabilities(logits[0:1].detach().float())[0].cpu().numpy(),
     )
 
 
@@ -199,7 +199,9 @@ def main(argv: list[str]) -> int:
     segment = wave[start : start + clip]
     if not targets:
         with torch.no_grad():
-            p = loaded.wave_classifier()(torch.from_numpy(pad_or_crop(segment, clip))[None])[0].softmax(-1)
+            p = loaded.model.probabilities(
+                loaded.wave_classifier()(torch.from_numpy(pad_or_crop(segment, clip))[None])
+            )[0]
         targets = p.argsort(descending=True)[: min(args.top_k, len(names))].tolist()
     sal = compute_saliency(loaded, segment, targets)
     span = f"{start / sr:.2f}-{(start + len(segment)) / sr:.2f} s"

@@ -48,6 +48,9 @@ def metadata(loaded: LoadedModel) -> dict[str, str]:
         "clip_samples": str(loaded.clip_samples),
         "input": f"wave (batch, {loaded.clip_samples}) float32, mono, {loaded.sample_rate} Hz",
         "output": f"logits (batch, {len(loaded.class_names)})",
+        # multilabel: independent per-class sigmoids of the logits (labels over a threshold); multiclass: softmax
+        "task": loaded.model.task,
+        "activation": "sigmoid" if loaded.model.task == "multilabel" else "softmax",
         "backbone": str(loaded.model.hparams.get("backbone", "")),
         "producer": "audiocls export",
     }

@@ -52,20 +52,29 @@ def expand_files(paths: list[str | Path]) -> list[Path]:
     return out
 
 
-def _top(probs, names: list[str], k: int) -> list[dict]:
-    order = probs.argsort()[::-1][:k]
+def _top(probs, names: list[str], k: int, threshold: float | None = None) -> list[dict]:
+    """The ``k`` best classes, or with a ``threshold`` (multi-label models) every class scoring at least it."""
+    order = probs.argsort()[::-1]
+    order = [i for i in order if probs[i] >= threshold] if threshold is not None else order[:k]
     return [{"label": names[i], "probability": round(float(probs[i]), 6)} for i in order]
 
 
 def predict_files(
-    loaded: LoadedModel, files: list[Path], *, top_k: int = 5, hop_seconds: float | None = None, batch_size: int = 16
+    loaded: LoadedModel,
+    files: list[Path],
+    *,
+    top_k: int = 5,
+    hop_seconds: float | None = None,
+    batch_size: int = 16,
+    threshold: float | None = None,
 ) -> list[dict]:
     """Score every file; a file that fails gives ``{"file", "error"}`` instead of stopping the batch.
 
     Returns:
         One dict per file: ``file``, ``duration_s``, ``top`` (the ``top_k`` classes of the averaged
         probabilities, as ``{"label", "probability"}``) and ``windows`` (``start_s``, ``end_s``, ``top``
-        per window); or ``file`` and ``error``.
+        per window); or ``file`` and ``error``. With a ``threshold`` (multi-label models) ``top`` holds every
+        label scoring at least it, best first (maybe none).
     """
     results = []
     names, sr = loaded.class_names, loaded.sample_rate
@@ -81,7 +90,7 @@ def predict_files(
             {
                 "start_s": round(s / sr, 4),
                 "end_s": round(min(s + loaded.clip_samples, len(wave)) / sr, 4),
-                "top": _top(p, names, top_k),
+                "top": _top(p, names, top_k, threshold),
             }
             for s, p in zip(starts.tolist(), window_probs, strict=True)
         ]
@@ -89,7 +98,7 @@ def predict_files(
             {
                 "file": str(f),
                 "duration_s": round(len(wave) / sr, 4),
-                "top": _top(probs, names, top_k),
+                "top": _top(probs, names, top_k, threshold),
                 "windows": windows,
             }
         )
@@ -130,7 +139,7 @@ def format_results(results: list[dict], fmt: str = "table", *, per_window: bool 
         n = len(r["windows"])
         head = f"{r['file']} ({r['duration_s']:.2f} s" + (f", mean of {n} windows)" if n > 1 else ")")
         lines.append(head)
-        lines += [f"  {t['probability']:7.2%}  {t['label']}" for t in r["top"]]
+        lines += [f"  {t['probability']:7.2%}  {t['label']}" for t in r["top"]] or ["  (no label over the threshold)"]
         for win in r["windows"] if per_window and n > 1 else []:
             best = ", ".join(f"{t['label']} {t['probability']:.2%}" for t in win["top"][:3])
             lines.append(f"    [{win['start_s']:8.2f} - {win['end_s']:8.2f} s]  {best}")
@@ -141,7 +150,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = command_parser("predict", "Top-k classes of audio files from a checkpoint written by 'audiocls fit'.")
     p.add_argument("--ckpt_path", required=True, help="the .ckpt written by 'audiocls fit'")
     p.add_argument("--files", nargs="+", required=True, help="audio files and folders (searched recursively)")
-    p.add_argument("--top_k", type=int, default=5, help="classes shown per file (default 5)")
+    p.add_argument("--top_k", type=int, default=5, help="classes shown per file (default 5; single-label models)")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=0.5,
+        help="multi-label models: every label whose sigmoid score is at least this is shown (default 0.5)",
+    )
     p.add_argument("--format", choices=FORMATS, default="table", help="output format (default table)")
     p.add_argument("--out", type=Path, default=None, help="write the output to this file instead of stdout")
     p.add_argument(
@@ -161,12 +176,15 @@ def main(argv: list[str]) -> int:
     if args.batch_size < 1:
         raise ConfigError(f"--batch_size={args.batch_size} must be at least 1")
     out = check_output_file(args.out) if args.out is not None else None  # before any file is scored
+    if not 0 <= args.threshold <= 1:
+        raise ConfigError(f"--threshold={args.threshold} must lie in [0, 1]")
     loaded = load_checkpoint(args.ckpt_path).to(torch.device(args.device))
+    threshold = args.threshold if loaded.model.task == "multilabel" else None
     files = expand_files(args.files)
     t0, cpu0 = time.perf_counter(), time.process_time()
     results = predict_files(
         loaded, files, top_k=min(args.top_k, len(loaded.class_names)), hop_seconds=args.hop_seconds,
-        batch_size=args.batch_size,
+        batch_size=args.batch_size, threshold=threshold,
     )  # fmt: skip
     elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     text = format_results(results, args.format, per_window=args.per_window)

@@ -66,7 +66,7 @@ def score_wave(
     """
 
     def probabilities(spec: torch.Tensor) -> torch.Tensor:
-        return loaded.model(spec).float().softmax(-1)
+        return loaded.model.probabilities(loaded.model(spec).float())  # sigmoids for multilabel
 
     return map_windows(loaded, wave, probabilities, hop_seconds=hop_seconds, batch_size=batch_size)
 

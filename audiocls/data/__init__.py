@@ -4,6 +4,7 @@ from audiocls.data.base import AudioDataModule
 from audiocls.data.clips import Clip, ClipDataset
 from audiocls.data.esc50 import ESC50DataModule
 from audiocls.data.folder import CSVDataModule, FolderDataModule
+from audiocls.data.fsd50k import FSD50KDataModule
 from audiocls.data.fsdd import FSDDDataModule
 from audiocls.data.gtzan import GTZANDataModule
 from audiocls.data.synthetic import SyntheticDataModule
@@ -16,6 +17,7 @@ __all__ = [
     "CSVDataModule",
     "ESC50DataModule",
     "FolderDataModule",
+    "FSD50KDataModule",
     "FSDDDataModule",
     "GTZANDataModule",
     "SyntheticDataModule",

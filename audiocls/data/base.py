@@ -86,6 +86,9 @@ class AudioDataModule(L.LightningDataModule):
 
     num_folds: int = 1
     class_names: list[str]
+    #: ``multiclass`` (one label per clip) or ``multilabel`` (several: multi-hot targets); linked to ``model.task``.
+    #: A dataset module with several labels per clip sets it in ``__init__`` and fills :attr:`Clip.labels`.
+    task: str = "multiclass"
     #: when True, ``val_dataloader`` returns ``[val, test]``: the held-out fold is evaluated after every validation
     #: epoch as dataloader 1 (set by :class:`audiocls.commands.cv.TestFoldEachEpoch`, not a user setting)
     validate_test_fold: bool = False
@@ -183,8 +186,9 @@ class AudioDataModule(L.LightningDataModule):
         if not clips:
             raise DataError(f"{name} found no clips under {self.root}")
         for c in clips:
-            if not 0 <= c.label < self.num_classes:
-                raise DataError(f"{c.path}: label {c.label} outside 0..{self.num_classes - 1} of {name}")
+            for label in c.labels if c.labels is not None else (c.label,):
+                if not 0 <= label < self.num_classes:
+                    raise DataError(f"{c.path}: label {label} outside 0..{self.num_classes - 1} of {name}")
             if c.fold is not None and not 1 <= c.fold <= self.num_folds:
                 raise DataError(f"{c.path}: fold {c.fold} outside 1..{self.num_folds} of {name}; fix the metadata")
         seen: dict[str, Path] = {}
@@ -229,6 +233,12 @@ class AudioDataModule(L.LightningDataModule):
         in_val = set(val)
         return {"train": [i for i in rest if i not in in_val], "val": sorted(val), "test": test}
 
+    def _targets(self, clips: Sequence[Clip]) -> list:
+        """What the loaders yield as ``y``: class indices, or multi-hot (num_classes,) float32 for ``multilabel``."""
+        if self.task == "multilabel":
+            return [c.multi_hot(self.num_classes) for c in clips]
+        return [c.label for c in clips]
+
     def _cache(self, clips: Sequence[Clip]) -> DecodedCache:
         return DecodedCache([c.path for c in clips], self.sample_rate, self.cache_dir)
 
@@ -264,7 +274,7 @@ class AudioDataModule(L.LightningDataModule):
             self.splits[name] = ClipDataset(
                 cache,
                 idx,
-                [clips[i].label for i in idx],
+                self._targets([clips[i] for i in idx]),
                 self.clip_samples,
                 train=name == "train",
                 windows=None if name == "train" else self.eval_windows,

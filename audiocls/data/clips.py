@@ -27,17 +27,27 @@ class Clip:
 
     Args:
         path: the audio file.
-        label: class index in ``0..num_classes-1``.
+        label: class index in ``0..num_classes-1``; for a multi-label clip its first label (stratification,
+            validation split).
         fold: official fold id (1-based), when the dataset has folds.
         group: the source recording the clip was cut from (ESC-50's ``src_file``, UrbanSound8K's ``fsID``,
             FSDD's speaker under the speaker split); clips of one group never straddle train and validation.
             ``None``: the clip is its own group.
+        labels: every class index of a multi-label clip (``task: multilabel``), ``label`` among them; ``None``
+            for a single-label clip.
     """
 
     path: Path
     label: int
     fold: int | None = None
     group: str | None = None
+    labels: tuple[int, ...] | None = None
+
+    def multi_hot(self, num_classes: int) -> torch.Tensor:
+        """(num_classes,) float32 target: 1 for each of ``labels`` (or ``label``), else 0."""
+        target = torch.zeros(num_classes)
+        target[list(self.labels if self.labels is not None else (self.label,))] = 1.0
+        return target
 
 
 class ClipDataset(Dataset):

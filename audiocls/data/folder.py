@@ -76,6 +76,9 @@ class CSVDataModule(AudioDataModule):
     without, clips are dealt into ``num_folds`` stratified folds. An optional ``group`` column names the source
     recording of each clip; a validation carved from the training folds keeps each group on one side.
 
+    A label cell may hold several labels separated by ``;`` (``dog;rain``): the manifest is then multi-label
+    (``task: multilabel``, multi-hot targets; folds and validation are stratified by each clip's first label).
+
     Args:
         manifest: the CSV file.
         class_names: the classes in label order; ``None`` takes the sorted labels of the manifest.
@@ -104,7 +107,13 @@ class CSVDataModule(AudioDataModule):
             rows = list(csv.DictReader(fh))
         if not rows or not {"path", "label"} <= set(rows[0]):
             raise DataError(f"{manifest} needs the header path,label[,fold] and at least one row")
-        labels = [r["label"].strip() for r in rows]
+        cells = [[v.strip() for v in (r["label"] or "").split(";") if v.strip()] for r in rows]
+        empty = [r["path"] for r, c in zip(rows, cells, strict=True) if not c]
+        if empty:
+            raise DataError(f"{manifest}: no label for {empty[:3]}; every row needs at least one label")
+        if any(len(c) > 1 for c in cells):
+            self.task = "multilabel"
+        labels = [v for c in cells for v in c]
         if class_names is None:
             uniq = set(labels)
             class_names = sorted(uniq, key=int) if all(v.lstrip("-").isdigit() for v in uniq) else sorted(uniq)
@@ -116,7 +125,8 @@ class CSVDataModule(AudioDataModule):
         index = {name: i for i, name in enumerate(self.class_names)}
         paths = [Path(r["path"].strip()) for r in rows]
         paths = [p if p.is_absolute() else manifest.parent / p for p in paths]
-        self._labels = [index[v] for v in labels]
+        self._multi = [tuple(dict.fromkeys(index[v] for v in c)) for c in cells]  # first label first, no repeats
+        self._labels = [index[c[0]] for c in cells]
         self._paths = paths
         self._groups = [(r.get("group") or "").strip() or None for r in rows] if "group" in rows[0] else None
         if "fold" in rows[0]:
@@ -136,4 +146,7 @@ class CSVDataModule(AudioDataModule):
             [str(p) for p in self._paths], self._labels, self.num_folds, self.fold_seed
         )
         groups = self._groups or [None] * len(self._paths)
-        return [Clip(p, y, f, g) for p, y, f, g in zip(self._paths, self._labels, folds, groups, strict=True)]
+        multi = self._multi if self.task == "multilabel" else [None] * len(self._paths)
+        return [
+            Clip(p, y, f, g, m) for p, y, f, g, m in zip(self._paths, self._labels, folds, groups, multi, strict=True)
+        ]

@@ -4,6 +4,9 @@ Ten classes of genuinely different sounds (a steady tone, rising and falling chi
 click train, a harmonic stack, amplitude and frequency modulation, a two-tone siren, plucked blips), each
 clip with its own random pitch, timing, length, loudness and background noise, so the task needs a model
 but is learnable in a few CPU minutes. Generated once, deterministically from the seed, into the cache.
+
+``max_sources > 1`` makes it polyphonic: every clip mixes 1..max_sources different classes, each event at its
+own time and level, and is labelled with all of them (``task: multilabel``, multi-hot targets).
 """
 
 from __future__ import annotations
@@ -13,12 +16,14 @@ import hashlib
 import shutil
 import tempfile
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
 from audiocls.data.cache import default_cache_dir
+from audiocls.data.clips import Clip
 from audiocls.data.esc50 import COLUMNS, ESC50DataModule
 from audiocls.errors import ConfigError, DataError
 
@@ -134,6 +139,25 @@ def synth_clip(label: int, sr: int, seconds: float, rng: np.random.Generator) ->
     return x.astype(np.float32)
 
 
+def synth_mixture(labels: list[int], sr: int, seconds: float, rng: np.random.Generator) -> np.ndarray:
+    """One polyphonic clip (T,) float32: an event of each class in ``labels`` (own time, length, level) over noise."""
+    total = round(sr * seconds)
+    x = np.zeros(total)
+    for label in labels:
+        n = int(total * rng.uniform(0.3, 0.7))
+        event = list(CLASSES.values())[label](n, sr, rng) * _env(n, sr, rng)
+        start = int(rng.integers(0, total - n + 1))
+        x[start : start + n] += event / (np.abs(event).max() + 1e-9) * 10 ** (rng.uniform(-9, 0) / 20)
+    x /= np.abs(x).max() + 1e-9
+    x += rng.standard_normal(total) * 10 ** (-rng.uniform(6, 24) / 20) * 0.3
+    x *= 10 ** (rng.uniform(-24, -3) / 20) / (np.abs(x).max() + 1e-9)
+    return x.astype(np.float32)
+
+
+#: the extra metadata column of a polyphonic set: every class id of the clip, ``;``-separated
+LABELS_COLUMN = "labels"
+
+
 def generate_synthetic(
     root: str | Path,
     *,
@@ -142,6 +166,7 @@ def generate_synthetic(
     sample_rate: int = 16000,
     seconds: float = 2.0,
     seed: int = 0,
+    max_sources: int = 1,
 ) -> Path:
     """Write the dataset under ``root`` (``audio/*.wav`` + ``meta/esc50.csv``) unless it is there already.
 
@@ -152,6 +177,9 @@ def generate_synthetic(
         sample_rate: rate of the WAV files in Hz.
         seconds: clip length.
         seed: the whole dataset is a function of this seed and the other arguments.
+        max_sources: 1 writes one event per clip; more mixes 1..max_sources distinct classes per clip (the
+            ``target`` column holds the first, cycling over the classes as in the single-label set; the extra
+            ``labels`` column all of them).
 
     Returns:
         ``root``.
@@ -161,6 +189,8 @@ def generate_synthetic(
         return root
     if not 2 <= num_classes <= len(CLASSES):
         raise ConfigError(f"num_classes={num_classes} must lie in 2..{len(CLASSES)}")
+    if not 1 <= max_sources <= num_classes:
+        raise ConfigError(f"max_sources={max_sources} must lie in 1..num_classes={num_classes}")
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-synthetic-", dir=root.parent))
     (tmp / "audio").mkdir()
@@ -173,16 +203,19 @@ def generate_synthetic(
             for take in range(clips_per_fold):
                 src = 100000 + (fold * num_classes + label) * clips_per_fold + take
                 fname = f"{fold}-{src}-A-{label}.wav"
-                sf.write(
-                    tmp / "audio" / fname,
-                    synth_clip(label, sample_rate, seconds, rng),
-                    sample_rate,
-                    subtype="PCM_16",
-                )
-                rows.append([fname, fold, label, name, "True", src, "A"])
+                if max_sources > 1:
+                    others = [c for c in range(num_classes) if c != label]
+                    extra = rng.choice(others, int(rng.integers(0, max_sources)), replace=False).tolist()
+                    labels = [label, *sorted(extra)]
+                    wave = synth_mixture(labels, sample_rate, seconds, rng)
+                else:
+                    labels, wave = [label], synth_clip(label, sample_rate, seconds, rng)
+                sf.write(tmp / "audio" / fname, wave, sample_rate, subtype="PCM_16")
+                row = [fname, fold, label, name, "True", src, "A"]
+                rows.append(row + [";".join(map(str, labels))] if max_sources > 1 else row)
     with (tmp / "meta" / "esc50.csv").open("w", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(COLUMNS)
+        writer.writerow([*COLUMNS, LABELS_COLUMN] if max_sources > 1 else COLUMNS)
         writer.writerows(rows)
     try:
         tmp.rename(root)
@@ -201,6 +234,8 @@ class SyntheticDataModule(ESC50DataModule):
         seconds: length of the generated clips.
         gen_seed: seed of the generator.
         sample_rate: rate of the generated files and of the model input, in Hz.
+        max_sources: 1 for one sound per clip (``multiclass``); more makes every clip a mixture of
+            1..max_sources classes labelled with all of them (``task`` becomes ``multilabel``).
         clip_seconds: model input length; ``None`` is ``seconds``.
         **kwargs: see :class:`~audiocls.data.base.AudioDataModule`.
     """
@@ -214,19 +249,29 @@ class SyntheticDataModule(ESC50DataModule):
         seconds: float = 2.0,
         gen_seed: int = 0,
         sample_rate: int = 16000,
+        max_sources: int = 1,
         clip_seconds: float | None = None,
         **kwargs,
     ):
         if not 2 <= num_classes <= len(CLASSES):
             raise ConfigError(f"data.num_classes={num_classes} must lie in 2..{len(CLASSES)}")
         sr = int(sample_rate)
+        if not 1 <= max_sources <= num_classes:
+            raise ConfigError(f"data.max_sources={max_sources} must lie in 1..data.num_classes={num_classes}")
         settings = f"{num_classes}-{clips_per_fold}-{sr}-{seconds}-{gen_seed}"
+        settings += f"-poly{max_sources}" if max_sources > 1 else ""  # the single-label folders keep their names
         if root is None:
             tag = hashlib.sha1(settings.encode()).hexdigest()[:10]
             root = Path(kwargs.get("cache_dir") or default_cache_dir()) / f"synthetic-{tag}"
         self._generate = dict(
-            num_classes=num_classes, clips_per_fold=clips_per_fold, sample_rate=sr, seconds=seconds, seed=gen_seed
+            num_classes=num_classes,
+            clips_per_fold=clips_per_fold,
+            sample_rate=sr,
+            seconds=seconds,
+            seed=gen_seed,
+            max_sources=max_sources,
         )
+        self.task = "multilabel" if max_sources > 1 else "multiclass"
         # the classes are known without the files (read_class_names): nothing is read here, prepare_data writes
         super().__init__(root, sample_rate=sr, clip_seconds=clip_seconds or seconds, **kwargs)
         self.root.mkdir(
@@ -245,3 +290,20 @@ class SyntheticDataModule(ESC50DataModule):
         if self._rows is None and not (self.root / "meta" / "esc50.csv").is_file():
             raise DataError(f"the synthetic set is not generated under {self.root} yet: call prepare_data() first")
         return super().rows()
+
+    def list_clips(self) -> list[Clip]:
+        clips = super().list_clips()
+        if self.task != "multilabel":
+            return clips
+        rows = self.rows()
+        missing = [r["filename"] for r in rows if not (r.get(LABELS_COLUMN) or "").strip()]
+        if missing:
+            raise DataError(
+                f"{self.root / 'meta' / 'esc50.csv'} has no {LABELS_COLUMN} column value for {missing[:3]}: "
+                "it was generated single-label; delete the folder to regenerate it"
+            )
+        # the generator's class ids are 0..num_classes-1 in order, as are the labels ESC50DataModule maps them to
+        return [
+            replace(c, labels=tuple(int(v) for v in r[LABELS_COLUMN].split(";")))
+            for c, r in zip(clips, rows, strict=True)
+        ]

@@ -19,6 +19,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 from audiocls.errors import ConfigError
 from audiocls.models.backbone import TV_INCEPTION_TRANSFORM, build_backbone, channel_affine
 from audiocls.models.metrics import per_class_accuracy
+from audiocls.models.multilabel import TASKS, multilabel_loss, multilabel_metrics, per_class_ap
 from audiocls.models.transfer import freeze_until as freeze_until_stage
 from audiocls.models.transfer import reinit_from as reinit_from_stage
 
@@ -36,6 +37,8 @@ class AudioClassifier(L.LightningModule):
     Args:
         backbone: timm model name, with an optional weight tag (``densenet201.tv_in1k``).
         num_classes: linked from the datamodule.
+        task: ``multiclass`` (one label per clip: softmax, cross-entropy, accuracy) or ``multilabel`` (several:
+            sigmoid outputs, binary cross-entropy on multi-hot targets, ``val/mAP``); linked from the datamodule.
         in_chans: linked from the datamodule's frontend (1 or 3 channels; pretrained stems are adapted).
         class_names: linked from the datamodule, stored in checkpoints for prediction.
         pretrained: ImageNet weights from timm's sources (network or the local hub cache).
@@ -44,7 +47,8 @@ class AudioClassifier(L.LightningModule):
         backbone_kwargs: more ``timm.create_model`` arguments (e.g. ``{pad_type: same}`` for TensorFlow-ported
             weight files).
         drop_rate: dropout before the classifier.
-        label_smoothing: cross-entropy label smoothing (training only).
+        label_smoothing: cross-entropy label smoothing (training only); for ``multilabel`` every binary target
+            moves towards 0.5 by that much.
         mixup_alpha: mixup of training batches with ``lambda ~ Beta(alpha, alpha)`` and the mixed
             cross-entropy; 0 disables it.
         freeze_until: keep stages ``1..freeze_until`` of the backbone (``feature_info``) frozen, BatchNorm in
@@ -66,6 +70,7 @@ class AudioClassifier(L.LightningModule):
         backbone: str = "mobilenetv3_small_100",
         *,
         num_classes: int = 10,
+        task: Literal["multiclass", "multilabel"] = "multiclass",
         in_chans: int = 3,
         class_names: list[str] | None = None,
         pretrained: bool = False,
@@ -86,6 +91,8 @@ class AudioClassifier(L.LightningModule):
         self.save_hyperparameters(ignore=["optimizer", "scheduler"])
         if class_names is not None and len(class_names) != num_classes:
             raise ConfigError(f"{len(class_names)} class_names given for num_classes={num_classes}")
+        if task not in TASKS:
+            raise ConfigError(f"model.task={task!r} must be one of {list(TASKS)}")
         if mixup_alpha < 0:
             raise ConfigError(f"model.mixup_alpha={mixup_alpha} must be >= 0 (0 disables mixup)")
         if not 0 <= label_smoothing < 1:
@@ -125,7 +132,15 @@ class AudioClassifier(L.LightningModule):
         self.lr: float | None = None
         self.scheduler_interval = scheduler_interval
         self.label_smoothing, self.mixup_alpha = label_smoothing, mixup_alpha
-        self.num_classes = num_classes
+        self.num_classes, self.task = num_classes, task
+        if task == "multilabel":
+            if class_weights is not None:
+                raise ConfigError(
+                    "model.class_weights weighs the single-label cross-entropy; with model.task=multilabel set it "
+                    "to null (or balance the data with data.sampler=balanced)"
+                )
+            self._init_multilabel_metrics(num_classes)
+            return
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc_best = MaxMetric()
@@ -144,6 +159,25 @@ class AudioClassifier(L.LightningModule):
         self.test_confusion: torch.Tensor | None = None
         #: after ``trainer.test``: accuracy of each class (num_classes,), NaN for a class absent from the test set
         self.test_per_class_acc: torch.Tensor | None = None
+
+    def _init_multilabel_metrics(self, num_classes: int) -> None:
+        self.train_f1 = multilabel_metrics(num_classes, "train/")["f1_micro"]
+        self.val_metrics = multilabel_metrics(num_classes, "val/")
+        self.val_map_best = MaxMetric()
+        self.val_map_best.persistent(True)
+        self.test_metrics = multilabel_metrics(num_classes, "test/")
+        self.test_ap = per_class_ap(num_classes)
+        self.test_confusion = self.test_per_class_acc = None  # single-label figures
+        #: after ``trainer.test``: average precision of each class (num_classes,), NaN for a class without positives
+        self.test_per_class_ap: torch.Tensor | None = None
+
+    @property
+    def multilabel(self) -> bool:
+        return self.task == "multilabel"
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """logits (B, K) -> scores (B, K): softmax for ``multiclass``, independent sigmoids for ``multilabel``."""
+        return logits.sigmoid() if self.multilabel else logits.softmax(-1)
 
     def train(self, mode: bool = True):
         """As ``nn.Module.train``, keeping the normalisation layers of frozen stages in eval mode."""
@@ -178,12 +212,18 @@ class AudioClassifier(L.LightningModule):
         else:
             logits = self(spec)
             loss = self._loss(logits, y)
-        self.train_acc(logits, y)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(y))
+        if self.multilabel:  # the batch's own labels (mixed targets rounded)
+            self.train_f1(logits.detach().sigmoid(), (y > 0.5).long())
+            self.log("train/f1_micro", self.train_f1, on_step=False, on_epoch=True, prog_bar=True)
+            return loss
+        self.train_acc(logits, y)
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
         return loss
 
     def _loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.multilabel:  # linear in the target, so the mixup sum equals BCE on the mixed multi-hot targets
+            return multilabel_loss(logits, y, self.label_smoothing)
         weight = None if self.loss_weight is None else self.loss_weight.to(logits.device, logits.dtype)
         return F.cross_entropy(logits, y, weight=weight, label_smoothing=self.label_smoothing)
 
@@ -201,6 +241,9 @@ class AudioClassifier(L.LightningModule):
         self.loss_weight = torch.where(counts > 0, counts.sum() / (len(counts) * counts.clamp(min=1)), 0.0)
         log.info("class weights of the training loss: %s", [round(w, 4) for w in self.loss_weight.tolist()])
 
+    def _eval_loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return multilabel_loss(logits, y) if self.multilabel else F.cross_entropy(logits, y)
+
     def validation_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
         """logits (B, num_classes); only dataloader 0 (the validation split) is logged as ``val/*``.
 
@@ -210,27 +253,49 @@ class AudioClassifier(L.LightningModule):
         spec, y = batch
         logits = self(spec)
         if dataloader_idx == 0:
-            self.val_acc(logits, y)
-            loss = F.cross_entropy(logits, y)
             kw = dict(on_epoch=True, prog_bar=True, add_dataloader_idx=False)
-            self.log("val/loss", loss, batch_size=len(y), sync_dist=True, **kw)
-            self.log("val/acc", self.val_acc, on_step=False, **kw)
+            self.log("val/loss", self._eval_loss(logits, y), batch_size=len(y), sync_dist=True, **kw)
+            if self.multilabel:
+                self.val_metrics.update(logits.sigmoid(), y.long())
+            else:
+                self.val_acc(logits, y)
+                self.log("val/acc", self.val_acc, on_step=False, **kw)
         return logits
 
     def on_validation_epoch_end(self) -> None:
+        if self.multilabel:
+            values = self.val_metrics.compute()
+            self.val_metrics.reset()
+            self.log_dict(values, prog_bar=True)
+            if not self.trainer.sanity_checking:
+                self.val_map_best(values["val/mAP"])
+                self.log("val/mAP_best", self.val_map_best.compute(), prog_bar=True)
+            return
         if self.trainer.sanity_checking:
             return
         self.val_acc_best(self.val_acc.compute())
         self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True)
 
     def on_test_epoch_start(self) -> None:
+        if self.multilabel:
+            self.test_ap.reset()
+            self._test_positives = torch.zeros(self.num_classes, dtype=torch.long)
+            self._test_count = 0
+            return
         self.test_confmat.reset()
 
     def test_step(self, batch, batch_idx: int) -> torch.Tensor:
         """logits (B, num_classes), for callbacks (e.g. the saved predictions of ``audiocls cv``)."""
         spec, y = batch
         logits = self(spec)
-        self.log("test/loss", F.cross_entropy(logits, y), on_epoch=True, batch_size=len(y), sync_dist=True)
+        self.log("test/loss", self._eval_loss(logits, y), on_epoch=True, batch_size=len(y), sync_dist=True)
+        if self.multilabel:
+            probs, target = logits.sigmoid(), y.long()
+            self.test_metrics.update(probs, target)
+            self.test_ap.update(probs, target)
+            self._test_positives += target.sum(0).cpu()
+            self._test_count += len(target)
+            return logits
         self.test_metrics.update(logits, y)
         self.test_confmat.update(logits, y)
         return logits
@@ -238,17 +303,30 @@ class AudioClassifier(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         self.log_dict(self.test_metrics.compute())
         self.test_metrics.reset()
+        if self.multilabel:
+            self._log_per_class(self.test_ap.compute().cpu().float(), "ap_class")
+            if self._test_count:  # what a constant score per class reaches: mAP is only meaningful above it
+                rate = self._test_positives.double() / self._test_count
+                self.log("test/mAP_baseline", float(rate[self._test_positives > 0].mean()))
+            return
         confusion = self.test_confmat.compute().cpu()
         per_class = per_class_accuracy(confusion).float()
         self.test_confusion, self.test_per_class_acc = confusion, per_class
-        for name, value in zip(self.class_names, per_class.tolist(), strict=True):
+        self._log_per_class(per_class, "acc_class")
+
+    def _log_per_class(self, values: torch.Tensor, name: str) -> None:
+        """``test/{name}/{class}`` of each class whose value is not NaN (absent from the test set)."""
+        if name == "ap_class":  # torchmetrics gives a class without positives AP 0: it is undefined (NaN)
+            values = values.masked_fill(self._test_positives == 0, float("nan"))
+            self.test_per_class_ap = values
+        for cls, value in zip(self.class_names, values.tolist(), strict=True):
             if value == value:  # not NaN
-                self.log(f"test/acc_class/{name}", value)
+                self.log(f"test/{name}/{cls}", value)
 
     def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
-        """Class probabilities (B, num_classes)."""
+        """Class probabilities (B, num_classes): softmax, or per-class sigmoids for ``multilabel``."""
         spec = batch[0] if isinstance(batch, list | tuple) else batch
-        return self(spec).softmax(-1)
+        return self.probabilities(self(spec))
 
     def configure_optimizers(self):
         params = [p for p in self.parameters() if p.requires_grad]

@@ -64,6 +64,20 @@ class LastEveryEpochCheckpoint(ModelCheckpoint):
             self._refresh_last(trainer)
 
 
+#: the checkpoint monitor of each task: the default ``val/acc`` is not logged by a multi-label model
+TASK_MONITOR = {"multiclass": "val/acc", "multilabel": "val/mAP"}
+
+
+def monitor_follows_task(trainer: Trainer, model) -> None:
+    """Point checkpoint callbacks that monitor the other task's figure (``val/acc``) at this task's one."""
+    task = getattr(model, "task", "multiclass")
+    wrong = {v for k, v in TASK_MONITOR.items() if k != task}
+    for callback in trainer.checkpoint_callbacks:
+        if callback.monitor in wrong:
+            log.info("checkpoint.monitor=%s -> %s for a %s model", callback.monitor, TASK_MONITOR[task], task)
+            callback.monitor = TASK_MONITOR[task]
+
+
 class AudioCLI(LightningCLI):
     """LightningCLI with the datamodule -> model links, a checkpoint callback and a final test.
 
@@ -106,6 +120,7 @@ class AudioCLI(LightningCLI):
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
         parser.link_arguments("data.in_chans", "model.in_chans", apply_on="instantiate")
         parser.link_arguments("data.class_names", "model.class_names", apply_on="instantiate")
+        parser.link_arguments("data.task", "model.task", apply_on="instantiate")
         parser.add_lightning_class_args(LastEveryEpochCheckpoint, "checkpoint")
         parser.set_defaults(
             {
@@ -137,6 +152,7 @@ class AudioCLI(LightningCLI):
     def instantiate_trainer(self, **kwargs) -> Trainer:
         """The trainer, with atomic checkpoint files, random states in checkpoints and ``runinfo.json``."""
         trainer = super().instantiate_trainer(**kwargs)
+        monitor_follows_task(trainer, self.model)
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # keep a CheckpointIO the user chose
             trainer.strategy.checkpoint_io = AtomicCheckpointIO()
         seed = self._get(self.config, "seed_everything", default=None)

@@ -1,0 +1,198 @@
+"""Multi-label tagging: BCE loss and mixup on multi-hot targets, the polyphonic synthetic set, mAP, predict."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from audiocls.cli import main
+from audiocls.data.synthetic import SyntheticDataModule
+from audiocls.errors import ConfigError, DataError
+from audiocls.models.classifier import AudioClassifier
+from audiocls.models.multilabel import multilabel_loss
+from tests.conftest import TINY_FRONTEND
+
+POLY = dict(num_classes=4, clips_per_fold=3, seconds=1.0, sample_rate=8000, max_sources=3, num_workers=0)
+
+
+def test_label_smoothing_moves_binary_targets_towards_one_half():
+    logits, target = torch.randn(3, 4), torch.randint(0, 2, (3, 4)).float()
+    want = F.binary_cross_entropy_with_logits(logits, target * 0.8 + 0.1)
+    assert torch.allclose(multilabel_loss(logits, target, 0.2), want)
+
+
+def test_mixup_loss_equals_bce_on_mixed_multi_hot_targets():
+    model = AudioClassifier("test_resnet", num_classes=4, task="multilabel")
+    logits, y, y_b, lam = torch.randn(5, 4), torch.eye(4)[[0, 1, 2, 3, 0]], torch.eye(4)[[1, 1, 0, 2, 3]], 0.3
+    mixed = lam * model._loss(logits, y) + (1 - lam) * model._loss(logits, y_b)
+    assert torch.allclose(mixed, multilabel_loss(logits, lam * y + (1 - lam) * y_b))
+
+
+def test_multilabel_outputs_are_independent_sigmoids():
+    model = AudioClassifier("test_resnet", num_classes=5, task="multilabel").eval()
+    spec = torch.randn(2, 3, 32, 64)
+    probs = model.predict_step(spec, 0)
+    assert torch.allclose(probs, model(spec).sigmoid())
+    assert not torch.allclose(probs.sum(-1), torch.ones(2))
+
+
+def test_unknown_task_is_refused():
+    with pytest.raises(ConfigError, match="model.task"):
+        AudioClassifier("test_resnet", num_classes=3, task="regression")
+
+
+def test_polyphonic_synthetic_set_has_multi_hot_targets(tmp_path):
+    dm = SyntheticDataModule(tmp_path / "poly", **POLY)
+    assert dm.task == "multilabel"
+    dm.prepare_data()
+    clips = dm.list_clips()
+    counts = [len(c.labels) for c in clips]
+    assert min(counts) == 1 and max(counts) > 1 and max(counts) <= 3
+    assert all(c.label == c.labels[0] and len(set(c.labels)) == len(c.labels) for c in clips)
+    dm.setup("fit")
+    wave, y = dm.splits["train"][0]
+    assert y.shape == (4,) and y.dtype == torch.float32 and set(y.tolist()) <= {0.0, 1.0} and y.sum() >= 1
+    assert SyntheticDataModule(tmp_path / "single", num_classes=4).task == "multiclass"
+
+
+def test_max_sources_out_of_range_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="max_sources"):
+        SyntheticDataModule(tmp_path / "x", num_classes=3, max_sources=4)
+
+
+def _fit_args(root: Path, epochs: int, extra: list[str] = ()) -> list[str]:
+    return [
+        "fit",
+        "--seed_everything=0",
+        "--trainer.accelerator=cpu",
+        "--trainer.devices=1",
+        "--trainer.enable_progress_bar=false",
+        "--trainer.enable_model_summary=false",
+        f"--trainer.max_epochs={epochs}",
+        "--trainer.logger.init_args.save_dir=runs",
+        "--checkpoint.dirpath=ckpt",
+        "--model.backbone=test_resnet",
+        "--data=audiocls.data.synthetic.SyntheticDataModule",
+        f"--data.root={root}",
+        *[f"--data.{k}={v}" for k, v in POLY.items()],
+        "--data.batch_size=4",
+        f"--data.frontend={json.dumps(TINY_FRONTEND)}",
+        *extra,
+    ]
+
+
+def test_multilabel_fit_monitors_map_and_predict_thresholds(tmp_path, capsys):
+    root = tmp_path / "poly"
+    assert main(_fit_args(root, 1, ["--model.mixup_alpha=0.4"])) == 0
+    metrics = json.loads(next(Path("runs").rglob("metrics.json")).read_text())
+    for key in ("test/mAP", "test/f1_micro", "test/f1_macro", "test/mAP_baseline"):
+        assert 0 <= metrics[key] <= 1, key
+    assert any(k.startswith("test/ap_class/") for k in metrics) and "test/acc" not in metrics
+    ckpt = torch.load("ckpt/best.ckpt", weights_only=False)  # saved: val/mAP is the monitor, not val/acc
+    assert any("val/mAP" in k for k in ckpt["callbacks"])
+    assert ckpt["hyper_parameters"]["task"] == "multilabel"
+    wav = sorted((root / "audio").glob("*.wav"))[0]
+    capsys.readouterr()
+    assert main(["predict", "--ckpt_path", "ckpt/best.ckpt", "--files", str(wav), "--threshold", "0"]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 1 + 4  # threshold 0: every label, with its score
+    assert main(["predict", "--ckpt_path", "ckpt/best.ckpt", "--files", str(wav), "--threshold", "1"]) == 0
+    assert "no label over the threshold" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_short_multilabel_fit_beats_the_label_frequency_baseline(tmp_path):
+    root = tmp_path / "poly"
+    extra = ["--data.clips_per_fold=8", "--model.optimizer=AdamW", "--model.optimizer.lr=0.003"]
+    assert main(_fit_args(root, 8, extra)) == 0
+    metrics = json.loads(next(Path("runs").rglob("metrics.json")).read_text())
+    print(f"test/mAP {metrics['test/mAP']:.3f} vs label-frequency baseline {metrics['test/mAP_baseline']:.3f}")
+    assert metrics["test/mAP"] > metrics["test/mAP_baseline"] + 0.15, metrics
+
+
+def test_csv_manifest_with_several_labels_per_row_is_multilabel(tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    from audiocls.data.folder import CSVDataModule
+
+    rows = ["path,label"]
+    for i in range(20):
+        sf.write(tmp_path / f"{i}.wav", np.zeros(800, np.float32), 8000)
+        rows.append(f"{i}.wav,{['dog', 'rain;dog', 'rain', 'bird;rain;dog'][i % 4]}")
+    (tmp_path / "m.csv").write_text("\n".join(rows) + "\n")
+    dm = CSVDataModule(tmp_path / "m.csv", sample_rate=8000, clip_seconds=0.1, num_folds=2, batch_size=2)
+    assert dm.task == "multilabel" and dm.class_names == ["bird", "dog", "rain"]
+    clips = {c.path.name: c for c in dm.list_clips()}
+    assert clips["3.wav"].labels == (0, 2, 1) and clips["3.wav"].label == 0
+    assert clips["3.wav"].multi_hot(3).tolist() == [1.0, 1.0, 1.0] and clips["2.wav"].multi_hot(3).tolist() == [0, 0, 1]
+    (tmp_path / "single.csv").write_text("path,label\n0.wav,dog\n1.wav,rain\n2.wav,dog\n3.wav,rain\n")
+    assert CSVDataModule(tmp_path / "single.csv", sample_rate=8000, num_folds=2).task == "multiclass"
+
+
+def test_fold_metrics_of_multi_hot_labels_are_map_and_f1():
+    import numpy as np
+
+    from audiocls.commands.cv_report import fold_metrics
+
+    labels = np.array([[1, 0, 1], [0, 1, 0], [1, 1, 0], [0, 0, 0]])
+    perfect = fold_metrics(labels * 0.9 + 0.05, labels)
+    assert perfect["mAP"] == pytest.approx(1) and perfect["f1_micro"] == pytest.approx(1)
+    wrong = fold_metrics(1 - (labels * 0.9 + 0.05), labels)
+    assert wrong["mAP"] < 0.7 and wrong["f1_micro"] == 0
+
+
+def test_export_metadata_names_the_sigmoid(tmp_path):
+    from audiocls.commands.export import metadata
+    from audiocls.training.checkpoints import LoadedModel
+
+    model = AudioClassifier("test_resnet", num_classes=3, task="multilabel")
+    loaded = LoadedModel(model, None, 8000, 8000, model.class_names, tmp_path / "x.ckpt")
+    meta = metadata(loaded)
+    assert meta["task"] == "multilabel" and meta["activation"] == "sigmoid"
+
+
+def _fake_fsd50k(root: Path) -> Path:
+    """A release tree in the FSD50K layout: 3 classes, 6 dev train + 2 dev val + 3 eval clips of silence-ish noise."""
+    import numpy as np
+    import soundfile as sf
+
+    gt = root / "FSD50K.ground_truth"
+    for d in (gt, root / "FSD50K.dev_audio", root / "FSD50K.eval_audio"):
+        d.mkdir(parents=True)
+    (gt / "vocabulary.csv").write_text("0,Bark,/m/05tny_\n1,Rain,/m/06mb1\n2,Speech,/m/09x0r\n")
+    dev = ["fname,labels,mids,split"]
+    tags = ['"Bark,Rain"', "Rain", "Speech", '"Speech,Bark"', "Bark", '"Rain,Speech,Bark"', "Rain", "Bark"]
+    for i, tag in enumerate(tags):
+        dev.append(f"{100 + i},{tag},x,{'val' if i >= 6 else 'train'}")
+        sf.write(root / "FSD50K.dev_audio" / f"{100 + i}.wav", np.random.randn(4000).astype("float32") * 0.1, 8000)
+    (gt / "dev.csv").write_text("\n".join(dev) + "\n")
+    ev = ["fname,labels,mids", '7,"Rain,Bark",x', "8,Speech,x", "9,Bark,x"]
+    for i in (7, 8, 9):
+        sf.write(root / "FSD50K.eval_audio" / f"{i}.wav", np.random.randn(4000).astype("float32") * 0.1, 8000)
+    (gt / "eval.csv").write_text("\n".join(ev) + "\n")
+    return root
+
+
+def test_fsd50k_official_splits_and_multi_hot_targets(tmp_path):
+    from audiocls.data.fsd50k import FSD50KDataModule
+
+    dm = FSD50KDataModule(_fake_fsd50k(tmp_path / "FSD50K"), sample_rate=8000, clip_seconds=0.5, batch_size=2)
+    assert dm.task == "multilabel" and dm.class_names == ["Bark", "Rain", "Speech"]
+    dm.setup("fit")
+    assert {k: len(v) for k, v in dm.splits.items()} == {"train": 6, "val": 2, "test": 3}
+    names = [Path(dm.splits["test"].cache.files[i]).name for i in dm.splits["test"].indices]
+    assert names == ["7.wav", "8.wav", "9.wav"]
+    assert dm.splits["test"][0][1].tolist() == [1.0, 1.0, 0.0]  # "Rain,Bark"
+    assert dm.splits["train"][5][1].tolist() == [1.0, 1.0, 1.0]
+
+
+def test_fsd50k_missing_ground_truth_names_the_layout(tmp_path):
+    from audiocls.data.fsd50k import FSD50KDataModule
+
+    (tmp_path / "FSD50K").mkdir()
+    with pytest.raises(DataError, match="FSD50K.ground_truth/dev.csv"):
+        FSD50KDataModule(tmp_path / "FSD50K")
