@@ -209,7 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", action="append", default=[], help="fit config file(s), as for 'audiocls fit'")
     p.add_argument("--folds", default=None, help="comma-separated fold ids (default: every fold of the dataset)")
     p.add_argument("--parallel", type=int, default=1, help="folds run at once (one GPU each when there are GPUs)")
-    p.add_argument("--out", default=None, help="cv directory (default: runs/<config name>-cv)")
+    p.add_argument(
+        "--out", default=None, help="cv directory (default: <trainer.default_root_dir, runs>/<config name>-cv)"
+    )
     p.add_argument("--name", default=None, help="cv name, the W&B group (default: the --out folder's name)")
     p.add_argument(
         "--launcher", choices=("local", "submitit"), default="local",
@@ -498,8 +500,10 @@ def main(argv: list[str]) -> int:
     else:
         folds = fold_ids
     stem = Path(opts.config[-1]).stem if opts.config else "audiocls"
-    out = Path(opts.out or f"runs/{stem}-cv").expanduser().resolve()
+    root = cfg.get("trainer", {}).get("default_root_dir") or "runs"  # where 'audiocls fit' would write
+    out = Path(opts.out or Path(root) / f"{stem}-cv").expanduser().resolve()
     name = opts.name or out.name
+    log.info("cv: writing to %s", out)
     cfg_hash = config_hash(cfg)
     _check_dir(out, cfg, cfg_hash)
     out.mkdir(parents=True, exist_ok=True)

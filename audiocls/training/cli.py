@@ -14,7 +14,7 @@ import warnings
 from pathlib import Path
 
 import yaml
-from jsonargparse import lazy_instance
+from jsonargparse import Namespace, lazy_instance
 from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint, ProgressBar
@@ -35,9 +35,47 @@ from audiocls.training.console import AudioProgressBar, quiet_third_party
 from audiocls.training.curves import plot_curves
 from audiocls.training.record import RandomStateCallback, RunInfoCallback
 
-__all__ = ["AudioCLI", "LastEveryEpochCheckpoint", "run_cli", "resolve_config", "build_datamodule", "summary_lines"]
+__all__ = [
+    "AudioCLI",
+    "LastEveryEpochCheckpoint",
+    "RUNS",
+    "SAVE_DIR_FOLLOWS",
+    "run_cli",
+    "resolve_config",
+    "build_datamodule",
+    "summary_lines",
+]
 
 log = logging.getLogger(__name__)
+
+#: the default ``trainer.default_root_dir``: every run lives under it unless the user says otherwise
+RUNS = "runs"
+#: the default of the logger's ``save_dir``: replaced by ``trainer.default_root_dir`` before instantiation, so
+#: ``--trainer.default_root_dir X`` moves the whole run; an explicit ``save_dir`` still wins for the logs
+SAVE_DIR_FOLLOWS = "${trainer.default_root_dir}"
+
+
+def resolve_save_dir(config) -> str | None:
+    """Point every logger whose ``save_dir`` is :data:`SAVE_DIR_FOLLOWS` (or unset) at ``trainer.default_root_dir``.
+
+    Args:
+        config: the parsed config of one subcommand (a jsonargparse ``Namespace``).
+
+    Returns:
+        the folder the first logger writes under, or ``trainer.default_root_dir`` without a logger.
+    """
+    root = config.get("trainer.default_root_dir") or RUNS
+    config["trainer.default_root_dir"] = root
+    loggers = config.get("trainer.logger")
+    first = None
+    for item in loggers if isinstance(loggers, list) else [loggers]:
+        args = item.get("init_args") if isinstance(item, Namespace) else None
+        if not isinstance(args, Namespace):
+            continue
+        if args.get("save_dir") in (None, SAVE_DIR_FOLLOWS):
+            args["save_dir"] = root
+        first = first or str(args["save_dir"])
+    return first or str(root)
 
 
 class LastEveryEpochCheckpoint(ModelCheckpoint):
@@ -108,8 +146,10 @@ class AudioCLI(LightningCLI):
         super()._parse_ckpt_path()
 
     def before_instantiate_classes(self) -> None:
-        """W&B: offline without a key, tags and name from the config, LR monitor and media callbacks."""
+        """One run folder (:func:`resolve_save_dir`); W&B: offline without a key, tags and name from the config,
+        LR monitor and media callbacks."""
         config = self.config[self.subcommand] if self.subcommand else self.config
+        resolve_save_dir(config)
         if tracking.configure_wandb(config):
             extra = tracking.extra_callbacks(config.get("trainer.callbacks"))
             defaults = self.trainer_defaults.get("callbacks") or []
@@ -128,7 +168,8 @@ class AudioCLI(LightningCLI):
                 "checkpoint.mode": "max",
                 "checkpoint.filename": "best",
                 "checkpoint.save_last": True,
-                "trainer.logger": lazy_instance(CSVLogger, save_dir="runs", name="audiocls"),
+                "trainer.default_root_dir": RUNS,
+                "trainer.logger": lazy_instance(CSVLogger, save_dir=SAVE_DIR_FOLLOWS, name="audiocls"),
             }
         )
         parser.add_argument(
@@ -177,6 +218,8 @@ class AudioCLI(LightningCLI):
             preflight.check_output_dir(dirpath, need_bytes=need, setting="checkpoint.dirpath")
         if ckpt not in (None, "last", "best"):
             check_checkpoint(ckpt, self.model, self.datamodule)
+        if self.trainer.is_global_zero:
+            log.info("%s: writing the run to %s", subcommand, tracking.run_dir(self.trainer).resolve())
 
     def before_fit(self) -> None:
         self._preflight("fit")
@@ -216,7 +259,7 @@ class AudioCLI(LightningCLI):
         metrics = {k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith("test/")}
         if not self.trainer.is_global_zero or not metrics:
             return
-        run_dir = tracking.run_dir(self.trainer)  # no collective call: only rank 0 gets here
+        run_dir = tracking.run_dir(self.trainer).resolve()  # no collective call: only rank 0 gets here
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))
         print("\n" + "\n".join(summary_lines(self.trainer, metrics, run_dir, weights=weights)))
