@@ -57,3 +57,17 @@ def test_cv_plot_draws_every_fold(tmp_path, monkeypatch):
         ("fold 1", [0.15, 0.25]), ("fold 1", [0.3, 0.5]), ("fold 1", [1.0, 0.75]),
         ("fold 2", [0.2, 0.3]), ("fold 2", [0.4, 0.6]), ("fold 2", [1.0, 0.75]),
     ]  # fmt: skip
+
+
+def test_test_command_writes_the_confusion_matrix(tiny_args, tmp_path, capsys):
+    """The test after fit and ``audiocls test --ckpt_path`` each write ``confusion.png`` in their run folder."""
+    assert main(["fit", *tiny_args, "--trainer.max_epochs=1", "--trainer.limit_train_batches=2"]) == 0
+    fit_run = tmp_path / "runs" / "audiocls" / "version_0"
+    assert (fit_run / "confusion.png").read_bytes()[:8] == PNG
+    capsys.readouterr()
+    ckpt = fit_run / "checkpoints" / "last.ckpt"
+    assert main(["test", *tiny_args, f"--ckpt_path={ckpt}"]) == 0
+    shown = [line for line in capsys.readouterr().out.splitlines() if line.startswith("confusion:")]
+    assert len(shown) == 1
+    written = Path(shown[0].split(maxsplit=1)[1]).resolve()
+    assert written.parent != fit_run and written.read_bytes()[:8] == PNG

@@ -17,8 +17,9 @@ import torch
 from audiocls.files import atomic_write_text
 from audiocls.models.metrics import confusion_matrix, per_class_accuracy
 from audiocls.models.multilabel import THRESHOLD
+from audiocls.training.curves import plot_confusion
 
-__all__ = ["write_report", "mean_std", "plot_confusion", "fold_metrics", "confusion", "write_json"]
+__all__ = ["write_report", "mean_std", "fold_metrics", "confusion", "write_json"]
 
 log = logging.getLogger(__name__)
 
@@ -81,33 +82,6 @@ def _pct(value: float | None) -> str:
 
 def _pm(stats: dict) -> str:
     return "n/a" if stats["mean"] is None else f"{100 * stats['mean']:.2f} ± {100 * stats['std']:.2f}"
-
-
-def plot_confusion(cm: np.ndarray, names: list[str], path: Path, title: str) -> None:
-    """Save ``cm`` (C, C) (rows true, columns predicted) as a PNG with the counts written in the cells."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    n = len(names)
-    side = max(5.0, 0.28 * n + 2)
-    fig, ax = plt.subplots(figsize=(side, side))
-    ax.imshow(cm, cmap="Blues")
-    ax.set_xticks(range(n), names, rotation=90, fontsize=8 if n <= 20 else 5)
-    ax.set_yticks(range(n), names, fontsize=8 if n <= 20 else 5)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(title)
-    if n <= 20:
-        top = cm.max() or 1
-        for i in range(n):
-            for j in range(n):
-                if cm[i, j]:
-                    ax.text(j, i, int(cm[i, j]), ha="center", va="center", color="w" if cm[i, j] > top / 2 else "k")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def write_report(out: Path, name: str, cfg_hash: str, results: list[dict], fold_ids: list[int]) -> str:

@@ -32,7 +32,7 @@ from audiocls.training.checkpoints import (
     resolve_last_checkpoint,
 )
 from audiocls.training.console import AudioProgressBar, quiet_third_party
-from audiocls.training.curves import plot_curves
+from audiocls.training.curves import plot_confusion, plot_curves
 from audiocls.training.record import RandomStateCallback, RunInfoCallback
 
 __all__ = [
@@ -262,7 +262,20 @@ class AudioCLI(LightningCLI):
         run_dir = tracking.run_dir(self.trainer).resolve()  # no collective call: only rank 0 gets here
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))
+        self._plot_confusion(run_dir, weights)
         print("\n" + "\n".join(summary_lines(self.trainer, metrics, run_dir, weights=weights)))
+
+    def _plot_confusion(self, run_dir: Path, weights: str) -> None:
+        """``confusion.png`` of the test set (single-label models: rows true class, columns predicted)."""
+        cm = getattr(self.model, "test_confusion", None)
+        if cm is None:
+            return
+        try:
+            plot_confusion(
+                cm.cpu().numpy(), list(self.model.class_names), run_dir / "confusion.png", f"test: {weights}"
+            )
+        except OSError as err:  # the figures are in metrics.json already; a failed plot must not fail the run
+            log.warning("confusion.png not written to %s: %s", run_dir, err)
 
 
 def summary_lines(trainer: Trainer, metrics: dict[str, float], run_dir: Path, *, weights: str) -> list[str]:
@@ -282,8 +295,9 @@ def summary_lines(trainer: Trainer, metrics: dict[str, float], run_dir: Path, *,
     lines.append(
         f"metrics:          {run_dir / 'metrics.json'}" + (f" ({per_class} per-class figures)" if per_class else "")
     )
-    if (run_dir / "curves.png").is_file():
-        lines.append(f"{'curves:':<17} {run_dir / 'curves.png'}")
+    for name in ("curves", "confusion"):
+        if (run_dir / f"{name}.png").is_file():
+            lines.append(f"{name + ':':<17} {run_dir / f'{name}.png'}")
     for label, path in (("last checkpoint:", getattr(callback, "last_model_path", "")),
                         ("best checkpoint:", getattr(callback, "best_model_path", ""))):  # fmt: skip
         if path:

@@ -3,6 +3,8 @@
 ``AudioCLI`` writes ``curves.png`` in the run folder at the end of every ``fit`` logged with a CSV logger:
 the training loss (epoch mean) and the validation accuracy per epoch. ``audiocls cv`` draws every fold on the
 same panels (:func:`plot_series`), with the held-out fold's accuracy per epoch as a third panel.
+``audiocls test`` (and the test after fit) writes the test set's confusion matrix as ``confusion.png``
+(:func:`plot_confusion`, also the cv report's summed matrix).
 """
 
 from __future__ import annotations
@@ -12,9 +14,11 @@ import io
 import logging
 from pathlib import Path
 
+import numpy as np
+
 from audiocls.files import atomic_write_bytes
 
-__all__ = ["read_epoch_metrics", "plot_curves", "plot_series"]
+__all__ = ["read_epoch_metrics", "plot_curves", "plot_series", "plot_confusion"]
 
 log = logging.getLogger(__name__)
 
@@ -77,3 +81,30 @@ def plot_series(
     plt.close(fig)
     atomic_write_bytes(out, buf.getvalue())
     return Path(out)
+
+
+def plot_confusion(cm: np.ndarray, names: list[str], path: Path, title: str) -> None:
+    """Save ``cm`` (C, C) (rows true, columns predicted) as a PNG with the counts written in the cells."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(names)
+    side = max(5.0, 0.28 * n + 2)
+    fig, ax = plt.subplots(figsize=(side, side))
+    ax.imshow(cm, cmap="Blues")
+    ax.set_xticks(range(n), names, rotation=90, fontsize=8 if n <= 20 else 5)
+    ax.set_yticks(range(n), names, fontsize=8 if n <= 20 else 5)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    if n <= 20:
+        top = cm.max() or 1
+        for i in range(n):
+            for j in range(n):
+                if cm[i, j]:
+                    ax.text(j, i, int(cm[i, j]), ha="center", va="center", color="w" if cm[i, j] > top / 2 else "k")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
