@@ -313,8 +313,9 @@ def test_fit_through_the_cli_on_every_datamodule(tmp_path, name):
         args += ["--data.sample_rate=8000", "--data.clip_seconds=" + ("0.5" if name == "synthetic" else "1.0")]
     extra = ["--data.normalize=train", "--data.precompute_frontend=true"] if name in ("esc50", "fsdd") else []
     assert main(["fit", *COMMON, *args, *extra, f"--trainer.default_root_dir={tmp_path}"]) == 0
-    metrics = json.loads(next(Path("runs").rglob("metrics.json")).read_text())
+    metrics = json.loads(next(tmp_path.rglob("metrics.json")).read_text())  # under default_root_dir (issue 15)
     assert "test/acc" in metrics and np.isfinite(metrics["test/acc"])
+    assert not Path("runs").exists()
 
 
 def test_normalisation_is_restored_from_the_checkpoint(tmp_path):

@@ -30,7 +30,8 @@ def _cv(runs: Path, name: str, accs: list[float]) -> None:
     (runs / f"{name}.run.json").write_text(json.dumps(run))
 
 
-def test_tables_carry_the_run_folders_figures(tmp_path):
+def test_tables_carry_the_run_folders_figures(tmp_path, monkeypatch):
+    monkeypatch.setattr(results, "RECORDS", tmp_path / "records")  # never the committed docs/results
     runs = tmp_path / "runs"
     _cv(runs, "esc10_cv", [0.9875, 0.975, 1.0, 0.9625, 0.9875])
     _cv(runs, "esc10_cv_random", [0.75, 0.7, 0.8, 0.775, 0.725])
@@ -38,6 +39,10 @@ def test_tables_carry_the_run_folders_figures(tmp_path):
     (runs / "fsdd" / "run" / "metrics.json").write_text(json.dumps({"test/acc": 0.99333, "test/loss": 0.5}))
     found = {n: r for n in results.EXPERIMENTS if (r := results.read(n, runs)) is not None}
     assert sorted(found) == ["esc10_cv", "esc10_cv_random", "fsdd"]
+    # the figures are kept as records, so a clone without the run folders reads the same ones
+    assert sorted(p.stem for p in (tmp_path / "records").glob("*.json")) == ["esc10_cv", "esc10_cv_random", "fsdd"]
+    assert results.read("fsdd", tmp_path / "no-runs") == found["fsdd"]
+    assert results.read("demo", tmp_path / "no-runs") is None
     readme = "\n".join(results.readme_rows(found))
     doc = "\n".join(results.results_md(found))
     assert "98.25 ± 1.25" in readme and "99.33 %" in readme and "18.3 min" in readme
