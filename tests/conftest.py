@@ -30,6 +30,23 @@ TINY_FRONTEND = {
 }
 
 
+def tiny_frontend_config():
+    """:data:`TINY_FRONTEND` as a ``FrontendConfig``."""
+    from audiocls.audio.frontend import FrontendConfig
+
+    return FrontendConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in TINY_FRONTEND.items()})
+
+
+def tiny_datamodule(root: Path, augment):
+    """The synthetic datamodule on the tiny set at 8 kHz with :data:`TINY_FRONTEND` and ``augment``."""
+    from audiocls.data.synthetic import SyntheticDataModule
+
+    return SyntheticDataModule(
+        root, num_classes=4, clips_per_fold=3, seconds=1.0, sample_rate=8000, num_workers=0,
+        frontend=tiny_frontend_config(), augment=augment,
+    )  # fmt: skip
+
+
 @pytest.fixture(scope="session")
 def cache_root(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("cache")

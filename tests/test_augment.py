@@ -15,7 +15,7 @@ from audiocls.audio.augment import AugmentConfig, SpecAugment, WaveAugment
 from audiocls.audio.frontend import FrontendConfig, build_frontend
 from audiocls.audio.stretch import phase_vocoder, pitch_time
 from audiocls.errors import ConfigError
-from tests.conftest import TINY_FRONTEND
+from tests.conftest import tiny_datamodule, tiny_frontend_config
 
 SR = 16000
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -154,14 +154,10 @@ def test_nothing_is_augmented_in_eval():
 
 
 def test_datamodule_augments_in_training_only(tiny_root):
-    from audiocls.data.synthetic import SyntheticDataModule
 
     aug = AugmentConfig(gain_db=6, pitch_shift=(-2.0, 2.0), time_stretch=(0.9, 1.2), freq_masks=1, freq_mask_width=4)
-    frontend = FrontendConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in TINY_FRONTEND.items()})
-    dm = SyntheticDataModule(
-        tiny_root, num_classes=4, clips_per_fold=3, seconds=1.0, sample_rate=8000, num_workers=0,
-        frontend=frontend, augment=aug,
-    )  # fmt: skip
+    dm = tiny_datamodule(tiny_root, aug)
+    frontend = tiny_frontend_config()
     wave, y = torch.randn(4, 8000) * 0.1, torch.arange(4)
     plain = build_frontend(frontend, 8000)(wave)
     for trainer in (None, SimpleNamespace(training=False)):

@@ -123,15 +123,10 @@ def test_cpu_and_cuda_spectral_pitch_time_agree():
 def test_datamodule_hands_spectral_draws_to_the_frontend_in_training_only(tiny_root):
     from types import SimpleNamespace
 
-    from audiocls.data.synthetic import SyntheticDataModule
-    from tests.conftest import TINY_FRONTEND
+    from tests.conftest import tiny_datamodule
 
     aug = AugmentConfig(pitch_shift=(2.0, 2.0), time_stretch=(1.2, 1.2), pitch_time_mode="spectral")
-    frontend = FrontendConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in TINY_FRONTEND.items()})
-    dm = SyntheticDataModule(
-        tiny_root, num_classes=4, clips_per_fold=3, seconds=1.0, sample_rate=8000, num_workers=0,
-        frontend=frontend, augment=aug,
-    )  # fmt: skip
+    dm = tiny_datamodule(tiny_root, aug)
     wave, y = torch.randn(4, 8000) * 0.1, torch.arange(4)
     dm.trainer = SimpleNamespace(training=False)
     plain, _ = dm.on_after_batch_transfer((wave, y), 0)
