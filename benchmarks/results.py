@@ -27,6 +27,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from audiocls.commands.cv_report import mean_std  # the cv report's mean and sample std
+
 ROOT = Path(__file__).resolve().parents[1]
 RECORDS = ROOT / "docs" / "results"
 TRANSFER = "esc10_transfer"
@@ -272,11 +274,6 @@ def _transfer_groups(t: dict) -> dict[tuple[str, int], list[dict]]:
     return dict(sorted(groups.items()))
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    m = sum(values) / len(values)
-    return m, (sum((v - m) ** 2 for v in values) / (len(values) - 1)) ** 0.5 if len(values) > 1 else 0.0
-
-
 STAGE_NAMES = {1: "stem", 2: "s1", 3: "s2", 4: "s3", 5: "s4", 6: "head"}
 
 
@@ -307,15 +304,12 @@ def transfer_md(t: dict | None) -> list[str]:
         "| --- | --- | --- | --- | --- | --- |",
     ]
     for (option, stage), rs in _transfer_groups(t).items():
-        m, s = _mean_std([r["acc"] for r in rs])
-        kept = stage if option == "freeze_until" else stage - 1
-        kept_txt = "all" if option == "freeze_until" else _span(kept)
+        kept_txt = "all" if option == "freeze_until" else _span(stage - 1)
         frozen = _span(stage) if option == "freeze_until" else "none"
         seeds = " / ".join(f"{100 * r['acc']:.2f}" for r in sorted(rs, key=lambda r: r["seed"]))
         wall = sum(r["wall_s"] or 0 for r in rs) / len(rs)
-        out.append(
-            f"| `{option}={stage}` | {kept_txt} | {frozen} | **{100 * m:.2f} ± {100 * s:.2f}** | {seeds} | {wall:.0f} |"
-        )
+        acc = _pm(mean_std([r["acc"] for r in rs]))
+        out.append(f"| `{option}={stage}` | {kept_txt} | {frozen} | **{acc}** | {seeds} | {wall:.0f} |")
     out += ["", f"![partial transfer]({PLOT.relative_to(ROOT / 'docs')})", ""]
     return out
 
@@ -336,7 +330,7 @@ def transfer_plot(t: dict | None, path: Path) -> None:
         ("reinit_from", "re-initialise stages K.. (random)", "s"),
     ):
         stages = sorted(k for (o, k) in groups if o == option)
-        means = [100 * _mean_std([r["acc"] for r in groups[(option, k)]])[0] for k in stages]
+        means = [100 * mean_std([r["acc"] for r in groups[(option, k)]])["mean"] for k in stages]
         ax.plot(stages, means, marker=marker, label=label)
         for k in stages:
             ax.scatter(
