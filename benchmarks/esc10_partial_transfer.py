@@ -16,16 +16,9 @@ runs (``metrics.json`` present) are skipped, so it resumes. All runs share one P
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
-import logging
-import subprocess
-import time
 from pathlib import Path
 
-import torch
-
-from audiocls.cli import main as audiocls_main
+from study import fit_args, run_fits
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = 5  # regnetx_002: stem, s1, s2, s3, s4
@@ -38,27 +31,6 @@ def run_name(item: str, seed: int) -> str:
     return f"{option}{stage}-seed{seed}"
 
 
-def fit_args(item: str, seed: int, fold: int, out: Path) -> list[str]:
-    """The ``audiocls fit`` arguments of one run (no checkpoint files: the final epoch is tested in place)."""
-    option, stage = item.split("=")
-    return [
-        "fit",
-        "--config=configs/esc10.yaml",
-        f"--data.fold={fold}",
-        f"--seed_everything={seed}",
-        f"--model.{option}={stage}",
-        f"--trainer.logger.init_args.save_dir={out}",
-        f"--trainer.logger.init_args.name={run_name(item, seed)}",
-        "--trainer.logger.init_args.version=run",
-        "--checkpoint.save_top_k=0",
-        "--checkpoint.save_last=false",
-    ]
-
-
-def _uptime() -> str:
-    return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--fold", type=int, default=1)
@@ -66,23 +38,14 @@ def main() -> None:
     parser.add_argument("--plan", nargs="+", default=PLAN, help="OPTION=STAGE items, in order")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "results" / "esc10_transfer")
     args = parser.parse_args()
-    torch.set_flush_denormal(True)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    args.out.mkdir(parents=True, exist_ok=True)
+    jobs = []
     for seed in args.seeds:
         for item in args.plan:
-            run = args.out / run_name(item, seed) / "run"
-            if (run / "metrics.json").is_file():
-                continue
-            argv = fit_args(item, seed, args.fold, args.out)
-            record = {"command": "audiocls " + " ".join(argv[:5]), "item": item, "seed": seed, "fold": args.fold}
-            record.update(started=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), uptime_before=_uptime())
-            print(f"{time.strftime('%H:%M:%S')} start: audiocls {' '.join(argv)}", flush=True)
-            start = time.monotonic()
-            code = audiocls_main(argv)
-            record.update(wall_s=round(time.monotonic() - start, 1), uptime_after=_uptime(), returncode=code)
-            (args.out / f"{run_name(item, seed)}.run.json").write_text(json.dumps(record, indent=2))
-            print(f"RESULT {run_name(item, seed)} {record['wall_s']:.0f} s code={code}", flush=True)
+            option, stage = item.split("=")
+            extra = ["--config=configs/esc10.yaml", f"--data.fold={args.fold}", f"--model.{option}={stage}"]
+            meta = {"item": item, "seed": seed, "fold": args.fold}
+            jobs.append((run_name(item, seed), fit_args(run_name(item, seed), args.out, extra, seed), meta))
+    raise SystemExit(1 if run_fits(jobs, args.out) else 0)
 
 
 if __name__ == "__main__":
