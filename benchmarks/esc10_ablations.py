@@ -108,7 +108,10 @@ def main() -> None:
             extra = ["--config=configs/esc10.yaml", f"--data.fold={args.fold}"]
             extra += [a.format(manifest=manifest) for a in VARIANTS[variant][1]]
             if args.smoke:
-                extra += ["--trainer.max_epochs=1", *(f"--trainer.limit_{p}_batches=1" for p in ("train", "val", "test"))]
+                extra += [
+                    "--trainer.max_epochs=1",
+                    *(f"--trainer.limit_{p}_batches=1" for p in ("train", "val", "test")),
+                ]
             name = f"{variant}-seed{seed}"
             jobs.append((name, fit_args(name, args.out, extra, seed), {"variant": variant, "seed": seed}))
     raise SystemExit(1 if run_fits(jobs, args.out) else 0)
