@@ -42,6 +42,8 @@ def test_lr_find_prints_a_suggestion_and_saves_the_plot(tiny_args, tmp_path, cap
     assert len(lrs) > 12 and lrs[0] == pytest.approx(1e-5, rel=0.5) and lrs[-1] > 50 * lrs[0]  # the lr did rise
     assert 1e-5 <= suggested <= 0.1 and suggested == pytest.approx(seen["finder"].suggestion(), rel=1e-5)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"wrote {out}" in captured.err
+    assert "\r" not in captured.err and "Finding best initial lr" not in captured.err  # off a terminal: no bar
+    assert "lr range test: 30 steps" in captured.err
     assert not list(tmp_path.glob("runs/**/*.ckpt")) and not list(tmp_path.glob(".lr_find*"))  # nothing kept
 
 

@@ -12,6 +12,7 @@ Arguments other than the ones below go to the config parser, as for ``fit``
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import math
@@ -41,16 +42,30 @@ def build_parser():
 
 
 def find_lr(fit_args: list[str], *, min_lr: float, max_lr: float, num_training: int):
-    """Run Lightning's LR finder on the model and datamodule of ``audiocls fit fit_args``; the finder result."""
+    """Run Lightning's LR finder on the model and datamodule of ``audiocls fit fit_args``; the finder result.
+
+    The finder draws its own tqdm bar (not the trainer's progress bar); off a terminal (CI, ``nohup``) that bar
+    is disabled, since its carriage-return redraws fill a log with one unreadable line, and one line is printed
+    at the start instead.
+    """
     from lightning.pytorch.tuner import Tuner
+    from lightning.pytorch.tuner import lr_finder as lightning_lr_finder
 
     from audiocls.training.cli import run_cli
 
     cli = run_cli([*fit_args, "--trainer.enable_progress_bar=false"], run=False)
     datamodule = cli.datamodule
-    return Tuner(cli.trainer).lr_find(
-        cli.model, datamodule=datamodule, min_lr=min_lr, max_lr=max_lr, num_training=num_training, attr_name="lr"
-    )
+    bar = lightning_lr_finder.tqdm
+    interactive = bool(getattr(sys.stderr, "isatty", lambda: False)())
+    if not interactive:
+        print(f"lr range test: {num_training} steps, lr {min_lr:g} -> {max_lr:g}", file=sys.stderr, flush=True)
+    try:
+        lightning_lr_finder.tqdm = functools.partial(bar, disable=not interactive)
+        return Tuner(cli.trainer).lr_find(
+            cli.model, datamodule=datamodule, min_lr=min_lr, max_lr=max_lr, num_training=num_training, attr_name="lr"
+        )
+    finally:
+        lightning_lr_finder.tqdm = bar
 
 
 def main(argv: list[str]) -> int:
