@@ -32,6 +32,8 @@ from audiocls.commands.cv_report import mean_std  # the cv report's mean and sam
 ROOT = Path(__file__).resolve().parents[1]
 RECORDS = ROOT / "docs" / "results"
 TRANSFER = "esc10_transfer"
+ABLATIONS = "esc10_ablations"
+STUDIES = {TRANSFER: "esc10_partial_transfer.py", ABLATIONS: "esc10_ablations.py"}  # their own drivers
 PLOT = ROOT / "docs" / "esc10_transfer.png"
 BEGIN, END = "<!-- results:begin (benchmarks/results.py) -->", "<!-- results:end -->"
 
@@ -98,9 +100,9 @@ def _uptime() -> str:
 def run(name: str, runs: Path) -> int:
     """Run one experiment (a fit run replaces its previous folder; a cv run resumes its missing folds)."""
     runs.mkdir(parents=True, exist_ok=True)
-    if name == TRANSFER:  # its own driver: 33 fits in one process, resumable
-        script = ROOT / "benchmarks" / "esc10_partial_transfer.py"
-        return subprocess.run([sys.executable, str(script), "--out", str(runs / TRANSFER)], cwd=ROOT).returncode
+    if name in STUDIES:  # their own drivers: many fits in one process, resumable
+        script = ROOT / "benchmarks" / STUDIES[name]
+        return subprocess.run([sys.executable, str(script), "--out", str(runs / name)], cwd=ROOT).returncode
     cmd = [sys.executable, "-m", "audiocls.cli", *command(name, runs)]
     if EXPERIMENTS[name].kind == "fit" and (runs / name / "run").exists():
         import shutil
@@ -157,6 +159,8 @@ def read(name: str, runs: Path, keep: bool = True) -> dict | None:
 def _read_run(name: str, runs: Path) -> dict | None:
     if name == TRANSFER:
         return read_transfer(runs / TRANSFER)
+    if name == ABLATIONS:
+        return read_ablations(runs / ABLATIONS)
     exp, rec = EXPERIMENTS[name], _load(runs / f"{name}.run.json") or {}
     base = {
         "name": name,
@@ -352,6 +356,100 @@ def transfer_plot(t: dict | None, path: Path) -> None:
     plt.close(fig)
 
 
+# --- the recipe ablations (benchmarks/esc10_ablations.py) -------------------------------------------------------
+ABLATION_TEXT = {
+    "recipe": "the shipped recipe",
+    "ema": "+ `--config configs/callbacks/ema.yaml` (EMA of the weights, decay 0.99)",
+    "vocoder": "frontend per batch + paper's pitch/time on half the clips, phase vocoder",
+    "spectral": "frontend per batch + the same pitch/time draws, `augment.pitch_time_mode: spectral`",
+    "imbalanced": "every second class at 1/4 of its training clips (4:1)",
+    "imbalanced_sampler": "imbalanced + `--data.init_args.sampler balanced`",
+    "imbalanced_weights": "imbalanced + `--model.class_weights balanced`",
+}
+
+
+def read_ablations(root: Path) -> dict | None:
+    """Every finished run of the ablations: ``{"fold", "minority", "runs": [{variant, seed, acc, f1, ...}]}``."""
+    study, rows = _load(root / "study.json") or {}, []
+    for rec_path in sorted(root.glob("*.run.json")):
+        rec = _load(rec_path) or {}
+        metrics = _load(root / rec_path.name.removesuffix(".run.json") / "run" / "metrics.json")
+        if not metrics or rec.get("returncode") != 0:
+            continue
+        recall = {k.split("/")[-1]: v for k, v in metrics.items() if k.startswith("test/acc_class/")}
+        rows.append(
+            {
+                "variant": rec["variant"],
+                "seed": rec["seed"],
+                "acc": metrics["test/acc"],
+                "f1_macro": metrics.get("test/f1_macro"),
+                "recall": recall,
+                "wall_s": rec.get("wall_s"),
+                "load_before": _load_avg(rec.get("uptime_before")),
+                "started": rec.get("started"),
+            }
+        )
+    if not rows:
+        return None
+    command = "python benchmarks/esc10_ablations.py"
+    return {"command": command, "fold": study.get("fold", 1), "minority": study.get("minority", []), "runs": rows}
+
+
+def ablations_md(a: dict | None) -> list[str]:
+    if not a:
+        return []
+    groups: dict[str, list[dict]] = {}
+    for r in sorted(a["runs"], key=lambda r: (list(ABLATION_TEXT).index(r["variant"]), r["seed"])):
+        groups.setdefault(r["variant"], []).append(r)
+    first, last = min(r["started"] for r in a["runs"]), max(r["started"] for r in a["runs"])
+    loads = sorted(float(r["load_before"].split(" / ")[0]) for r in a["runs"] if r["load_before"] != "n/a")
+    out = [
+        f"### Recipe ablations: ESC-10 fold {a['fold']}, regnetx_002",
+        "",
+        f"`{a['command']}` (each run: `audiocls fit --config configs/esc10.yaml --data.fold {a['fold']} "
+        "--seed_everything S` plus the variant's arguments, listed in the script), "
+        f"{len(a['runs'])} runs, started {first} to {last}, 1-min load average before a run "
+        f"{loads[0] if loads else 'n/a'} to {loads[-1] if loads else 'n/a'} (other sessions tested code beside it "
+        "at a lower priority; wall times are indicative only). 80 test clips: one clip is 1.25 points.",
+        "",
+        "| variant | what | final-epoch acc % (mean ± std) | per seed | mean wall s |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for variant, rs in groups.items():
+        if variant.startswith("imbalanced"):
+            continue
+        seeds = " / ".join(f"{100 * r['acc']:.2f}" for r in rs)
+        wall = sum(r["wall_s"] or 0 for r in rs) / len(rs)
+        acc = _pm(mean_std([r["acc"] for r in rs]))
+        out.append(f"| `{variant}` | {ABLATION_TEXT[variant]} | **{acc}** | {seeds} | {wall:.0f} |")
+    minority = a["minority"]
+    if any(v.startswith("imbalanced") for v in groups):
+        out += [
+            "",
+            f"Class imbalance: the training folds keep 8 of the 32 clips of each of {', '.join(minority)} "
+            "(the test fold is untouched). Recall is the test fold's per-class accuracy, averaged over the five "
+            "minority and the five majority classes.",
+            "",
+            "| variant | what | acc % | macro F1 % | minority recall % | majority recall % | per seed (minority) |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for variant, rs in groups.items():
+            if not variant.startswith("imbalanced"):
+                continue
+            mino = [sum(r["recall"][c] for c in minority) / len(minority) for r in rs]
+            majo = [
+                sum(v for c, v in r["recall"].items() if c not in minority) / (len(r["recall"]) - len(minority))
+                for r in rs
+            ]
+            out.append(
+                f"| `{variant}` | {ABLATION_TEXT[variant]} | {_pm(mean_std([r['acc'] for r in rs]))} | "
+                f"{_pm(mean_std([r['f1_macro'] for r in rs]))} | **{_pm(mean_std(mino))}** | {_pm(mean_std(majo))} | "
+                + " / ".join(f"{100 * m:.1f}" for m in mino)
+                + " |"
+            )
+    return out + [""]
+
+
 def replace_block(path: Path, lines: list[str]) -> bool:
     """Replace the text between the markers of ``path``; False when the markers are absent."""
     text = path.read_text()
@@ -366,7 +464,7 @@ def replace_block(path: Path, lines: list[str]) -> bool:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     p.add_argument(
-        "--run", nargs="*", default=None, choices=sorted([*EXPERIMENTS, TRANSFER]), help="experiments to (re)run first"
+        "--run", nargs="*", default=None, choices=sorted([*EXPERIMENTS, *STUDIES]), help="experiments to (re)run first"
     )
     p.add_argument("--runs", default=str(ROOT / "runs" / "results"), help="folder of the experiments' run folders")
     p.add_argument("--check", action="store_true", help="print the tables only, write no file")
@@ -376,9 +474,10 @@ def main(argv: list[str] | None = None) -> int:
         if run(name, runs):
             print(f"results: {name} failed; see its log under {runs / name}", file=sys.stderr)
     found = {n: r for n in EXPERIMENTS if (r := read(n, runs, not opts.check)) is not None}
-    transfer = read(TRANSFER, runs, not opts.check)
-    missing = [n for n in EXPERIMENTS if n not in found] + ([] if transfer else [TRANSFER])
-    readme, doc = readme_rows(found), results_md(found) + transfer_md(transfer)
+    transfer, ablations = read(TRANSFER, runs, not opts.check), read(ABLATIONS, runs, not opts.check)
+    missing = [n for n in EXPERIMENTS if n not in found]
+    missing += [n for n, r in ((TRANSFER, transfer), (ABLATIONS, ablations)) if not r]
+    readme, doc = readme_rows(found), results_md(found) + transfer_md(transfer) + ablations_md(ablations)
     print("\n".join(readme + [""] + doc))
     if missing:
         print(f"not run yet (python benchmarks/results.py --run {' '.join(missing)}): {', '.join(missing)}")

@@ -55,3 +55,33 @@ def test_tables_carry_the_run_folders_figures(tmp_path, monkeypatch):
     assert (
         not results.replace_block(tmp_path / "plain.md", ["x"]) and (tmp_path / "plain.md").read_text() == "no markers"
     )
+
+
+def _ablation_run(root: Path, variant: str, seed: int, recall: dict[str, float]) -> None:
+    name = f"{variant}-seed{seed}"
+    (root / name / "run").mkdir(parents=True)
+    acc = sum(recall.values()) / len(recall)
+    metrics = {"test/acc": acc, "test/f1_macro": acc - 0.01, **{f"test/acc_class/{c}": v for c, v in recall.items()}}
+    (root / name / "run" / "metrics.json").write_text(json.dumps(metrics))
+    rec = {"variant": variant, "seed": seed, "returncode": 0, "wall_s": 90.0, "started": f"2026-12-02T14:0{seed}:00"}
+    (root / f"{name}.run.json").write_text(json.dumps({**rec, "uptime_before": "load average: 1.50, 1.00, 0.50"}))
+
+
+def test_ablation_tables_average_seeds_and_split_minority_from_majority_recall(tmp_path):
+    root = tmp_path / "esc10_ablations"
+    root.mkdir()
+    (root / "study.json").write_text(json.dumps({"fold": 1, "minority": ["b", "d"]}))
+    _ablation_run(root, "recipe", 0, {"a": 1.0, "b": 0.9, "c": 1.0, "d": 0.9})
+    _ablation_run(root, "recipe", 1, {"a": 1.0, "b": 1.0, "c": 1.0, "d": 0.9})
+    _ablation_run(root, "imbalanced", 0, {"a": 1.0, "b": 0.5, "c": 0.9, "d": 0.3})
+    _ablation_run(root, "imbalanced", 1, {"a": 1.0, "b": 0.7, "c": 0.9, "d": 0.5})
+    (root / "ema-seed0.run.json").write_text(json.dumps({"variant": "ema", "seed": 0, "returncode": 1}))  # failed
+    found = results.read_ablations(root)
+    assert sorted((r["variant"], r["seed"]) for r in found["runs"]) == [
+        ("imbalanced", 0), ("imbalanced", 1), ("recipe", 0), ("recipe", 1)
+    ]  # fmt: skip
+    doc = "\n".join(results.ablations_md(found))
+    assert "| `recipe` | the shipped recipe | **96.25 ± 1.77** | 95.00 / 97.50 | 90 |" in doc
+    assert "`ema`" not in doc  # a failed run has no figures
+    # minority (b, d) recall: seed 0 (0.5 + 0.3) / 2 = 40 %, seed 1 60 %; majority (a, c): 95 % both
+    assert "| **50.00 ± 14.14** | 95.00 ± 0.00 | 40.0 / 60.0 |" in doc
