@@ -42,7 +42,7 @@ DEFAULT_TOLERANCE = 1e-3
 
 def metadata(loaded: LoadedModel) -> dict[str, str]:
     """What a consumer of the exported file needs, as strings."""
-    return {
+    meta = {
         "class_names": json.dumps(loaded.class_names),
         "sample_rate": str(loaded.sample_rate),
         "clip_samples": str(loaded.clip_samples),
@@ -54,6 +54,10 @@ def metadata(loaded: LoadedModel) -> dict[str, str]:
         "backbone": str(loaded.model.hparams.get("backbone", "")),
         "producer": "audiocls export",
     }
+    if loaded.model.task == "multilabel":  # the decision rule predict uses: sigmoid >= threshold of the class
+        meta["thresholds"] = json.dumps([round(float(t), 6) for t in loaded.model.thresholds.tolist()])
+        meta["thresholds_tuned"] = str(bool(loaded.model.thresholds_tuned)).lower()
+    return meta
 
 
 def export_onnx(loaded: LoadedModel, out: Path, *, opset: int = 17) -> None:

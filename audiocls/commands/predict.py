@@ -18,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from audiocls.commands.parser import command_parser
@@ -25,6 +26,7 @@ from audiocls.commands.scoring import score_wave
 from audiocls.data.io import AUDIO_EXTENSIONS, load_audio
 from audiocls.errors import AudioLoadError, ConfigError
 from audiocls.files import atomic_write_text, check_output_file
+from audiocls.models.multilabel import THRESHOLD
 from audiocls.training.checkpoints import LoadedModel, load_checkpoint
 
 __all__ = ["expand_files", "predict_files", "format_results", "main"]
@@ -52,10 +54,15 @@ def expand_files(paths: list[str | Path]) -> list[Path]:
     return out
 
 
-def _top(probs, names: list[str], k: int, threshold: float | None = None) -> list[dict]:
-    """The ``k`` best classes, or with a ``threshold`` (multi-label models) every class scoring at least it."""
+def _top(probs, names: list[str], k: int, threshold=None) -> list[dict]:
+    """The ``k`` best classes, or with a ``threshold`` (multi-label models: one number, or one per class) every
+    class scoring at least its threshold."""
     order = probs.argsort()[::-1]
-    order = [i for i in order if probs[i] >= threshold] if threshold is not None else order[:k]
+    if threshold is not None:
+        per_class = np.broadcast_to(np.asarray(threshold, dtype=float), probs.shape)
+        order = [i for i in order if probs[i] >= per_class[i]]
+    else:
+        order = order[:k]
     return [{"label": names[i], "probability": round(float(probs[i]), 6)} for i in order]
 
 
@@ -66,15 +73,16 @@ def predict_files(
     top_k: int = 5,
     hop_seconds: float | None = None,
     batch_size: int = 16,
-    threshold: float | None = None,
+    threshold: float | np.ndarray | None = None,
 ) -> list[dict]:
     """Score every file; a file that fails gives ``{"file", "error"}`` instead of stopping the batch.
 
     Returns:
         One dict per file: ``file``, ``duration_s``, ``top`` (the ``top_k`` classes of the averaged
         probabilities, as ``{"label", "probability"}``) and ``windows`` (``start_s``, ``end_s``, ``top``
-        per window); or ``file`` and ``error``. With a ``threshold`` (multi-label models) ``top`` holds every
-        label scoring at least it, best first (maybe none).
+        per window); or ``file`` and ``error``. With a ``threshold`` (multi-label models; one number, or
+        ``(num_classes,)`` per-class thresholds) ``top`` holds every label scoring at least its threshold, best
+        first (maybe none).
     """
     results = []
     names, sr = loaded.class_names, loaded.sample_rate
@@ -103,6 +111,24 @@ def predict_files(
             }
         )
     return results
+
+
+def choose_thresholds(loaded: LoadedModel, threshold: float | None) -> float | np.ndarray:
+    """The decision threshold(s) of a multi-label model, said on stderr: ``threshold`` when given, else the
+    checkpoint's per-class thresholds tuned on the validation split, else :data:`THRESHOLD`."""
+    model = loaded.model
+    if threshold is None and bool(getattr(model, "thresholds_tuned", False)):
+        values = model.thresholds.detach().cpu().numpy().astype(float)
+        shown = ", ".join(f"{n} {v:.3f}" for n, v in zip(loaded.class_names, values, strict=True))
+        print(
+            f"thresholds: per class, tuned on the validation split (--threshold X overrides): {shown}", file=sys.stderr
+        )
+        return values
+    if threshold is None:
+        print(f"threshold: {THRESHOLD} for every label (the checkpoint holds no tuned thresholds)", file=sys.stderr)
+        return THRESHOLD
+    print(f"threshold: {threshold} for every label (--threshold)", file=sys.stderr)
+    return threshold
 
 
 def format_results(results: list[dict], fmt: str = "table", *, per_window: bool = False) -> str:
@@ -154,8 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--threshold",
         type=float,
-        default=0.5,
-        help="multi-label models: every label whose sigmoid score is at least this is shown (default 0.5)",
+        default=None,
+        help="multi-label models: every label whose sigmoid score is at least this is shown (default: the per-class "
+        "thresholds tuned on the validation split and stored in the checkpoint, else 0.5)",
     )
     p.add_argument("--format", choices=FORMATS, default="table", help="output format (default table)")
     p.add_argument("--out", type=Path, default=None, help="write the output to this file instead of stdout")
@@ -176,10 +203,10 @@ def main(argv: list[str]) -> int:
     if args.batch_size < 1:
         raise ConfigError(f"--batch_size={args.batch_size} must be at least 1")
     out = check_output_file(args.out) if args.out is not None else None  # before any file is scored
-    if not 0 <= args.threshold <= 1:
+    if args.threshold is not None and not 0 <= args.threshold <= 1:
         raise ConfigError(f"--threshold={args.threshold} must lie in [0, 1]")
     loaded = load_checkpoint(args.ckpt_path).to(torch.device(args.device))
-    threshold = args.threshold if loaded.model.task == "multilabel" else None
+    threshold = choose_thresholds(loaded, args.threshold) if loaded.model.task == "multilabel" else None
     files = expand_files(args.files)
     t0, cpu0 = time.perf_counter(), time.process_time()
     results = predict_files(

@@ -19,7 +19,16 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 from audiocls.errors import ConfigError
 from audiocls.models.backbone import TV_INCEPTION_TRANSFORM, build_backbone, channel_affine
 from audiocls.models.metrics import per_class_accuracy
-from audiocls.models.multilabel import TASKS, multilabel_loss, multilabel_metrics, per_class_ap
+from audiocls.models.multilabel import (
+    TASKS,
+    THRESHOLD,
+    PositiveRate,
+    ThresholdTuner,
+    label_frequency_baseline,
+    multilabel_loss,
+    multilabel_metrics,
+    per_class_ap,
+)
 from audiocls.models.transfer import freeze_until as freeze_until_stage
 from audiocls.models.transfer import reinit_from as reinit_from_stage
 
@@ -167,6 +176,17 @@ class AudioClassifier(L.LightningModule):
         self.val_map_best.persistent(True)
         self.test_metrics = multilabel_metrics(num_classes, "test/")
         self.test_ap = per_class_ap(num_classes)
+        self.test_rate = PositiveRate(num_classes)  # sum states: the baseline of the whole test set under DDP
+        # F1 at the tuned thresholds: the scores are binarised with them first, so 0.5 then keeps exactly those
+        tuned = multilabel_metrics(num_classes, "test/")
+        self.test_f1_tuned = type(tuned)(
+            {f"{k}_tuned": tuned[k] for k in ("f1_micro", "f1_macro")}, prefix="test/", compute_groups=False
+        )
+        self.threshold_tuner = ThresholdTuner()
+        #: per-class decision thresholds (num_classes,): :data:`THRESHOLD` until tuned on the validation split
+        #: (max F1 per class after every validation epoch), saved in checkpoints, used by ``audiocls predict``
+        self.register_buffer("thresholds", torch.full((num_classes,), THRESHOLD))
+        self.register_buffer("thresholds_tuned", torch.tensor(False))
         self.test_confusion = self.test_per_class_acc = None  # single-label figures
         #: after ``trainer.test``: average precision of each class (num_classes,), NaN for a class without positives
         self.test_per_class_ap: torch.Tensor | None = None
@@ -257,6 +277,7 @@ class AudioClassifier(L.LightningModule):
             self.log("val/loss", self._eval_loss(logits, y), batch_size=len(y), sync_dist=True, **kw)
             if self.multilabel:
                 self.val_metrics.update(logits.sigmoid(), y.long())
+                self.threshold_tuner.update(logits.detach().sigmoid(), y.long())
             else:
                 self.val_acc(logits, y)
                 self.log("val/acc", self.val_acc, on_step=False, **kw)
@@ -267,6 +288,11 @@ class AudioClassifier(L.LightningModule):
             values = self.val_metrics.compute()
             self.val_metrics.reset()
             self.log_dict(values, prog_bar=True)
+            if not self.trainer.sanity_checking and self.threshold_tuner.update_called:
+                # the checkpoints of this epoch carry thresholds tuned on its own validation outputs
+                self.thresholds.copy_(self.threshold_tuner.compute().to(self.thresholds))
+                self.thresholds_tuned.fill_(True)
+            self.threshold_tuner.reset()
             if not self.trainer.sanity_checking:
                 self.val_map_best(values["val/mAP"])
                 self.log("val/mAP_best", self.val_map_best.compute(), prog_bar=True)
@@ -278,9 +304,8 @@ class AudioClassifier(L.LightningModule):
 
     def on_test_epoch_start(self) -> None:
         if self.multilabel:
-            self.test_ap.reset()
-            self._test_positives = torch.zeros(self.num_classes, dtype=torch.long)
-            self._test_count = 0
+            for metric in (self.test_ap, self.test_rate, self.test_f1_tuned):
+                metric.reset()
             return
         self.test_confmat.reset()
 
@@ -293,8 +318,8 @@ class AudioClassifier(L.LightningModule):
             probs, target = logits.sigmoid(), y.long()
             self.test_metrics.update(probs, target)
             self.test_ap.update(probs, target)
-            self._test_positives += target.sum(0).cpu()
-            self._test_count += len(target)
+            self.test_rate.update(target)
+            self.test_f1_tuned.update((probs >= self.thresholds).long(), target)
             return logits
         self.test_metrics.update(logits, y)
         self.test_confmat.update(logits, y)
@@ -304,10 +329,12 @@ class AudioClassifier(L.LightningModule):
         self.log_dict(self.test_metrics.compute())
         self.test_metrics.reset()
         if self.multilabel:
-            self._log_per_class(self.test_ap.compute().cpu().float(), "ap_class")
-            if self._test_count:  # what a constant score per class reaches: mAP is only meaningful above it
-                rate = self._test_positives.double() / self._test_count
-                self.log("test/mAP_baseline", float(rate[self._test_positives > 0].mean()))
+            rate = self.test_rate.compute().cpu()  # synced over the processes, as the AP states are
+            self._log_per_class(self.test_ap.compute().cpu().float().masked_fill(rate == 0, float("nan")), "ap_class")
+            # what a constant score per class reaches: mAP is only meaningful above it
+            self.log("test/mAP_baseline", label_frequency_baseline(rate))
+            if bool(self.thresholds_tuned):
+                self.log_dict(self.test_f1_tuned.compute())
             return
         confusion = self.test_confmat.compute().cpu()
         per_class = per_class_accuracy(confusion).float()
@@ -316,12 +343,18 @@ class AudioClassifier(L.LightningModule):
 
     def _log_per_class(self, values: torch.Tensor, name: str) -> None:
         """``test/{name}/{class}`` of each class whose value is not NaN (absent from the test set)."""
-        if name == "ap_class":  # torchmetrics gives a class without positives AP 0: it is undefined (NaN)
-            values = values.masked_fill(self._test_positives == 0, float("nan"))
+        if name == "ap_class":  # torchmetrics gives a class without positives AP 0: the caller masked it NaN
             self.test_per_class_ap = values
         for cls, value in zip(self.class_names, values.tolist(), strict=True):
             if value == value:  # not NaN
                 self.log(f"test/{name}/{cls}", value)
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """A multi-label checkpoint written before thresholds were tuned loads with the default ones."""
+        state = checkpoint.get("state_dict")
+        if self.multilabel and isinstance(state, dict) and "thresholds" not in state:
+            state["thresholds"] = torch.full((self.num_classes,), THRESHOLD)
+            state["thresholds_tuned"] = torch.tensor(False)
 
     def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
         """Class probabilities (B, num_classes): softmax, or per-class sigmoids for ``multilabel``."""

@@ -218,6 +218,8 @@ def check_checkpoint(ckpt_path: str | Path, model: torch.nn.Module, datamodule: 
                 )
     if diffs:
         raise ConfigError(f"ckpt_path={path} was written by an incompatible config: {'; '.join(diffs)}; {fix}")
+    if hasattr(model, "on_load_checkpoint"):  # what Lightning does before loading (fills in newer buffers)
+        model.on_load_checkpoint(ckpt)
     mismatch = state_dict_mismatch(model.state_dict(), ckpt["state_dict"])
     if any(mismatch):
         raise ConfigError(f"ckpt_path={path} does not fit the configured model: {_summary(*mismatch)}; {fix}")
@@ -292,6 +294,7 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
     kwargs = {k: v for k, v in hp.items() if k in accepted and k not in ("self", "optimizer", "scheduler")}
     kwargs.update(pretrained=False, weights=None)  # the checkpoint holds the weights
     model = AudioClassifier(**kwargs)
+    model.on_load_checkpoint(ckpt)  # as Lightning does: a multi-label checkpoint without thresholds gets 0.5
     missing, unexpected = model.load_state_dict(ckpt["state_dict"], strict=False)
     if missing:
         raise ConfigError(f"checkpoint {path} lacks weights of model.backbone={hp['backbone']!r}: {missing[:3]} ...")
