@@ -37,7 +37,17 @@ import torch
 import yaml
 from lightning.pytorch import Callback
 
-from audiocls.commands.cv_report import EPOCHS, LOG, PREDICTIONS, RESULT, fold_metrics, write_json, write_report
+from audiocls.commands.cv_report import (
+    EPOCHS,
+    LOG,
+    PREDICTIONS,
+    RESULT,
+    fold_metrics,
+    headline,
+    label_frequency,
+    write_json,
+    write_report,
+)
 from audiocls.commands.parser import command_parser
 from audiocls.errors import ConfigError
 from audiocls.files import atomic_write_bytes, atomic_write_text
@@ -75,8 +85,11 @@ def _loader_order(loader) -> list[int]:
 def gather_fold(trainer, pl_module, rows: list[tuple[torch.Tensor, torch.Tensor]], loader):
     """Softmax outputs (N, num_classes) and labels (N,) of a whole evaluation set, gathered over the processes.
 
+    A multi-label model (``task: multilabel``) gives per-class sigmoid outputs (N, num_classes) and multi-hot
+    int labels (N, num_classes).
+
     Args:
-        rows: this process's ``(logits (B, K), labels (B,))`` per batch, in loader order.
+        rows: this process's ``(logits (B, K), labels (B,) or multi-hot (B, K))`` per batch, in loader order.
         loader: the loader that produced them (its sampler gives each row's position in the dataset).
 
     Returns:
@@ -88,7 +101,8 @@ def gather_fold(trainer, pl_module, rows: list[tuple[torch.Tensor, torch.Tensor]
     probs = (
         torch.cat([pl_module.probabilities(r[0].float()) for r in rows]) if rows else torch.zeros(0, k, device=device)
     )
-    labels = torch.cat([r[1] for r in rows]).long() if rows else torch.zeros(0, dtype=torch.long, device=device)
+    empty = (0, k) if getattr(pl_module, "multilabel", False) else (0,)
+    labels = torch.cat([r[1] for r in rows]).long() if rows else torch.zeros(empty, dtype=torch.long, device=device)
     order = torch.tensor(_loader_order(loader)[: len(labels)], dtype=torch.long, device=device)
     if trainer.world_size > 1:
         from torchmetrics.utilities.distributed import gather_all_tensors  # pads and trims uneven shards
@@ -102,6 +116,9 @@ def gather_fold(trainer, pl_module, rows: list[tuple[torch.Tensor, torch.Tensor]
 
 class TestFoldEachEpoch(Callback):
     """Accuracy on the held-out fold after every validation epoch, and the final model's test-fold outputs.
+
+    For a multi-label model the per-epoch figure is mAP (``test_each_epoch/mAP``, ``"mAP"`` in the history) and
+    ``predictions.npz`` holds sigmoid outputs and multi-hot labels (N, num_classes).
 
     During ``fit`` the datamodule's held-out fold is a second validation dataloader
     (``AudioDataModule.validate_test_fold``), evaluated by Lightning's own loop (device, precision, DDP shards)
@@ -145,10 +162,10 @@ class TestFoldEachEpoch(Callback):
             return
         probs, labels = gather_fold(trainer, pl_module, self._rows, trainer.val_dataloaders[1])
         self._rows = []
-        acc = float((probs.argmax(1) == labels).mean()) if len(labels) else float("nan")
+        key, value = headline(probs, labels)  # acc, or mAP for multi-hot labels
         self.history = [h for h in self.history if h["epoch"] != trainer.current_epoch]
-        self.history.append({"epoch": trainer.current_epoch, "step": trainer.global_step, "acc": acc})
-        pl_module.log("test_each_epoch/acc", acc, sync_dist=True)  # the same gathered figure on every process
+        self.history.append({"epoch": trainer.current_epoch, "step": trainer.global_step, key: value})
+        pl_module.log(f"test_each_epoch/{key}", value, sync_dist=True)  # the same gathered figure on every process
         if trainer.is_global_zero:
             write_json(self._dir(trainer) / EPOCHS, self.history)
 
@@ -293,18 +310,28 @@ def _collect(fold_dir: Path, fold: int, cfg_hash: str, wall_s: float, resumed: b
     """``result.json`` of a finished fold, from its saved predictions and per-epoch figures."""
     data = np.load(fold_dir / PREDICTIONS)
     metrics = fold_metrics(data["probs"], data["labels"])
+    key = "mAP" if data["labels"].ndim == 2 else "acc"
     history = json.loads((fold_dir / EPOCHS).read_text()) if (fold_dir / EPOCHS).is_file() else []
-    best = max(history, key=lambda h: h["acc"]) if history else None
+    history = [h for h in history if key in h]
+    best = max(history, key=lambda h: h[key]) if history else None
     cli_metrics = fold_dir / "metrics.json"
     result = {
         "fold": fold,
         "status": "done",
         "config_hash": cfg_hash,
-        "final_acc": metrics["acc"],
-        "best_epoch_acc": best["acc"] if best else None,
+        f"final_{key}": metrics[key],
+        f"best_epoch_{key}": best[key] if best else None,
         "best_epoch": best["epoch"] + 1 if best else None,
         "epochs": len(history),
-        "macro_f1": metrics["macro_f1"],
+    }
+    if key == "mAP":  # multi-label: F1 at the threshold and the label-frequency baseline of mAP
+        result.update(
+            task="multilabel", f1_micro=metrics["f1_micro"], f1_macro=metrics["f1_macro"],
+            mAP_baseline=label_frequency(data["labels"]),
+        )  # fmt: skip
+    else:
+        result["macro_f1"] = metrics["macro_f1"]
+    result |= {
         "num_test": len(data["labels"]),
         "test_metrics": json.loads(cli_metrics.read_text()) if cli_metrics.is_file() else {},
         "wall_s": round(wall_s, 1),
@@ -330,7 +357,8 @@ def _finish(
     fold_dir = out / f"fold_{fold}"
     if returncode == 0 and (fold_dir / PREDICTIONS).is_file():
         results[fold] = _collect(fold_dir, fold, cfg_hash, wall, resumed)
-        log.info("fold %d done in %.0f s: final-epoch acc %.4f", fold, wall, results[fold]["final_acc"])
+        key = "mAP" if "final_mAP" in results[fold] else "acc"
+        log.info("fold %d done in %.0f s: final-epoch %s %.4f", fold, wall, key, results[fold][f"final_{key}"])
     else:
         why = _last_line(fold_dir / LOG) if returncode else f"no {PREDICTIONS} written"
         results[fold] = {"fold": fold, "status": "failed", "log": str(fold_dir / LOG), "error": why}
@@ -451,8 +479,8 @@ def run_folds(
         raise
 
 
-#: panels of ``cv_curves.png``: the fold runs' logged curves and the held-out fold's accuracy per epoch
-CV_PANELS = (*PANELS, ("test_fold_acc", "held-out fold accuracy"))
+#: panels of ``cv_curves.png``: the fold runs' logged curves and the held-out fold's accuracy (mAP) per epoch
+CV_PANELS = (*PANELS, ("test_fold_acc", "held-out fold accuracy (multi-label: mAP)"))
 
 
 def plot_folds(out: Path, folds: list[int], name: str) -> Path | None:
@@ -464,7 +492,7 @@ def plot_folds(out: Path, folds: list[int], name: str) -> Path | None:
         series = read_epoch_metrics(metrics_csv, tuple(c for c, _ in PANELS)) if metrics_csv.is_file() else {}
         if (fold_dir / EPOCHS).is_file():
             history = json.loads((fold_dir / EPOCHS).read_text())
-            series["test_fold_acc"] = [(h["epoch"], h["acc"]) for h in history]
+            series["test_fold_acc"] = [(h["epoch"], h.get("acc", h.get("mAP"))) for h in history]
         if series:
             runs[f"fold {fold}"] = series
     written = plot_series(runs, out / "cv_curves.png", CV_PANELS, title=name)
@@ -483,11 +511,6 @@ def main(argv: list[str]) -> int:
     if cfg.get("data", {}).get("init_args", {}).get("val_fold") is not None:
         raise ConfigError("data.val_fold is set, and it would be the held-out fold in one of the folds; use null")
     dm = build_datamodule(cfg)
-    if dm.task == "multilabel":  # the per-epoch figure and the report tables are accuracy-based
-        raise ConfigError(
-            f"{type(dm).__name__} is multi-label and 'audiocls cv' reports single-label accuracy only so far; "
-            "run 'audiocls fit' per fold (--data.fold K), whose test step logs test/mAP"
-        )
     fold_ids = list(getattr(dm, "fold_ids", None) or range(1, dm.num_folds + 1))
     if opts.folds:
         try:
