@@ -7,6 +7,7 @@ from audiocls.data.folder import CSVDataModule, FolderDataModule
 from audiocls.data.fsd50k import FSD50KDataModule
 from audiocls.data.fsdd import FSDDDataModule
 from audiocls.data.gtzan import GTZANDataModule
+from audiocls.data.mixtures import ESC50MixturesDataModule
 from audiocls.data.synthetic import SyntheticDataModule
 from audiocls.data.urbansound8k import UrbanSound8KDataModule
 
@@ -16,6 +17,7 @@ __all__ = [
     "ClipDataset",
     "CSVDataModule",
     "ESC50DataModule",
+    "ESC50MixturesDataModule",
     "FolderDataModule",
     "FSD50KDataModule",
     "FSDDDataModule",
