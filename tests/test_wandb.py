@@ -228,3 +228,27 @@ def test_spectrogram_image_puts_low_frequencies_at_the_bottom():
     for c in range(3):
         rows = brightness[c * 8 : (c + 1) * 8]
         assert rows[-1].min() > rows[:-1].max()
+
+
+def test_offline_multilabel_fit_logs_examples_and_per_class_ap(tmp_path, wandb_offline):
+    """The media callback on multi-hot targets: examples captioned with every label, a per-class AP table."""
+    import wandb
+
+    from tests.test_multilabel import _fit_args
+
+    args = _fit_args(tmp_path / "poly", 1, ["--trainer.limit_train_batches=3"])
+    args = [a for a in args if not a.startswith(("--trainer.logger", "--checkpoint"))]
+    assert main([args[0], "--config", str(WANDB_YAML), *args[1:]]) == 0
+    wandb.teardown()
+    (run_dir,) = (tmp_path / "runs" / "wandb").glob("offline-run-*")
+    run = read_offline_run(run_dir)
+    examples = next(row["examples/spectrograms"] for row in run["history"] if "examples/spectrograms" in row)
+    assert 4 <= examples["count"] <= 4 * 2
+    assert any("+" in c for c in examples["captions"])  # a mixture, captioned with all its labels
+    (table,) = (run_dir / "files" / "media" / "table" / "test").glob("per_class_*.table.json")
+    rows = json.loads(table.read_text())["data"]
+    assert [r[0] for r in rows] == ["tone", "chirp_up", "chirp_down", "noise_band"]
+    metrics = json.loads(next((tmp_path / "runs").rglob("metrics.json")).read_text())
+    for name, ap in rows:
+        if ap is not None:
+            assert ap == pytest.approx(metrics[f"test/ap_class/{name}"])

@@ -284,11 +284,19 @@ def spectrogram_image(spec: torch.Tensor, cmap: str = "magma") -> np.ndarray:
     return (rgba[..., :3] * 255).round().astype(np.uint8)
 
 
+def _label_set(y) -> tuple[int, ...]:
+    """The classes of a target: ``(y,)`` for a class index, the 1s of a multi-hot (num_classes,) target."""
+    if isinstance(y, torch.Tensor) and y.ndim == 1:
+        return tuple(int(k) for k in (y > 0.5).nonzero().flatten())
+    return (int(y),)
+
+
 class WandbMedia(Callback):
     """Pictures and tables for a W&B run.
 
     At the start of ``fit``, ``examples_per_class`` training clips of every class as spectrogram images (the
-    frontend's output, before augmentation). At the end of ``test``, the confusion matrix (a W&B chart) and a
+    frontend's output, before augmentation); a multi-label clip is captioned with all its labels (``dog+rain``).
+    A multi-label model gets a per-class AP table at the end of ``test`` instead of the confusion matrix. At the end of ``test``, the confusion matrix (a W&B chart) and a
     per-class table (clips, correct, accuracy, most frequent wrong prediction), over the whole test set across
     processes: both read the model's ``test_confusion`` (set by :class:`~audiocls.models.classifier.AudioClassifier`'s
     ``on_test_epoch_end``), nothing is counted here. Does nothing without a ``WandbLogger``.
@@ -311,17 +319,24 @@ class WandbMedia(Callback):
         frontend = getattr(datamodule, "frontend", None)
         if dataset is None or frontend is None or not len(dataset):
             return
-        names = getattr(pl_module, "class_names", None) or [str(i) for i in range(max(dataset.labels) + 1)]
+        label_sets = [_label_set(y) for y in dataset.labels]  # class indices, or the classes of a multi-hot target
+        names = getattr(pl_module, "class_names", None) or [
+            str(i) for i in range(max(max(s, default=0) for s in label_sets) + 1)
+        ]
         picked: list[int] = []
         for label in range(min(len(names), self.max_classes)):
-            picked += [i for i, y in enumerate(dataset.labels) if y == label][: self.examples_per_class]
+            chosen = set(picked)  # a multi-label clip shown for its first class only
+            picked += [i for i, s in enumerate(label_sets) if label in s and i not in chosen][: self.examples_per_class]
         if not picked:
             return
         wave = torch.stack([dataset[i][0] for i in picked]).to(pl_module.device)  # (N, T)
         with torch.no_grad():
             spec = frontend.to(pl_module.device)(wave)  # (N, C, n_mels, frames)
         images = [spectrogram_image(s) for s in spec]
-        captions = [f"{names[dataset.labels[i]]}: {Path(dataset.cache.files[dataset.indices[i]]).name}" for i in picked]
+        captions = [
+            f"{'+'.join(names[k] for k in label_sets[i])}: {Path(dataset.cache.files[dataset.indices[i]]).name}"
+            for i in picked
+        ]
         for logger in loggers:
             logger.log_image(key="examples/spectrograms", images=images, caption=captions)
 
@@ -329,6 +344,13 @@ class WandbMedia(Callback):
     def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """After the model's ``on_test_epoch_end``: its ``test_confusion`` (a torchmetrics state, synced over processes)."""
         if not _wandb_loggers(trainer) or not trainer.is_global_zero:
+            return
+        ap = getattr(pl_module, "test_per_class_ap", None)  # multi-label: per-class AP, no confusion matrix
+        if getattr(pl_module, "multilabel", False) and isinstance(ap, torch.Tensor):
+            names = list(pl_module.class_names)
+            rows = [[n, None if a != a else float(a)] for n, a in zip(names, ap.tolist(), strict=True)]
+            for logger in _wandb_loggers(trainer):
+                logger.log_table(key="test/per_class", columns=["class", "AP"], data=rows)
             return
         counts = getattr(pl_module, "test_confusion", None)
         if not isinstance(counts, torch.Tensor) or counts.ndim != 2 or counts.numel() == 0:
