@@ -147,3 +147,45 @@ def test_ddp_cv_fold_predictions_equal_single_process_evaluation(odd_root, tmp_p
     history = json.loads((out / cv.EPOCHS).read_text())
     assert [h["epoch"] for h in history] == [0]
     assert history[0]["acc"] == pytest.approx(float((probs.argmax(1) == labels).mean()))
+
+
+@pytest.mark.slow
+def test_ddp_multilabel_baseline_and_thresholds_cover_every_shard(tmp_path):
+    """Multi-label under 2-process DDP: test/mAP_baseline (label frequency) and the per-class thresholds tuned on
+    validation come from the whole sharded split (sum and cat states), as one process computes them."""
+    import torch
+
+    from audiocls.models.multilabel import tune_thresholds
+    from audiocls.training.checkpoints import load_checkpoint
+
+    root = generate_synthetic(
+        tmp_path / "poly", num_classes=3, clips_per_fold=3, sample_rate=8000, seconds=1.0, seed=2, max_sources=2
+    )
+    args = [*odd_args(root), "--data.max_sources=2"]
+    env = dict(os.environ, WANDB_MODE="disabled", HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
+    cmd = [sys.executable, "-m", "audiocls.cli", "fit", "--config", str(DDP_CPU), *args, "--trainer.max_epochs=1"]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=420)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-4000:]
+    assert "GLOBAL_RANK: 1, MEMBER: 2/2" in log, log[-2000:]
+    (run,) = (tmp_path / "runs" / "audiocls").glob("version_*")
+    ddp = json.loads((run / "metrics.json").read_text())
+
+    dm = SyntheticDataModule(
+        root, num_classes=3, clips_per_fold=3, seconds=1.0, sample_rate=8000, batch_size=4, num_workers=0,
+        val_fraction=0.25, max_sources=2,
+    )  # fmt: skip
+    dm.setup("fit")
+    test = torch.stack(dm.splits["test"].labels)  # (9, 3) multi-hot, the whole fold
+    rate = test.mean(0)
+    assert ddp["test/mAP_baseline"] == pytest.approx(float(rate[rate > 0].mean()), abs=1e-6)
+
+    loaded = load_checkpoint(run / "checkpoints" / "last.ckpt")
+    probs, target = [], []
+    with torch.no_grad():
+        for wave, y in dm.val_dataloader():
+            probs.append(loaded.model(loaded.frontend(wave)).sigmoid())
+            target.append(y)
+    assert bool(loaded.model.thresholds_tuned)
+    expected = tune_thresholds(torch.cat(probs), torch.cat(target))
+    torch.testing.assert_close(loaded.model.thresholds, expected, atol=1e-5, rtol=0)

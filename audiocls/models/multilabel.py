@@ -105,7 +105,7 @@ class ThresholdTuner(Metric):
         self.target.append(target.detach().long())
 
     def compute(self) -> torch.Tensor:
-        if not self.probs:
+        if isinstance(self.probs, list) and not self.probs:  # after a DDP sync the states are tensors
             raise ValueError("ThresholdTuner.compute() before any update")
         return tune_thresholds(dim_zero_cat(self.probs), dim_zero_cat(self.target), self.default)
 
