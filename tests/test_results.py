@@ -85,3 +85,27 @@ def test_ablation_tables_average_seeds_and_split_minority_from_majority_recall(t
     assert "`ema`" not in doc  # a failed run has no figures
     # minority (b, d) recall: seed 0 (0.5 + 0.3) / 2 = 40 %, seed 1 60 %; majority (a, c): 95 % both
     assert "| **50.00 ± 14.14** | 95.00 ± 0.00 | 40.0 / 60.0 |" in doc
+
+
+def test_multilabel_experiments_show_map_next_to_the_baseline(tmp_path, monkeypatch):
+    """The multi-label experiments, read from a cv report written by the real report code and a fit's metrics."""
+    from tests.test_cv_multilabel import _fake_cv
+
+    monkeypatch.setattr(results, "RECORDS", tmp_path / "records")
+    runs = tmp_path / "runs"
+    assert {"demo_multilabel", "esc10_mixtures_cv", "esc10_mixtures_cv_random"} <= set(results.EXPERIMENTS)
+    assert "configs/model/random.yaml" in results.shown("esc10_mixtures_cv_random")
+    _fake_cv(runs / "esc10_mixtures_cv", seed=0, signal=2.0)
+    _fake_cv(runs / "esc10_mixtures_cv_random", seed=1, signal=0.3)
+    (runs / "demo_multilabel" / "run").mkdir(parents=True)
+    metrics = {"test/mAP": 0.8125, "test/mAP_baseline": 0.19, "test/f1_micro": 0.7, "test/f1_macro": 0.6}
+    (runs / "demo_multilabel" / "run" / "metrics.json").write_text(json.dumps(metrics))
+    found = {n: results.read(n, runs) for n in ("demo_multilabel", "esc10_mixtures_cv", "esc10_mixtures_cv_random")}
+    report = json.loads((runs / "esc10_mixtures_cv" / "cv_results.json").read_text())
+    mean = report["summary"]["final_mAP"]
+    readme, doc = "\n".join(results.readme_rows(found)), "\n".join(results.results_md(found))
+    assert "mAP 81.25 % (label-frequency baseline 19.00 %)" in readme
+    assert f"mAP {100 * mean['mean']:.2f} ± {100 * mean['std']:.2f} %" in readme
+    assert "ImageNet-pretrained vs random initialisation (ESC-10 mixtures" in doc
+    fold1 = report["folds"][0]
+    assert f"| 1 | {100 * fold1['final_mAP']:.2f} | 99.00 | 1 of 2 |" in doc
