@@ -79,16 +79,18 @@ EXPERIMENTS = {
         ("fit", "--config", "configs/demo_multilabel.yaml"),
         "mobilenetv3_small_100, random init",
     ),
-    "esc10_mixtures_cv": Experiment(
-        "ESC-10 mixtures of 1-3 clips, 5 official folds (multi-label)",
-        "cv",
-        ("cv", "--config", "configs/esc10_mixtures.yaml"),
+    # fold 1 only: two 5-fold cvs (~40 CPU-minutes) did not fit in the session that added them; the cv commands
+    # (audiocls cv --config configs/esc10_mixtures.yaml [--model configs/model/random.yaml]) report all five
+    "esc10_mixtures": Experiment(
+        "ESC-10 mixtures of 1-3 clips, fold 1 (multi-label)",
+        "fit",
+        ("fit", "--config", "configs/esc10_mixtures.yaml", "--data.fold", "1"),
         "regnetx_002, ImageNet weights, 44.1 kHz, 30 epochs",
     ),
-    "esc10_mixtures_cv_random": Experiment(
-        "ESC-10 mixtures of 1-3 clips, 5 official folds, random init (multi-label)",
-        "cv",
-        ("cv", "--config", "configs/esc10_mixtures.yaml", "--model", "configs/model/random.yaml"),
+    "esc10_mixtures_random": Experiment(
+        "ESC-10 mixtures of 1-3 clips, fold 1, random init (multi-label)",
+        "fit",
+        ("fit", "--config", "configs/esc10_mixtures.yaml", "--data.fold", "1", "--model", "configs/model/random.yaml"),
         "regnetx_002, random init, same recipe",
     ),
 }
@@ -257,21 +259,20 @@ def results_md(found: dict) -> list[str]:
                 f"| **{_pct(m.get('test/acc'))}** | {_pct(m.get('test/f1_macro'))} | {m.get('test/loss', float('nan')):.4f} |",
             ]
         out.append("")
-    if "esc10_mixtures_cv" in found and "esc10_mixtures_cv_random" in found:
-        p, q = found["esc10_mixtures_cv"], found["esc10_mixtures_cv_random"]
+    if "esc10_mixtures" in found and "esc10_mixtures_random" in found:
+        p, q = found["esc10_mixtures"]["metrics"], found["esc10_mixtures_random"]["metrics"]
         out += [
-            "### ImageNet-pretrained vs random initialisation (ESC-10 mixtures, all 5 folds, the same recipe)",
+            "### ImageNet-pretrained vs random initialisation (ESC-10 mixtures, fold 1, the same recipe)",
             "",
-            "| init | final-epoch mAP % (mean ± std) | best-epoch mAP % (paper's protocol) | F1 macro % @0.5 | "
-            "label-frequency mAP % |",
+            "| init | final-epoch test mAP % | F1 macro % @0.5 | F1 macro % @tuned thresholds | label-frequency mAP % |",
             "| --- | --- | --- | --- | --- |",
         ]
-        for label, x in (("ImageNet (regnetx_002 weights file)", p), ("random", q)):
+        for label, m in (("ImageNet (regnetx_002 weights file)", p), ("random", q)):
             out.append(
-                f"| {label} | **{_pm(x['final_mAP'])}** | {_pm(x['best_epoch_mAP'])} | {_pm(x['f1_macro'])} | "
-                f"{_pm(x['mAP_baseline'])} |"
+                f"| {label} | **{_pct(m.get('test/mAP'))}** | {_pct(m.get('test/f1_macro'))} | "
+                f"{_pct(m.get('test/f1_macro_tuned'))} | {_pct(m.get('test/mAP_baseline'))} |"
             )
-        out += ["", "std is the sample standard deviation over the 5 folds (80 test mixtures each).", ""]
+        out += ["", "One fold (80 test mixtures), one seed: a first figure, not a cross-validated one.", ""]
     if "esc10_cv" in found and "esc10_cv_random" in found:
         p, q = found["esc10_cv"], found["esc10_cv_random"]
         out += [
