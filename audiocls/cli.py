@@ -1,35 +1,64 @@
 """The ``audiocls`` command: LightningCLI's fit/validate/test plus the framework's own commands.
 
 Run ``audiocls --help``; ``audiocls fit --config configs/demo.yaml`` trains on the built-in synthetic set.
+The top-level help imports nothing heavy (no torch, no Lightning): each command's module is imported only when
+that command runs.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import sys
 
-import torch
-
-from audiocls.commands import cv, data, embed, ensemble, explain, export, lr_find, predict
 from audiocls.errors import AudioclsError
-from audiocls.training.cli import run_cli
 
-__all__ = ["main", "COMMANDS"]
+__all__ = ["main", "COMMANDS", "LIGHTNING_COMMANDS"]
 
 log = logging.getLogger("audiocls")
 
-#: top-level commands beyond LightningCLI's fit/validate/test: name -> (module with ``main(argv) -> int``, help)
-COMMANDS = {
-    "predict": (predict, "top-k classes of audio files from a checkpoint (--ckpt_path X --files ...)"),
-    "cv": (cv, "cross-validate over all folds, resumable, with an honest report"),
-    "ensemble": (ensemble, "average the outputs of several cv runs per fold"),
-    "explain": (explain, "gradient saliency image of a clip from a checkpoint"),
-    "export": (export, "waveform-in ONNX / TorchScript model from a checkpoint"),
-    "data": (data, "download and verify the public datasets"),
-    "embed": (embed, "pooled penultimate features of audio files from a checkpoint (--out emb.npy|.npz|.csv)"),
-    "lr_find": (lr_find, "learning-rate range test on a fit config (--config X), suggested lr and plot PNG"),
+#: LightningCLI's subcommands (run by :func:`audiocls.training.cli.run_cli`): name -> help
+LIGHTNING_COMMANDS = {
+    "fit": "train a model on a config (--config configs/demo.yaml), then test the final-epoch weights",
+    "validate": "run the validation set through a checkpoint (--config X --ckpt_path Y)",
+    "test": "test a checkpoint on the held-out fold (--config X --ckpt_path Y)",
 }
+
+#: top-level commands beyond LightningCLI's fit/validate/test: name -> (module with ``main(argv) -> int``, help);
+#: the module is imported only when its command runs
+COMMANDS = {
+    "predict": ("audiocls.commands.predict", "top-k classes of audio files from a checkpoint (--ckpt_path X --files ...)"),
+    "cv": ("audiocls.commands.cv", "cross-validate over all folds, resumable, with an honest report"),
+    "ensemble": ("audiocls.commands.ensemble", "average the outputs of several cv runs per fold"),
+    "explain": ("audiocls.commands.explain", "gradient saliency image of a clip from a checkpoint"),
+    "export": ("audiocls.commands.export", "waveform-in ONNX / TorchScript model from a checkpoint"),
+    "data": ("audiocls.commands.data", "download and verify the public datasets"),
+    "embed": ("audiocls.commands.embed", "pooled penultimate features of audio files from a checkpoint (--out emb.npy|.npz|.csv)"),
+    "lr_find": ("audiocls.commands.lr_find", "learning-rate range test on a fit config (--config X), suggested lr and plot PNG"),
+}  # fmt: skip
+
+
+def command_module(name: str):
+    """The module of the extra command ``name`` (a key of :data:`COMMANDS`), imported now."""
+    return importlib.import_module(COMMANDS[name][0])
+
+
+def help_text() -> str:
+    """``audiocls --help``: every command, one line each."""
+    rows = {**LIGHTNING_COMMANDS, **{name: desc for name, (_, desc) in COMMANDS.items()}}
+    width = max(map(len, rows)) + 2
+    lines = [
+        "usage: audiocls COMMAND [options]     (audiocls COMMAND --help for its options)",
+        "",
+        "audiocls: ImageNet CNNs on mel-spectrograms, trained with Lightning.",
+        "",
+        "commands:",
+        *(f"  {name:<{width}}{desc}" for name, desc in rows.items()),
+        "",
+        "start with: audiocls fit --config configs/demo.yaml   (the built-in synthetic set, CPU, minutes)",
+    ]
+    return "\n".join(lines)
 
 
 def _help_epilog() -> str:
@@ -40,15 +69,23 @@ def _help_epilog() -> str:
 def main(args: list[str] | None = None) -> int:
     """Entry point of the ``audiocls`` command; returns the exit code.
 
-    User errors (:class:`~audiocls.errors.AudioclsError`) print one line and exit with 2; set
-    ``AUDIOCLS_DEBUG=1`` to see their traceback.
+    ``audiocls``, ``audiocls -h`` and ``audiocls --help`` print :func:`help_text` (exit 0 for the help, 2 without a
+    command) and import nothing heavy. User errors (:class:`~audiocls.errors.AudioclsError`) print one line and exit
+    with 2; set ``AUDIOCLS_DEBUG=1`` to see their traceback.
     """
     argv = list(sys.argv[1:] if args is None else args)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(help_text())
+        return 0 if argv else 2
+    import torch
+
     torch.set_flush_denormal(True)  # denormals slow CPU training by orders of magnitude
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        if argv and argv[0] in COMMANDS:
-            return int(COMMANDS[argv[0]][0].main(argv[1:]) or 0)
+        if argv[0] in COMMANDS:
+            return int(command_module(argv[0]).main(argv[1:]) or 0)
+        from audiocls.training.cli import run_cli
+
         run_cli(None if args is None else argv, epilog=_help_epilog())
     except Exception as err:
         user_error = _find_user_error(err)
