@@ -19,12 +19,13 @@ from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint, ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
-from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from audiocls.data.base import AudioDataModule
 from audiocls.files import atomic_write_text
 from audiocls.models.classifier import AudioClassifier
 from audiocls.training import preflight, tracking
+from audiocls.training.arguments import AudioArgumentParser
 from audiocls.training.checkpoints import (
     AtomicCheckpointIO,
     check_checkpoint,
