@@ -34,7 +34,7 @@ from audiocls.training.checkpoints import (
 )
 from audiocls.training.console import AudioProgressBar, quiet_third_party
 from audiocls.training.curves import plot_confusion, plot_curves
-from audiocls.training.record import RandomStateCallback, RunInfoCallback
+from audiocls.training.record import RandomStateCallback, RunInfoCallback, discard_failed_run_dir
 
 __all__ = [
     "AudioCLI",
@@ -203,6 +203,21 @@ class AudioCLI(LightningCLI):
         trainer.callbacks.extend([RandomStateCallback(), self._runinfo])
         return trainer
 
+    def _run_subcommand(self, subcommand: str) -> None:
+        """Run fit/validate/test; a run that fails leaves no ``version_N`` folder it created and left empty
+        (only the config, hyperparameters and run record: :func:`~audiocls.training.record.discard_failed_run_dir`)."""
+        logger = self.trainer.logger
+        run = None
+        if self.trainer.is_global_zero and isinstance(logger, CSVLogger | TensorBoardLogger):
+            run = Path(logger.log_dir)
+        created = run is not None and not run.exists()
+        try:
+            super()._run_subcommand(subcommand)
+        except BaseException:
+            if created and discard_failed_run_dir(run):
+                log.info("%s failed: removed %s, which it had created and left without results", subcommand, run)
+            raise
+
     def _preflight(self, subcommand: str) -> None:
         """Resolve ``--ckpt_path last`` and fail before the first step on a bad folder, root or checkpoint."""
         config = self.config_init[subcommand]
@@ -319,6 +334,7 @@ def run_cli(
         auto_configure_optimizers=False,
         save_config_callback=tracking.LoggedSaveConfigCallback,
         save_config_kwargs={"overwrite": True},
+        parser_class=AudioArgumentParser,  # no abbreviated options; parse errors as one line with the closest key
         parser_kwargs={
             "description": "audiocls: ImageNet CNNs on mel-spectrograms, trained with Lightning.",
             "epilog": epilog,

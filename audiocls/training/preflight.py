@@ -70,8 +70,13 @@ def estimate_checkpoint_bytes(model: torch.nn.Module, *, optimizer_states: int =
 
 
 def check_data_root(datamodule: Any) -> None:
-    """A dataset whose ``root`` is set must find it as a folder (``DataError`` naming it otherwise)."""
+    """A dataset whose ``root`` is set must find it as a folder (``DataError`` naming it otherwise).
+
+    A relative ``root`` is resolved against the working folder; one INFO line names the absolute folder used.
+    """
     root = getattr(datamodule, "root", None)
+    if root is not None and not Path(root).is_absolute():  # say which folder a relative root means here
+        log.info("data.root=%s is relative to the working folder: reading %s", root, Path(root).resolve())
     if root is not None and not Path(root).is_dir():
         what = "is a file, not a folder" if Path(root).exists() else "does not exist"
         raise DataError(

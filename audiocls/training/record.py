@@ -16,6 +16,7 @@ import json
 import logging
 import platform
 import random
+import shutil
 import subprocess
 import sys
 import time
@@ -31,6 +32,7 @@ from audiocls.files import atomic_write_text
 
 __all__ = [
     "collect_runinfo",
+    "discard_failed_run_dir",
     "git_commit",
     "package_versions",
     "write_runinfo",
@@ -95,6 +97,39 @@ def collect_runinfo(seed: int | None, **extra: Any) -> dict[str, Any]:
     }
     info.update(extra)
     return info
+
+
+#: what a run folder holds before the first step (the config, the hyperparameters, the record): once that run has
+#: failed, nothing a user needs
+SCAFFOLD_FILES = ("config.yaml", "hparams.yaml", RUNINFO_FILE)
+
+
+def discard_failed_run_dir(run_dir: str | Path) -> bool:
+    """Remove the folder of a failed run when it holds only :data:`SCAFFOLD_FILES`, a header-only ``metrics.csv``
+    and empty folders; keep it when it holds anything else (a checkpoint, logged metrics, a link, a user's file).
+
+    Call it only for a folder the failed run created. Returns whether the folder was removed.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir() or run_dir.is_symlink():
+        return False
+    for path in run_dir.rglob("*"):
+        if path.is_symlink():
+            return False
+        if path.is_dir():
+            continue
+        if path.parent != run_dir:
+            return False
+        if path.name == "metrics.csv":
+            try:
+                if len(path.read_text().splitlines()) > 1:
+                    return False
+            except (OSError, UnicodeDecodeError):
+                return False
+        elif path.name not in SCAFFOLD_FILES:
+            return False
+    shutil.rmtree(run_dir)
+    return True
 
 
 def write_runinfo(run_dir: str | Path, info: dict[str, Any]) -> Path:
