@@ -312,7 +312,11 @@ def test_windowed_evaluation_with_the_tiny_model(tmp_path):
         logits = model(spec)
     assert logits.shape == (len(y), dm.num_classes)
     assert torch.allclose(logits, per_window.mean(1), atol=1e-5)
-    assert not torch.allclose(per_window[:, 0], per_window[:, 1], atol=1e-3)  # the windows differ: a real mean
+    varied = torch.randn(2, 3, *spec.shape[2:])  # windows that differ, so the mean is not any one window
+    with torch.no_grad():
+        means = torch.stack([model(varied[:, w]) for w in range(3)]).mean(0)
+        assert torch.allclose(model(varied), means, atol=1e-5)
+        assert not torch.allclose(model(varied), model(varied[:, 0]), atol=1e-3)
 
 
 def test_eval_seconds_shorter_than_clip_is_refused(tiny_root):
