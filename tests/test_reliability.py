@@ -169,6 +169,7 @@ def test_unreadable_torch_files_never_get_the_unsafe_advice(tmp_path):
 )
 def test_unsafe_archive_is_refused_and_writes_nothing(tmp_path, member):
     from audiocls.data import download
+
     archive = tmp_path / "a.tar"
     with tarfile.open(archive, "w") as tf:
         ok = tarfile.TarInfo("ok.txt")
