@@ -6,6 +6,7 @@ driven through ``main([...])`` as a user types the commands.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import zipfile
@@ -44,6 +45,13 @@ def files(tmp_path) -> dict[str, Path]:
     sf.write(out["silent"], np.zeros(SR, np.float32), SR)
     out["truncated"] = chopped(tmp_path / "truncated.wav", 0.4)
     return out
+
+
+def esc50_args(tiny_args: list[str], root: Path) -> list[str]:
+    """conftest's tiny fit, on the ESC-50 tree at ``root`` instead of the synthetic set."""
+    drop = ("--data=", "--data.root", "--data.num_classes", "--data.clips", "--data.seconds")
+    args = [a for a in tiny_args if not a.startswith(drop)]
+    return [*args, "--data=audiocls.data.esc50.ESC50DataModule", f"--data.root={root}", "--data.clip_seconds=1"]
 
 
 def warnings_of(caplog) -> list[str]:
@@ -120,7 +128,7 @@ def test_explain_warns_on_a_10_ms_clip_and_still_writes_the_image(files, tmp_pat
 def test_data_verify_names_short_silent_and_truncated_files(tmp_path, capsys):
     from tests.test_data_download import _fsdd_zip
 
-    with zipfile.ZipFile(__import__("io").BytesIO(_fsdd_zip())) as zf:
+    with zipfile.ZipFile(io.BytesIO(_fsdd_zip())) as zf:
         zf.extractall(tmp_path)
     rec = tmp_path / "free-spoken-digit-dataset-master" / "recordings"  # 60 clips of 0.2 s
     sf.write(rec / "1_anna_0.wav", tone(0.01), SR)
@@ -144,9 +152,7 @@ def test_fit_warns_about_suspicious_clips_and_trains_on(tmp_path, tiny_args, cap
     sf.write(audio / "2-01-A-0.wav", tone(0.01), SR)
     sf.write(audio / "3-12-A-1.wav", np.zeros(SR, np.float32), SR)
     chopped(audio / "4-20-A-2.wav", 0.2)  # 0.2 s left: truncated and short
-    args = [a for a in tiny_args if not a.startswith(("--data=", "--data.root", "--data.num_classes", "--data.clips"))]
-    args = [a for a in args if not a.startswith("--data.seconds")]
-    args += ["--data=audiocls.data.esc50.ESC50DataModule", f"--data.root={root}", "--data.clip_seconds=1"]
+    args = esc50_args(tiny_args, root)
     with caplog.at_level(logging.WARNING):
         assert main(["fit", *args, "--trainer.fast_dev_run=true"]) == 0
     lines = [line for line in warnings_of(caplog) if "kept in the dataset" in line]
@@ -162,9 +168,7 @@ def test_normal_clips_give_no_warning(tmp_path, tiny_args, caplog):
     from tests.test_data import _tree
 
     root = _tree(tmp_path / "ds", classes=4, clips_per_fold=3)
-    args = [a for a in tiny_args if not a.startswith(("--data=", "--data.root", "--data.num_classes", "--data.clips"))]
-    args = [a for a in args if not a.startswith("--data.seconds")]
-    args += ["--data=audiocls.data.esc50.ESC50DataModule", f"--data.root={root}", "--data.clip_seconds=1"]
+    args = esc50_args(tiny_args, root)
     ckpt = make_checkpoint(tmp_path / "m.ckpt")
     with caplog.at_level(logging.WARNING):
         assert main(["fit", *args, "--trainer.fast_dev_run=true"]) == 0
