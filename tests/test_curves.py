@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from audiocls.cli import main
 from audiocls.training.curves import plot_curves, read_epoch_metrics
+from tests.test_cli import _accuracy_of
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -17,7 +20,9 @@ def test_fit_writes_curves_of_every_epoch(tiny_args, tmp_path, capsys):
     series = read_epoch_metrics(run / "metrics.csv", ("train/loss_epoch", "val/acc"))
     assert [e for e, _ in series["train/loss_epoch"]] == [0, 1, 2]
     assert [e for e, _ in series["val/acc"]] == [0, 1, 2]
-    assert all(0 <= v <= 1 for _, v in series["val/acc"])
+    # each epoch's figure counts whole clips; the last one is the final weights' accuracy, recomputed with sklearn
+    assert all(abs(v * 4 - round(v * 4)) < 1e-6 for _, v in series["val/acc"])  # 4 validation clips
+    assert series["val/acc"][-1][1] == pytest.approx(_accuracy_of(run / "checkpoints" / "last.ckpt", tiny_args, "val"))
     shown = [line for line in capsys.readouterr().out.splitlines() if line.startswith("curves:")]
     assert len(shown) == 1 and Path(shown[0].split(maxsplit=1)[1]).resolve() == run / "curves.png"
 

@@ -154,6 +154,49 @@ def test_wandb_folds_are_grouped_by_cv_name(tmp_path):
 
 
 # --- slow: real folds in subprocesses -----------------------------------------------------------------------------
+def _check_fold_against_sklearn(fold_dir: Path, result: dict, epochs: int) -> None:
+    """A fold's report figures recomputed with sklearn from its ``predictions.npz`` and per-epoch history."""
+    from sklearn.metrics import accuracy_score, f1_score
+
+    data = np.load(fold_dir / cv.PREDICTIONS)
+    labels, pred = data["labels"], data["probs"].argmax(1)
+    assert result["final_acc"] == pytest.approx(accuracy_score(labels, pred))
+    seen = sorted(set(labels.tolist()) | set(pred.tolist()))  # the report averages over classes present or predicted
+    assert result["macro_f1"] == pytest.approx(f1_score(labels, pred, labels=seen, average="macro"))
+    assert result["test_metrics"]["test/acc"] == pytest.approx(result["final_acc"])  # the CLI's own test, same weights
+    history = json.loads((fold_dir / cv.EPOCHS).read_text())
+    assert [h["epoch"] for h in history] == list(range(epochs)) and result["epochs"] == epochs
+    assert history[-1]["acc"] == pytest.approx(result["final_acc"])  # the last epoch's held-out figure: final weights
+    best = max(history, key=lambda h: h["acc"])
+    assert result["best_epoch_acc"] == best["acc"] and result["best_epoch"] == best["epoch"] + 1
+
+
+@pytest.mark.slow
+def test_one_real_cv_fold_and_an_ensemble_match_sklearn(tiny_root, tmp_path):
+    """``audiocls cv`` runs a real fold (a subprocess, 2 short epochs) twice with two seeds, then ``ensemble``:
+    every figure of both reports is sklearn's on the saved predictions."""
+    from sklearn.metrics import accuracy_score
+
+    quick = ["--folds=1", *_tiny(tiny_root), "--trainer.max_epochs=2", "--trainer.limit_train_batches=2"]
+    assert main(["cv", "--out=A", *quick]) == 0
+    assert main(["cv", "--out=B", *quick, "--seed_everything=1"]) == 0
+    for run in ("A", "B"):
+        report = json.loads((tmp_path / run / "cv_results.json").read_text())
+        (fold,) = report["folds"]
+        _check_fold_against_sklearn(tmp_path / run / "fold_1", fold, epochs=2)
+        assert report["summary"]["final_acc"]["mean"] == pytest.approx(fold["final_acc"])
+        assert f"{100 * fold['final_acc']:.2f}" in (tmp_path / run / "cv_results.md").read_text()
+    assert main(["ensemble", "--runs", "A", "B", "--out", "ens"]) == 0
+    (fold,) = json.loads((tmp_path / "ens" / "ensemble.json").read_text())["folds"]
+    data = [np.load(tmp_path / run / "fold_1" / cv.PREDICTIONS) for run in ("A", "B")]
+    assert not np.allclose(data[0]["probs"], data[1]["probs"])  # two different models
+    labels = data[0]["labels"]
+    assert fold["A"]["acc"] == pytest.approx(accuracy_score(labels, data[0]["probs"].argmax(1)))
+    assert fold["B"]["acc"] == pytest.approx(accuracy_score(labels, data[1]["probs"].argmax(1)))
+    mean = (data[0]["probs"] + data[1]["probs"]) / 2
+    assert fold["ensemble"]["acc"] == pytest.approx(accuracy_score(labels, mean.argmax(1)))
+
+
 def _cv_cmd(out: Path, root: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "audiocls.cli", "cv", "--out", str(out), "--folds", "1,2", *_tiny(root), *extra]
 
@@ -212,10 +255,7 @@ def test_interrupted_cv_resumes_and_reports(interrupted_then_resumed):
     folds = report["folds"]
     assert [f["fold"] for f in folds] == [1, 2] and all(f["status"] == "done" for f in folds)
     for f in folds:
-        data = np.load(out / f"fold_{f['fold']}" / cv.PREDICTIONS)
-        assert f["final_acc"] == pytest.approx((data["probs"].argmax(1) == data["labels"]).mean())
-        assert f["test_metrics"]["test/acc"] == pytest.approx(f["final_acc"])  # the CLI's own test, same weights
-        assert f["best_epoch_acc"] >= f["final_acc"] and f["epochs"] == 2
+        _check_fold_against_sklearn(out / f"fold_{f['fold']}", f, epochs=2)
         assert f["wall_s"] > 0
     assert report["summary"]["final_acc"]["mean"] == pytest.approx(np.mean([f["final_acc"] for f in folds]))
     assert report["summary"]["final_acc"]["n"] == 2 and not report["all_folds"]

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from audiocls.commands.parser import command_parser
 from audiocls.data.download import DATASETS, _modules, check_layout, fetch, safe_extract, verify
+from audiocls.data.suspicious import WarningSummary
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +39,17 @@ def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     root = args.root.expanduser()
     if args.action == "verify":
-        problems = verify(args.name, root, args.workers)
+        problems, warnings = verify(args.name, root, args.workers)
         for line in problems:
             print(line)
-        print(f"{args.name}: {len(problems)} problem(s)" if problems else f"{args.name}: every file decodes")
+        summary = WarningSummary(lambda line: print(f"warning: {line}"))
+        for line in warnings:
+            summary.add(line)
+        summary.close()
+        print(
+            (f"{args.name}: {len(problems)} problem(s)" if problems else f"{args.name}: every file decodes")
+            + (f", {len(warnings)} suspicious (see the warnings)" if warnings else "")
+        )
         return 1 if problems else 0
     module, _ = _modules()[args.name]
     url = args.url or module.URL

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from audiocls.commands.parser import command_parser
-from audiocls.commands.scoring import score_wave
+from audiocls.commands.scoring import score_wave, suspicious_input
 from audiocls.data.io import load_audio, pad_or_crop
 from audiocls.errors import ConfigError
 from audiocls.files import atomic_write_bytes, check_output_file
@@ -187,6 +187,9 @@ def main(argv: list[str]) -> int:
     if args.top_k < 1:
         raise ConfigError(f"--top_k={args.top_k} must be at least 1")
     wave = load_audio(args.file, loaded.sample_rate)
+    warning = suspicious_input(loaded, args.file, wave, "explained anyway")
+    if warning:
+        log.warning("%s", warning)
     clip, sr = loaded.clip_samples, loaded.sample_rate
     if args.start_seconds is not None:
         start = min(max(0, round(args.start_seconds * sr)), max(0, len(wave) - clip))

@@ -22,8 +22,9 @@ import numpy as np
 import torch
 
 from audiocls.commands.parser import command_parser
-from audiocls.commands.scoring import score_wave
+from audiocls.commands.scoring import score_wave, suspicious_input
 from audiocls.data.io import AUDIO_EXTENSIONS, load_audio
+from audiocls.data.suspicious import WarningSummary
 from audiocls.errors import AudioLoadError, ConfigError
 from audiocls.files import atomic_write_text, check_output_file
 from audiocls.models.multilabel import THRESHOLD
@@ -77,6 +78,9 @@ def predict_files(
 ) -> list[dict]:
     """Score every file; a file that fails gives ``{"file", "error"}`` instead of stopping the batch.
 
+    A suspicious file (truncated, silent, far shorter than the model's clip) is scored all the same, with a
+    warning logged (the first few in full, then a count) and kept in its result as ``warning``.
+
     Returns:
         One dict per file: ``file``, ``duration_s``, ``top`` (the ``top_k`` classes of the averaged
         probabilities, as ``{"label", "probability"}``) and ``windows`` (``start_s``, ``end_s``, ``top``
@@ -86,6 +90,7 @@ def predict_files(
     """
     results = []
     names, sr = loaded.class_names, loaded.sample_rate
+    summary = WarningSummary(log.warning)
     for f in files:
         try:
             wave = load_audio(f, sr)
@@ -93,6 +98,8 @@ def predict_files(
             log.warning("%s", err)
             results.append({"file": str(f), "error": str(err)})
             continue
+        warning = suspicious_input(loaded, f, wave, "scored anyway")
+        summary.add(warning)
         probs, window_probs, starts = score_wave(loaded, wave, hop_seconds=hop_seconds, batch_size=batch_size)
         windows = [
             {
@@ -109,7 +116,9 @@ def predict_files(
                 "top": _top(probs, names, top_k, threshold),
                 "windows": windows,
             }
+            | ({"warning": warning} if warning else {})
         )
+    summary.close()
     return results
 
 

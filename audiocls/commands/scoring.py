@@ -10,20 +10,31 @@ from __future__ import annotations
 
 import logging
 import math
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from audiocls.data.io import pad_or_crop
+from audiocls.data.suspicious import audio_facts, suspicious_audio
 from audiocls.errors import ConfigError
 from audiocls.training.checkpoints import LoadedModel
 
-__all__ = ["window_starts", "score_wave", "map_windows"]
+__all__ = ["window_starts", "score_wave", "map_windows", "suspicious_input"]
 
 log = logging.getLogger(__name__)
 
 #: a recording at most this fraction longer than the clip is centre-cropped to one window, not slid over
 SLACK = 0.05
+
+
+def suspicious_input(loaded: LoadedModel, path: Path, wave: np.ndarray, action: str) -> str | None:
+    """The warning line for ``wave (T,)`` decoded from ``path`` when it is truncated, silent or far shorter than
+    the model's clip (:func:`~audiocls.data.suspicious.suspicious_audio`), else ``None``."""
+    facts = audio_facts(path, wave, loaded.sample_rate)
+    return suspicious_audio(
+        path, facts, reference_seconds=loaded.clip_seconds, reference="the model's clip", action=action
+    )
 
 
 def window_starts(num_samples: int, clip_samples: int, hop_samples: int) -> list[int]:

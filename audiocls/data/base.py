@@ -34,6 +34,7 @@ from audiocls.data.precompute import (
     frontend_outputs,
     normalise,
 )
+from audiocls.data.suspicious import WarningSummary, dataset_warnings
 from audiocls.errors import AudioLoadError, ConfigError, DataError
 
 __all__ = ["AudioDataModule", "compute_stats"]
@@ -262,6 +263,14 @@ class AudioDataModule(L.LightningDataModule):
         log.warning("skipping %d of %d audio files that cannot be decoded: %s", len(bad), len(clips), shown)
         return set(bad)
 
+    def warn_suspicious(self, clips: Sequence[Clip], cache: DecodedCache, skip: set[int]) -> None:
+        """One warning per clip far shorter than the dataset's median, truncated or silent; they are kept."""
+        files = [(clips[i].path, cache.facts(i)) for i in range(len(clips)) if i not in skip]
+        summary = WarningSummary(log.warning)
+        for line in dataset_warnings(files, type(self).__name__, "kept in the dataset"):
+            summary.add(line)
+        summary.close()
+
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
             return
@@ -269,6 +278,8 @@ class AudioDataModule(L.LightningDataModule):
         self.check_clips(clips)
         cache = self._cache(clips)
         skip = self.apply_bad_file_policy(clips, cache)
+        if self.trainer is None or self.trainer.is_global_zero:
+            self.warn_suspicious(clips, cache, skip)
         for name, idx in self.split(clips).items():
             idx = [i for i in idx if i not in skip]
             self.splits[name] = ClipDataset(

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from audiocls.data.io import load_audio
+from audiocls.data.suspicious import AudioFacts, truncation
 from audiocls.errors import AudioLoadError
 
 log = logging.getLogger(__name__)
@@ -30,12 +31,13 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("AUDIOCLS_CACHE", Path.home() / ".cache" / "audiocls"))
 
 
-def _decode(args: tuple[Path, int]) -> np.ndarray | str:
-    """The wave, or the reason the file could not be decoded."""
+def _decode(args: tuple[Path, int]) -> tuple[np.ndarray, str | None] | str:
+    """The wave and its truncation note (:func:`~audiocls.data.suspicious.truncation`), or why it failed."""
     try:
-        return load_audio(*args)
+        wave = load_audio(*args)
     except AudioLoadError as err:
         return str(err)
+    return wave, truncation(args[0])
 
 
 class DecodedCache:
@@ -63,6 +65,7 @@ class DecodedCache:
         self._waves: np.ndarray | None = None
         self._offsets: np.ndarray | None = None
         self._bad: dict[int, str] | None = None
+        self._index: dict | None = None
 
     def key(self) -> str:
         """Hash of the file list (path, size, mtime) and the sample rate."""
@@ -93,16 +96,21 @@ class DecodedCache:
         tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.dir.parent))
         try:
             lengths, bad = np.zeros(len(self.files), dtype=np.int64), {}
+            peaks, truncated = [0.0] * len(self.files), {}
             jobs = [(f, self.sample_rate) for f in self.files]
             with open(tmp / "waves.f32", "wb") as out, ThreadPoolExecutor(self.workers) as pool:
                 for i, result in enumerate(pool.map(_decode, jobs)):  # map keeps the order
                     if isinstance(result, str):
                         bad[i] = result
                         continue
-                    out.write(result.tobytes())
-                    lengths[i] = len(result)
+                    wave, note = result
+                    out.write(wave.tobytes())
+                    lengths[i], peaks[i] = len(wave), float(np.abs(wave).max())
+                    if note:
+                        truncated[i] = note
             np.save(tmp / "offsets.npy", np.concatenate([[0], np.cumsum(lengths)]))
             index = {"sample_rate": self.sample_rate, "files": [str(f) for f in self.files], "bad": bad}
+            index |= {"peaks": peaks, "truncated": truncated}
             (tmp / "index.json").write_text(json.dumps(index))
             tmp.rename(self.dir)
         except OSError:
@@ -115,14 +123,28 @@ class DecodedCache:
         if bad:
             log.warning("%d of %d files could not be decoded (recorded in %s)", len(bad), len(self.files), self.dir)
 
+    def _read_index(self) -> dict:
+        if self._index is None:
+            self.build()
+            self._index = json.loads((self.dir / "index.json").read_text())
+        return self._index
+
     @property
     def bad(self) -> dict[int, str]:
         """Index -> reason, for every file that could not be decoded (builds the cache if needed)."""
         if self._bad is None:
-            self.build()
-            raw = json.loads((self.dir / "index.json").read_text()).get("bad", {})
-            self._bad = {int(k): v for k, v in raw.items()}
+            self._bad = {int(k): v for k, v in self._read_index().get("bad", {}).items()}
         return self._bad
+
+    def facts(self, i: int) -> AudioFacts:
+        """Length, peak and truncation note of clip ``i``, as recorded when it was decoded.
+
+        A cache built before peaks were recorded measures the peak from the stored wave and knows no truncation.
+        """
+        index = self._read_index()
+        peaks = index.get("peaks")
+        peak = peaks[i] if peaks is not None else float(np.abs(self[i]).max(initial=0.0))
+        return AudioFacts(self.length(i) / self.sample_rate, peak, index.get("truncated", {}).get(str(i)))
 
     def _open(self) -> None:
         if self._waves is None:

@@ -193,18 +193,28 @@ def check_layout(name: str, root: Path) -> tuple[Path, int]:
     return dm.root, len(clips)
 
 
-def verify(name: str, root: Path, workers: int = 2) -> list[str]:
-    """Decode and resample every clip as training would; the problems found, one line each (empty when none)."""
+def verify(name: str, root: Path, workers: int = 2) -> tuple[list[str], list[str]]:
+    """Decode and resample every clip as training would.
+
+    Returns:
+        ``(problems, warnings)``, one line each: the files that cannot be decoded, and those that decode but are
+        suspicious (:func:`~audiocls.data.suspicious.suspicious_audio`: far shorter than the dataset's median,
+        truncated, silent).
+    """
     from audiocls.data.io import load_audio
+    from audiocls.data.suspicious import audio_facts, dataset_warnings
 
     dm = _datamodule(name, root)
+    paths = [c.path for c in dm.list_clips()]
 
-    def one(path: Path) -> str | None:
+    def one(path: Path):
         try:
-            load_audio(path, dm.sample_rate)
+            return audio_facts(path, load_audio(path, dm.sample_rate), dm.sample_rate)
         except AudioLoadError as err:
             return str(err)
-        return None
 
     with ThreadPoolExecutor(workers) as pool:
-        return [p for p in pool.map(one, [c.path for c in dm.list_clips()]) if p]
+        results = list(pool.map(one, paths))
+    problems = [r for r in results if isinstance(r, str)]
+    facts = [(p, r) for p, r in zip(paths, results, strict=True) if not isinstance(r, str)]
+    return problems, dataset_warnings(facts, name, "training keeps it")
