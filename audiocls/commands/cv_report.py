@@ -147,29 +147,13 @@ def write_report(out: Path, name: str, cfg_hash: str, results: list[dict], fold_
     }
     write_json(out / "cv_results.json", report)
 
-    lines = [
-        f"# cv {name}",
-        "",
-        f"config hash `{cfg_hash}`; {len(done)} of the dataset's {len(fold_ids)} folds done"
-        + ("" if len(done) == len(fold_ids) else ": not a full cv, the means cover these folds only"),
-        "",
-        "| fold | final-epoch acc % | best-epoch acc % (paper's protocol) | best epoch | macro F1 % | wall s | status |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+    columns = [
+        ("final-epoch acc %", lambda r: _pct(r["final_acc"]), _pm(summary["final_acc"]), True),
+        ("best-epoch acc % (paper's protocol)", lambda r: _pct(r["best_epoch_acc"]), _pm(summary["best_epoch_acc"])),
+        ("best epoch", _best_at, ""),
+        ("macro F1 %", lambda r: _pct(r["macro_f1"]), _pm(summary["macro_f1"])),
     ]
-    for r in results:
-        if r["status"] == "done":
-            best_at = f"{r['best_epoch']} of {r['epochs']}" if r.get("best_epoch") else "n/a"
-            lines.append(
-                f"| {r['fold']} | {_pct(r['final_acc'])} | {_pct(r['best_epoch_acc'])} | {best_at} | "
-                f"{_pct(r['macro_f1'])} | {r['wall_s']:.0f} | done{' (resumed)' if r.get('resumed') else ''} |"
-            )
-        else:
-            where = f": {r['log']}" if r.get("log") else ""
-            lines.append(f"| {r['fold']} | | | | | | {r['status']}{where} |")
-    lines.append(
-        f"| **mean ± std** | **{_pm(summary['final_acc'])}** | {_pm(summary['best_epoch_acc'])} | | "
-        f"{_pm(summary['macro_f1'])} | {report['wall_s_total']:.0f} | {len(done)} fold(s) |"
-    )
+    lines = _fold_table(name, cfg_hash, fold_ids, results, report, columns)
     lines += [
         "",
         "Final-epoch accuracy is the honest figure. Best-epoch accuracy picks, per fold, the epoch that scored best "
@@ -222,32 +206,15 @@ def _write_multilabel_report(out: Path, name: str, cfg_hash: str, results: list[
         "per_class_ap": per_class,
     }
     write_json(out / "cv_results.json", report)
-    lines = [
-        f"# cv {name} (multi-label)",
-        "",
-        f"config hash `{cfg_hash}`; {len(done)} of the dataset's {len(fold_ids)} folds done"
-        + ("" if len(done) == len(fold_ids) else ": not a full cv, the means cover these folds only"),
-        "",
-        f"| fold | final-epoch mAP % | best-epoch mAP % (paper's protocol) | best epoch | F1 micro % @{THRESHOLD} | "
-        f"F1 macro % @{THRESHOLD} | label-frequency mAP % | wall s | status |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    columns = [
+        ("final-epoch mAP %", lambda r: _pct(r["final_mAP"]), _pm(summary["final_mAP"]), True),
+        ("best-epoch mAP % (paper's protocol)", lambda r: _pct(r["best_epoch_mAP"]), _pm(summary["best_epoch_mAP"])),
+        ("best epoch", _best_at, ""),
+        (f"F1 micro % @{THRESHOLD}", lambda r: _pct(r["f1_micro"]), _pm(summary["f1_micro"])),
+        (f"F1 macro % @{THRESHOLD}", lambda r: _pct(r["f1_macro"]), _pm(summary["f1_macro"])),
+        ("label-frequency mAP %", lambda r: _pct(r["mAP_baseline"]), _pm(summary["mAP_baseline"])),
     ]
-    for r in results:
-        if r["status"] == "done":
-            best_at = f"{r['best_epoch']} of {r['epochs']}" if r.get("best_epoch") else "n/a"
-            lines.append(
-                f"| {r['fold']} | {_pct(r['final_mAP'])} | {_pct(r['best_epoch_mAP'])} | {best_at} | "
-                f"{_pct(r['f1_micro'])} | {_pct(r['f1_macro'])} | {_pct(r['mAP_baseline'])} | {r['wall_s']:.0f} | "
-                f"done{' (resumed)' if r.get('resumed') else ''} |"
-            )
-        else:
-            where = f": {r['log']}" if r.get("log") else ""
-            lines.append(f"| {r['fold']} | | | | | | | | {r['status']}{where} |")
-    lines.append(
-        f"| **mean ± std** | **{_pm(summary['final_mAP'])}** | {_pm(summary['best_epoch_mAP'])} | | "
-        f"{_pm(summary['f1_micro'])} | {_pm(summary['f1_macro'])} | {_pm(summary['mAP_baseline'])} | "
-        f"{report['wall_s_total']:.0f} | {len(done)} fold(s) |"
-    )
+    lines = _fold_table(f"{name} (multi-label)", cfg_hash, fold_ids, results, report, columns)
     lines += [
         "",
         "Final-epoch mAP (macro average precision over the classes with positives in the fold) is the honest figure; "
@@ -267,3 +234,40 @@ def _write_multilabel_report(out: Path, name: str, cfg_hash: str, results: list[
     atomic_write_text(out / "cv_results.md", text)
     log.info("report written to %s", out / "cv_results.md")
     return text
+
+
+def _best_at(r: dict) -> str:
+    return f"{r['best_epoch']} of {r['epochs']}" if r.get("best_epoch") else "n/a"
+
+
+def _fold_table(title: str, cfg_hash: str, fold_ids, results: list[dict], report: dict, columns) -> list[str]:
+    """The report's head and fold table: one row per fold, then the mean ± std row. ``columns`` holds
+    ``(header, cell of a done fold, cell of the mean row[, bold])``."""
+    done = [r for r in results if r["status"] == "done"]
+    lines = [
+        f"# cv {title}",
+        "",
+        f"config hash `{cfg_hash}`; {len(done)} of the dataset's {len(fold_ids)} folds done"
+        + ("" if len(done) == len(fold_ids) else ": not a full cv, the means cover these folds only"),
+        "",
+        "| fold | " + " | ".join(c[0] for c in columns) + " | wall s | status |",
+        "| --- " * (len(columns) + 3) + "|",
+    ]
+    for r in results:
+        if r["status"] == "done":
+            cells = [c[1](r) for c in columns] + [
+                f"{r['wall_s']:.0f}",
+                f"done{' (resumed)' if r.get('resumed') else ''}",
+            ]
+        else:
+            cells = [""] * (len(columns) + 1) + [r["status"] + (f": {r['log']}" if r.get("log") else "")]
+        lines.append(_row([str(r["fold"]), *cells]))
+    means = [f"**{c[2]}**" if len(c) > 3 and c[3] else c[2] for c in columns]
+    means += [f"{report['wall_s_total']:.0f}", f"{len(done)} fold(s)"]
+    lines.append(_row(["**mean ± std**", *means]))
+    return lines
+
+
+def _row(cells: list[str]) -> str:
+    """A Markdown table row; an empty cell is ``| |``."""
+    return "|" + "|".join(f" {c} " if c else " " for c in cells) + "|"

@@ -109,45 +109,33 @@ def ensemble_folds(runs: list[Path]) -> dict:
 
 
 def _markdown(report: dict) -> str:
-    columns = [*report["members"], "ensemble"]
+    columns, summary = [*report["members"], "ensemble"], report["summary"]
     if report.get("task") == "multilabel":
-        return _markdown_multilabel(report, columns)
+        key, caption = (
+            "mAP",
+            "Final-epoch test-fold mAP % (multi-label: sigmoid outputs averaged over the runs per fold)",
+        )
+        rows = (
+            ("mAP", "**mean ± std**", True),
+            ("f1_micro", "F1 micro ± std", True),
+            ("f1_macro", "F1 macro ± std", True),
+        )
+    else:
+        key, caption = "acc", "Final-epoch test-fold accuracy % (softmax outputs averaged over the runs per fold)"
+        rows = (("acc", "**mean ± std**", True), ("macro_f1", "macro F1 (mean)", False))
     lines = [
         "# ensemble of " + ", ".join(report["members"]),
         "",
-        "Final-epoch test-fold accuracy % (softmax outputs averaged over the runs per fold)",
+        caption,
         "",
         "| fold | " + " | ".join(columns) + " |",
         "| --- |" + " --- |" * len(columns),
     ]
     for f in report["folds"]:
-        lines.append(f"| {f['fold']} | " + " | ".join(f"{100 * f[c]['acc']:.2f}" for c in columns) + " |")
-    cells = [
-        f"{100 * report['summary'][c]['acc']['mean']:.2f} ± {100 * report['summary'][c]['acc']['std']:.2f}"
-        for c in columns
-    ]
-    lines.append("| **mean ± std** | " + " | ".join(cells) + " |")
-    f1 = [f"{100 * report['summary'][c]['macro_f1']['mean']:.2f}" for c in columns]
-    lines.append("| macro F1 (mean) | " + " | ".join(f1) + " |")
-    if report["skipped_folds"]:
-        lines += ["", f"Left out (not complete in every run): folds {report['skipped_folds']}"]
-    return "\n".join(lines) + "\n"
-
-
-def _markdown_multilabel(report: dict, columns: list[str]) -> str:
-    summary = report["summary"]
-    lines = [
-        "# ensemble of " + ", ".join(report["members"]),
-        "",
-        "Final-epoch test-fold mAP % (multi-label: sigmoid outputs averaged over the runs per fold)",
-        "",
-        "| fold | " + " | ".join(columns) + " |",
-        "| --- |" + " --- |" * len(columns),
-    ]
-    for f in report["folds"]:
-        lines.append(f"| {f['fold']} | " + " | ".join(f"{100 * f[c]['mAP']:.2f}" for c in columns) + " |")
-    for key, label in (("mAP", "**mean ± std**"), ("f1_micro", "F1 micro ± std"), ("f1_macro", "F1 macro ± std")):
-        cells = [f"{100 * summary[c][key]['mean']:.2f} ± {100 * summary[c][key]['std']:.2f}" for c in columns]
+        lines.append(f"| {f['fold']} | " + " | ".join(f"{100 * f[c][key]:.2f}" for c in columns) + " |")
+    for metric, label, with_std in rows:
+        stats = [summary[c][metric] for c in columns]
+        cells = [f"{100 * s['mean']:.2f}" + (f" ± {100 * s['std']:.2f}" if with_std else "") for s in stats]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     if report["skipped_folds"]:
         lines += ["", f"Left out (not complete in every run): folds {report['skipped_folds']}"]
