@@ -73,6 +73,18 @@ def test_balanced_sampler_under_ddp_is_a_clear_error(tiny_root):
         dm.train_dataloader()
 
 
+def test_balanced_sampler_on_multi_label_data_is_a_clear_error(tmp_path):
+    dm = SyntheticDataModule(
+        tmp_path / "mixtures", num_classes=4, clips_per_fold=3, seconds=1.0, sample_rate=8000, batch_size=4, num_workers=0,
+        frontend=FrontendConfig(**TINY_FRONTEND), val_fraction=0.0, max_sources=3, sampler="balanced",
+    )  # fmt: skip
+    dm.prepare_data()
+    dm.setup("fit")
+    assert dm.task == "multilabel"
+    with pytest.raises(ConfigError, match="data.sampler=balanced .* multi-label .* remove data.sampler"):
+        dm.train_dataloader()
+
+
 def test_bad_sampler_and_class_weights_are_config_errors(tiny_root):
     with pytest.raises(ConfigError, match="data.sampler='uniform'"):
         _datamodule(tiny_root, sampler="uniform")

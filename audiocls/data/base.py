@@ -360,6 +360,11 @@ class AudioDataModule(L.LightningDataModule):
                 f"data.sampler=balanced does not shard across {trainer.world_size} processes (DDP); "
                 "use model.class_weights=balanced instead, or train on one device"
             )
+        if self.task == "multilabel":
+            raise ConfigError(
+                "data.sampler=balanced weighs each clip by its one class; this data is multi-label "
+                "(several labels per clip), where that is not defined: remove data.sampler"
+            )
         labels = self.splits["train"].labels
         counts = np.bincount(labels, minlength=self.num_classes)
         weights = torch.as_tensor(1.0 / counts[labels], dtype=torch.double)
