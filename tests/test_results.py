@@ -88,24 +88,30 @@ def test_ablation_tables_average_seeds_and_split_minority_from_majority_recall(t
 
 
 def test_multilabel_experiments_show_map_next_to_the_baseline(tmp_path, monkeypatch):
-    """The multi-label experiments, read from a cv report written by the real report code and a fit's metrics."""
+    """The multi-label experiments, read from a cv report written by the real report code and fits' metrics."""
     from tests.test_cv_multilabel import _fake_cv
 
     monkeypatch.setattr(results, "RECORDS", tmp_path / "records")
+    cv_args = ("cv", "--config", "configs/esc10_mixtures.yaml")
+    fit_args = ("fit", "--config", "configs/esc10_mixtures.yaml", "--data.fold", "1")
+    monkeypatch.setitem(results.EXPERIMENTS, "mixtures_cv", results.Experiment("mixtures cv", "cv", cv_args, "x"))
+    for name, extra in (("esc10_mixtures", ()), ("esc10_mixtures_random", ("--model", "configs/model/random.yaml"))):
+        monkeypatch.setitem(results.EXPERIMENTS, name, results.Experiment(name, "fit", fit_args + extra, "y"))
+    assert "demo_multilabel" in results.EXPERIMENTS
     runs = tmp_path / "runs"
-    assert {"demo_multilabel", "esc10_mixtures_cv", "esc10_mixtures_cv_random"} <= set(results.EXPERIMENTS)
-    assert "configs/model/random.yaml" in results.shown("esc10_mixtures_cv_random")
-    _fake_cv(runs / "esc10_mixtures_cv", seed=0, signal=2.0)
-    _fake_cv(runs / "esc10_mixtures_cv_random", seed=1, signal=0.3)
-    (runs / "demo_multilabel" / "run").mkdir(parents=True)
-    metrics = {"test/mAP": 0.8125, "test/mAP_baseline": 0.19, "test/f1_micro": 0.7, "test/f1_macro": 0.6}
-    (runs / "demo_multilabel" / "run" / "metrics.json").write_text(json.dumps(metrics))
-    found = {n: results.read(n, runs) for n in ("demo_multilabel", "esc10_mixtures_cv", "esc10_mixtures_cv_random")}
-    report = json.loads((runs / "esc10_mixtures_cv" / "cv_results.json").read_text())
+    _fake_cv(runs / "mixtures_cv", seed=0, signal=2.0)
+    for name, m in (("demo_multilabel", 0.8125), ("esc10_mixtures", 0.7), ("esc10_mixtures_random", 0.4)):
+        (runs / name / "run").mkdir(parents=True)
+        metrics = {"test/mAP": m, "test/mAP_baseline": 0.19, "test/f1_micro": 0.7, "test/f1_macro": 0.6}
+        (runs / name / "run" / "metrics.json").write_text(json.dumps(metrics))
+    names = ("demo_multilabel", "mixtures_cv", "esc10_mixtures", "esc10_mixtures_random")
+    found = {n: results.read(n, runs) for n in names}
+    report = json.loads((runs / "mixtures_cv" / "cv_results.json").read_text())
     mean = report["summary"]["final_mAP"]
     readme, doc = "\n".join(results.readme_rows(found)), "\n".join(results.results_md(found))
     assert "mAP 81.25 % (label-frequency baseline 19.00 %)" in readme
     assert f"mAP {100 * mean['mean']:.2f} ± {100 * mean['std']:.2f} %" in readme
-    assert "ImageNet-pretrained vs random initialisation (ESC-10 mixtures" in doc
+    assert "ImageNet-pretrained vs random initialisation (ESC-10 mixtures, fold 1" in doc
+    assert "| ImageNet (regnetx_002 weights file) | **70.00** |" in doc and "| random | **40.00** |" in doc
     fold1 = report["folds"][0]
     assert f"| 1 | {100 * fold1['final_mAP']:.2f} | 99.00 | 1 of 2 |" in doc
