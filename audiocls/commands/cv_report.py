@@ -165,15 +165,7 @@ def write_report(out: Path, name: str, cfg_hash: str, results: list[dict], fold_
         lines += ["", "Per-class accuracy (final epoch, summed over folds), confusion matrix: confusion.png", ""]
         lines += ["| class | acc % |", "| --- | --- |"]
         lines += [f"| {n} | {_pct(a)} |" for n, a in per_class.items()]
-    failed = [r for r in results if r["status"] == "failed"]
-    if failed:
-        lines += ["", "Failed folds:", ""] + [
-            f"- fold {r['fold']}: {r.get('error', '')} (log: {r['log']})" for r in failed
-        ]
-    text = "\n".join(lines) + "\n"
-    atomic_write_text(out / "cv_results.md", text)
-    log.info("report written to %s", out / "cv_results.md")
-    return text
+    return _finish_report(out, lines, results)
 
 
 def _write_multilabel_report(out: Path, name: str, cfg_hash: str, results: list[dict], fold_ids: list[int]) -> str:
@@ -225,15 +217,7 @@ def _write_multilabel_report(out: Path, name: str, cfg_hash: str, results: list[
     if per_class:
         lines += ["", "Per-class AP (final epoch, mean over the folds where the class has positives)", ""]
         lines += ["| class | AP % |", "| --- | --- |"] + [f"| {n} | {_pct(a)} |" for n, a in per_class.items()]
-    failed = [r for r in results if r["status"] == "failed"]
-    if failed:
-        lines += ["", "Failed folds:", ""] + [
-            f"- fold {r['fold']}: {r.get('error', '')} (log: {r['log']})" for r in failed
-        ]
-    text = "\n".join(lines) + "\n"
-    atomic_write_text(out / "cv_results.md", text)
-    log.info("report written to %s", out / "cv_results.md")
-    return text
+    return _finish_report(out, lines, results)
 
 
 def _best_at(r: dict) -> str:
@@ -271,3 +255,16 @@ def _fold_table(title: str, cfg_hash: str, fold_ids, results: list[dict], report
 def _row(cells: list[str]) -> str:
     """A Markdown table row; an empty cell is ``| |``."""
     return "|" + "|".join(f" {c} " if c else " " for c in cells) + "|"
+
+
+def _finish_report(out: Path, lines: list[str], results: list[dict]) -> str:
+    """Append the failed folds to the report's lines, write ``cv_results.md`` atomically and return its text."""
+    failed = [r for r in results if r["status"] == "failed"]
+    if failed:
+        lines += ["", "Failed folds:", ""] + [
+            f"- fold {r['fold']}: {r.get('error', '')} (log: {r['log']})" for r in failed
+        ]
+    text = "\n".join(lines) + "\n"
+    atomic_write_text(out / "cv_results.md", text)
+    log.info("report written to %s", out / "cv_results.md")
+    return text
