@@ -48,8 +48,6 @@ class Experiment:
     what: str
 
 
-#: the ESC-10 mixtures figures (pretrained vs random, multi-label) are not recorded yet; their commands are
-#: ``audiocls fit --config configs/esc10_mixtures.yaml --data.fold 1 [--model configs/model/random.yaml]``
 EXPERIMENTS = {
     "esc10_cv": Experiment(
         "ESC-10, 5 official folds",
@@ -80,6 +78,18 @@ EXPERIMENTS = {
         "fit",
         ("fit", "--config", "configs/demo_multilabel.yaml"),
         "mobilenetv3_small_100, random init",
+    ),
+    "esc10_mixtures": Experiment(
+        "ESC-10 mixtures of 1-3 clips, fold 1 (multi-label)",
+        "fit",
+        ("fit", "--config", "configs/esc10_mixtures.yaml", "--data.fold", "1"),
+        "regnetx_002, ImageNet weights, 44.1 kHz, 30 epochs",
+    ),
+    "esc10_mixtures_random": Experiment(
+        "ESC-10 mixtures of 1-3 clips, fold 1, random init (multi-label)",
+        "fit",
+        ("fit", "--config", "configs/esc10_mixtures.yaml", "--data.fold", "1", "--model", "configs/model/random.yaml"),
+        "regnetx_002, random init, same recipe",
     ),
 }
 
