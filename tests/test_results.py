@@ -67,7 +67,8 @@ def _ablation_run(root: Path, variant: str, seed: int, recall: dict[str, float])
     (root / f"{name}.run.json").write_text(json.dumps({**rec, "uptime_before": "load average: 1.50, 1.00, 0.50"}))
 
 
-def test_ablation_tables_average_seeds_and_split_minority_from_majority_recall(tmp_path):
+def test_ablation_tables_average_seeds_and_split_minority_from_majority_recall(tmp_path, monkeypatch):
+    monkeypatch.setattr(results, "RECORDS", tmp_path / "records")  # no committed runs mixed in
     root = tmp_path / "esc10_ablations"
     root.mkdir()
     (root / "study.json").write_text(json.dumps({"fold": 1, "minority": ["b", "d"]}))
@@ -85,6 +86,28 @@ def test_ablation_tables_average_seeds_and_split_minority_from_majority_recall(t
     assert "`ema`" not in doc  # a failed run has no figures
     # minority (b, d) recall: seed 0 (0.5 + 0.3) / 2 = 40 %, seed 1 60 %; majority (a, c): 95 % both
     assert "| **50.00 ± 14.14** | 95.00 ± 0.00 | 40.0 / 60.0 |" in doc
+
+
+def test_ablation_runs_recorded_earlier_stay_when_a_session_adds_seeds(tmp_path, monkeypatch):
+    """The committed record keeps its runs; a run folder holding only new seeds adds to it (the folder wins on a
+    run in both)."""
+    records = tmp_path / "records"
+    records.mkdir()
+    monkeypatch.setattr(results, "RECORDS", records)
+    old = tmp_path / "earlier" / "esc10_ablations"
+    old.mkdir(parents=True)
+    (old / "study.json").write_text(json.dumps({"fold": 1, "minority": ["b"]}))
+    _ablation_run(old, "recipe", 0, {"a": 1.0, "b": 0.5})
+    _ablation_run(old, "ema", 0, {"a": 1.0, "b": 1.0})
+    (records / "esc10_ablations.json").write_text(json.dumps(results.read_ablations(old)))
+    new = tmp_path / "now" / "esc10_ablations"
+    new.mkdir(parents=True)
+    _ablation_run(new, "recipe", 0, {"a": 1.0, "b": 1.0})  # rerun: replaces the recorded one
+    _ablation_run(new, "recipe", 1, {"a": 0.5, "b": 1.0})
+    found = results.read_ablations(new)
+    accs = {(r["variant"], r["seed"]): r["acc"] for r in found["runs"]}
+    assert accs == {("recipe", 0): 1.0, ("recipe", 1): 0.75, ("ema", 0): 1.0}
+    assert found["minority"] == ["b"]  # from the record, as the new folder has no study.json
 
 
 def test_multilabel_experiments_show_map_next_to_the_baseline(tmp_path, monkeypatch):
