@@ -13,7 +13,8 @@ one variant's arguments (:data:`VARIANTS`), 2 seeds each (what fits in a session
   (``audiocls.data.folder.CSVDataModule``, with ESC-50's folds and src_file groups); then plus
   ``data.sampler balanced`` or ``model.class_weights balanced``: do they raise the minority classes' recall?
 
-Runs go seed by seed and resume (finished runs are skipped); all share one process.
+Runs go seed by seed and resume (finished runs are skipped); all share one process. ``--variants`` and ``--seeds``
+pick a subset; ``benchmarks/results.py`` keeps the committed runs a new folder lacks.
 
     flock /tmp/audiocls-cpu.lock .venv/bin/python benchmarks/esc10_ablations.py > runs/esc10_ablations.log 2>&1 &
     .venv/bin/python benchmarks/results.py          # the tables in docs/RESULTS.md
@@ -95,6 +96,7 @@ def main() -> None:
     parser.add_argument("--root", type=Path, default=ROOT.parent / "shared" / "datasets" / "esc10", help="ESC-10")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "results" / NAME)
+    parser.add_argument("--seeds", type=int, nargs="+", default=None, help="only these seeds (default: each variant's)")
     parser.add_argument("--smoke", action="store_true", help="one batch per phase, one seed: check the arguments")
     args = parser.parse_args()
     manifest = args.out / "imbalanced.csv"
@@ -103,7 +105,7 @@ def main() -> None:
     jobs = []
     for seed in range(1 if args.smoke else max(max(VARIANTS[v][2]) for v in args.variants) + 1):
         for variant in args.variants:
-            if seed not in VARIANTS[variant][2]:
+            if seed not in VARIANTS[variant][2] or (args.seeds is not None and seed not in args.seeds):
                 continue
             extra = ["--config=configs/esc10.yaml", f"--data.fold={args.fold}"]
             extra += [a.format(manifest=manifest) for a in VARIANTS[variant][1]]
