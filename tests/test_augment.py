@@ -52,7 +52,7 @@ def _mel_peak(wave: torch.Tensor) -> int:
 
 @pytest.mark.parametrize(("semitones", "target"), [(2.0, 493.88), (-2.0, 392.00)])
 def test_pitch_shift_moves_a_440_hz_tone_to_its_interval(semitones, target):
-    aug = WaveAugment(AugmentConfig(pitch_shift=(semitones, semitones)))
+    aug = WaveAugment(AugmentConfig(pitch_shift=(semitones, semitones), pitch_time_mode="vocoder"))
     shifted = aug(_tone(440)[None])[0]
     assert _mel_peak(shifted) == pytest.approx(_mel_peak(_tone(target)), abs=1)
     assert abs(_mel_peak(_tone(440)) - _mel_peak(_tone(target))) >= 2  # the check can tell them apart
@@ -61,7 +61,7 @@ def test_pitch_shift_moves_a_440_hz_tone_to_its_interval(semitones, target):
 
 @pytest.mark.parametrize("rate", [1.2, 0.9])
 def test_time_stretch_changes_click_spacing_and_keeps_pitch(rate):
-    aug = WaveAugment(AugmentConfig(time_stretch=(rate, rate), stretch_n_fft=512))
+    aug = WaveAugment(AugmentConfig(time_stretch=(rate, rate), stretch_n_fft=512, pitch_time_mode="vocoder"))
     clicks = _clicks()
     out = aug(clicks[None])[0]
     assert out.shape == clicks.shape
@@ -98,12 +98,12 @@ def test_pitch_time_batched_equals_per_item():
 
 def test_pitch_draws_follow_the_grid_and_probability():
     torch.manual_seed(0)
-    cfg = AugmentConfig(pitch_shift=(-2.0, 2.0), time_stretch=(0.9, 1.2), pitch_time_p=0.5)
+    cfg = AugmentConfig(pitch_shift=(-2.0, 2.0), time_stretch=(0.9, 1.2), pitch_time_p=0.5, pitch_time_mode="vocoder")
     wave = _tone(500, 0.25)[None].repeat(64, 1)
     out = WaveAugment(cfg)(wave)
     changed = (out - wave).abs().amax(1) > 1e-3
     assert 16 <= int(changed.sum()) <= 48  # about half, not none and not all
-    untouched = WaveAugment(AugmentConfig(pitch_shift=(-2.0, 2.0), pitch_time_p=0.0))(wave)
+    untouched = WaveAugment(AugmentConfig(pitch_shift=(-2.0, 2.0), pitch_time_p=0.0, pitch_time_mode="vocoder"))(wave)
     assert torch.equal(untouched, wave)
 
 
@@ -175,6 +175,7 @@ def test_paper_presets_enable_the_papers_augmentation(name):
     cfg = AugmentConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in block.items()})
     assert cfg.pitch_shift == (-2.0, 2.0) and cfg.pitch_step == 1.0 and cfg.time_stretch == (0.9, 1.2)
     assert cfg.pitch_time_p == 0.5
+    assert cfg.pitch_time_mode == "vocoder" != AugmentConfig().pitch_time_mode  # the paper's, not the fast default
     WaveAugment(cfg), SpecAugment(cfg)
 
 

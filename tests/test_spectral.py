@@ -92,7 +92,7 @@ def test_spectral_mode_draws_like_the_vocoder_and_hands_them_to_the_frontend():
     cfg = dict(pitch_shift=(-2.0, 2.0), time_stretch=(0.9, 1.2), pitch_time_p=0.5, gain_db=3.0)
     wave = _tone(500, 0.25)[None].repeat(16, 1)
     torch.manual_seed(0)
-    vocoder = WaveAugment(AugmentConfig(**cfg)).draw(16, wave.device)
+    vocoder = WaveAugment(AugmentConfig(**cfg, pitch_time_mode="vocoder")).draw(16, wave.device)
     torch.manual_seed(0)
     aug = WaveAugment(AugmentConfig(**cfg, pitch_time_mode="spectral"))
     out, pt = aug.with_pitch_time(wave)
