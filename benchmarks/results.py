@@ -79,6 +79,18 @@ EXPERIMENTS = {
         ("fit", "--config", "configs/demo_multilabel.yaml"),
         "mobilenetv3_small_100, random init",
     ),
+    "esc10_mixtures_cv": Experiment(
+        "ESC-10 mixtures of 1-3 clips, 5 official folds (multi-label)",
+        "cv",
+        ("cv", "--config", "configs/esc10_mixtures.yaml"),
+        "regnetx_002, ImageNet weights, 44.1 kHz, 30 epochs",
+    ),
+    "esc10_mixtures_cv_random": Experiment(
+        "ESC-10 mixtures of 1-3 clips, 5 official folds, random init (multi-label)",
+        "cv",
+        ("cv", "--config", "configs/esc10_mixtures.yaml", "--model", "configs/model/random.yaml"),
+        "regnetx_002, random init, same recipe",
+    ),
     "esc10_mixtures": Experiment(
         "ESC-10 mixtures of 1-3 clips, fold 1 (multi-label)",
         "fit",
