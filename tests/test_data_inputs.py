@@ -190,6 +190,34 @@ def test_precompute_refuses_waveform_augmentation(tmp_path):
             _esc(root, precompute_frontend=True, augment=aug)
 
 
+def test_a_cpu_fit_recomputing_the_same_spectrograms_is_told_about_precompute(tmp_path, caplog):
+    """The notice comes exactly when every epoch's frontend output would be the stored one: a CPU accelerator,
+    no waveform augmentation, no clip longer than the crop."""
+    from lightning.pytorch.accelerators import CPUAccelerator
+
+    short, long = make_esc50(tmp_path / "short"), make_esc50(tmp_path / "long", seconds=2.0)
+    cpu = SimpleNamespace(accelerator=CPUAccelerator(), is_global_zero=True)
+    other = SimpleNamespace(accelerator=object(), is_global_zero=True)
+    spec_side = AugmentConfig(time_roll=1.0, freq_masks=1, freq_mask_width=4)
+    cases = [
+        (short, {}, cpu, True),
+        (short, {"augment": spec_side}, cpu, True),  # spectrogram-side augmentation runs on stored images too
+        (short, {"augment": AugmentConfig(gain_db=3.0)}, cpu, False),  # waveform augmentation: per batch
+        (short, {"precompute_frontend": True}, cpu, False),  # already stored
+        (short, {}, other, False),  # a GPU computes the frontend on the device
+        (short, {}, None, False),  # no trainer (a script): says nothing
+        (long, {}, cpu, False),  # 2 s clips, 1 s crops: random crops differ per epoch
+    ]
+    for root, kw, trainer, told in cases:
+        caplog.clear()
+        dm = _esc(root, **kw)
+        dm.trainer = trainer
+        with caplog.at_level("INFO", logger="audiocls.data.base"):
+            dm.setup("fit")
+        said = [r.getMessage() for r in caplog.records if "precompute_frontend=true computes" in r.getMessage()]
+        assert bool(said) == told, (root.name, kw, trainer)
+
+
 def test_time_roll_is_a_circular_roll_per_clip():
     spec = torch.randn(6, 3, 8, 20)
     aug = SpecAugment(AugmentConfig(time_roll=1.0))

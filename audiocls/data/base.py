@@ -33,6 +33,7 @@ from audiocls.data.precompute import (
     frontend_batches,
     frontend_outputs,
     normalise,
+    precompute_hint,
 )
 from audiocls.data.suspicious import WarningSummary, dataset_warnings
 from audiocls.errors import AudioLoadError, ConfigError, DataError
@@ -305,6 +306,10 @@ class AudioDataModule(L.LightningDataModule):
 
     def _prepare_inputs(self) -> None:
         """Measure the training statistics (``normalize: train``) and store the spectrograms (``precompute``)."""
+        if not self.precompute_frontend and getattr(self.trainer, "is_global_zero", True):
+            hint = precompute_hint(self.wave_augment.config, self.splits.get("train"), self.trainer)
+            if hint:
+                log.info(hint)
         if self.normalize != "train" and not self.precompute_frontend:
             return
         raw, specs = self._raw_frontend(), {}

@@ -18,11 +18,13 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from audiocls.audio.frontend import LogMelFrontend, build_frontend
+from audiocls.data.clips import ClipDataset
 from audiocls.errors import ConfigError
 
 __all__ = [
     "SpecDataset",
     "check_speed_settings",
+    "precompute_hint",
     "compute_stats",
     "frontend_batches",
     "frontend_outputs",
@@ -31,6 +33,9 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+#: the augmentation steps that act on the waveform, before the frontend (a stored spectrogram cannot have them)
+WAVE_AUGMENT = ("gain_db", "shift", "pitch_shift", "time_stretch")
 
 
 class SpecDataset(Dataset):
@@ -120,7 +125,7 @@ def check_speed_settings(frontend, augment, normalize, precompute: bool) -> None
             f"data.normalize=train measures frontend.mean/std, but the config sets them (mean={frontend.mean}, "
             f"std={frontend.std}): set frontend.mean and frontend.std to null, or data.normalize to null"
         )
-    wave = {k: getattr(augment, k) for k in ("gain_db", "shift", "pitch_shift", "time_stretch")}
+    wave = {k: getattr(augment, k) for k in WAVE_AUGMENT}
     on = {k: v for k, v in wave.items() if v}
     if precompute and on:
         shown = ", ".join(f"augment.{k}={list(v) if isinstance(v, tuple) else v}" for k, v in on.items())
@@ -129,6 +134,27 @@ def check_speed_settings(frontend, augment, normalize, precompute: bool) -> None
             f"({shown}) cannot be drawn per epoch: set it off (augment.time_roll and the masks act on the "
             "spectrogram and still run) or set data.precompute_frontend=false"
         )
+
+
+def precompute_hint(augment, train: Dataset | None, trainer: Any) -> str | None:
+    """The notice for a CPU fit that recomputes the same spectrograms every epoch, else ``None``.
+
+    That is a fit on a CPU accelerator with no waveform augmentation whose training clips are all at most the
+    crop length (so no random crop either): each epoch's frontend output is then the one
+    ``data.precompute_frontend: true`` would store once at setup, and the per-batch frontend only costs time.
+    """
+    if trainer is None or type(getattr(trainer, "accelerator", None)).__name__ != "CPUAccelerator":
+        return None
+    if any(getattr(augment, k) for k in WAVE_AUGMENT) or not isinstance(train, ClipDataset):
+        return None
+    if any(train.cache.length(i) > train.clip_samples for i in train.indices):
+        return None  # random crops: each epoch's clips differ
+    return (
+        "data.precompute_frontend=false on a CPU, with no waveform augmentation and no clip longer than the crop: "
+        "every epoch recomputes the same spectrograms. data.precompute_frontend=true computes them once at setup "
+        "and trains on the same images with shorter epochs (the CPU recipes do; benchmarks/input_pipeline.py "
+        "measures the difference)"
+    )
 
 
 @torch.no_grad()
