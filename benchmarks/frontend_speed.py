@@ -98,16 +98,14 @@ def main() -> None:
     torch.set_flush_denormal(True)
     data, source = clips(args.batch)
     settings = dict(pitch_shift=(-2.0, 2.0), time_stretch=(0.9, 1.2), pitch_time_p=1.0)
+    augs = {m: WaveAugment(AugmentConfig(**settings, pitch_time_mode=m)) for m in ("spectral", "vocoder")}
     default = AugmentConfig().pitch_time_mode
-    modes = {"b": default, "bs": "vocoder" if default == "spectral" else "spectral"}  # (b) and (b')
-    augs = {k: WaveAugment(AugmentConfig(**settings, pitch_time_mode=m)) for k, m in modes.items()}
-    spectral = augs["b" if default == "spectral" else "bs"]
-    aug = augs["bs" if default == "spectral" else "b"]  # the vocoder
+    modes = {"b": default, "bs": next(m for m in augs if m != default)}  # (b): the default mode, (b'): the other
     frontend = LogMelFrontend(FrontendConfig(), SR).to(dev)
     batch = torch.from_numpy(data).to(dev)
     rng = np.random.default_rng(0)
     if args.profile:
-        return profile(frontend, aug, spectral, batch)
+        return profile(frontend, augs["vocoder"], augs["spectral"], batch)
 
     def timed(fn) -> float:
         if dev.type == "cuda":
@@ -120,8 +118,8 @@ def main() -> None:
         return time.perf_counter() - t0
 
     runs = {
-        "b": lambda: timed(lambda: frontend(*augs["b"].with_pitch_time(batch))),
-        "bs": lambda: timed(lambda: frontend(*augs["bs"].with_pitch_time(batch))),
+        "b": lambda: timed(lambda: frontend(*augs[modes["b"]].with_pitch_time(batch))),
+        "bs": lambda: timed(lambda: frontend(*augs[modes["bs"]].with_pitch_time(batch))),
         "b0": lambda: timed(lambda: frontend(batch)),
     }
     if not args.skip_paper:

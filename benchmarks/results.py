@@ -479,13 +479,12 @@ def read_ablations(root: Path) -> dict | None:
         )
     # runs recorded earlier (committed, e.g. from another machine) and not in this folder stay: a session that
     # adds seeds keeps the others' figures
+    recorded = _load(RECORDS / f"{ABLATIONS}.json") or {}
     done = {(r["variant"], r["seed"]) for r in rows}
-    rows += [
-        r for r in (_load(RECORDS / f"{ABLATIONS}.json") or {}).get("runs", []) if (r["variant"], r["seed"]) not in done
-    ]
+    rows += [r for r in recorded.get("runs", []) if (r["variant"], r["seed"]) not in done]
     if not rows:
         return None
-    study = study or _load(RECORDS / f"{ABLATIONS}.json") or {}
+    study = study or recorded
     command = "python benchmarks/esc10_ablations.py"
     return {"command": command, "fold": study.get("fold", 1), "minority": study.get("minority", []), "runs": rows}
 

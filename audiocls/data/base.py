@@ -306,7 +306,7 @@ class AudioDataModule(L.LightningDataModule):
 
     def _prepare_inputs(self) -> None:
         """Measure the training statistics (``normalize: train``) and store the spectrograms (``precompute``)."""
-        if not self.precompute_frontend and getattr(self.trainer, "is_global_zero", True):
+        if not self.precompute_frontend and (self.trainer is None or self.trainer.is_global_zero):
             hint = precompute_hint(self.wave_augment.config, self.splits.get("train"), self.trainer)
             if hint:
                 log.info(hint)

@@ -143,7 +143,9 @@ def precompute_hint(augment, train: Dataset | None, trainer: Any) -> str | None:
     crop length (so no random crop either): each epoch's frontend output is then the one
     ``data.precompute_frontend: true`` would store once at setup, and the per-batch frontend only costs time.
     """
-    if trainer is None or type(getattr(trainer, "accelerator", None)).__name__ != "CPUAccelerator":
+    from lightning.pytorch.accelerators import CPUAccelerator  # the datamodule has imported Lightning already
+
+    if not isinstance(getattr(trainer, "accelerator", None), CPUAccelerator):
         return None
     if any(getattr(augment, k) for k in WAVE_AUGMENT) or not isinstance(train, ClipDataset):
         return None
