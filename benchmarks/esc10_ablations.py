@@ -116,6 +116,11 @@ def main() -> None:
                 ]
             name = f"{variant}-seed{seed}"
             jobs.append((name, fit_args(name, args.out, extra, seed), {"variant": variant, "seed": seed}))
+    if not jobs:
+        seeds = sorted({s for v in args.variants for s in VARIANTS[v][2]})
+        parser.error(
+            f"--seeds {' '.join(map(str, args.seeds))}: {', '.join(args.variants)} run seeds {seeds}; pick from those"
+        )
     raise SystemExit(1 if run_fits(jobs, args.out) else 0)
 
 
