@@ -136,7 +136,7 @@ class LogMelFrontend(nn.Module):
         self,
         config: FrontendConfig,
         sample_rate: int,
-        chunk_frames: int = 128,
+        chunk_frames: int = 256,
         projection: Literal["sparse", "banded"] | None = None,
     ):
         super().__init__()
