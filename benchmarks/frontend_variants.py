@@ -1,12 +1,12 @@
-"""The frontend's speed settings side by side: clips/s of LogMelFrontend per (projection, chunk_frames) pair.
+"""The frontend's speed setting side by side: clips/s of LogMelFrontend per ``chunk_frames`` value.
 
 Every variant runs on the same 32 clips (real ESC-10 clips when the shared dataset folder is there, 5 s at
 44.1 kHz, the paper's three channels, no augmentation), in alternating rounds so that other load on the
 machine hits all alike; figures are medians, and each variant's time is also printed as a ratio to the first.
 The outputs agree to float32 rounding (checked before timing).
 
-    .venv/bin/python benchmarks/frontend_variants.py                                   # banded:256 (the old default) vs the rest
-    .venv/bin/python benchmarks/frontend_variants.py --variants banded:256 sparse:128 --rounds 30
+    .venv/bin/python benchmarks/frontend_variants.py                        # 256 (the default) vs the rest
+    .venv/bin/python benchmarks/frontend_variants.py --chunks 256 128 --rounds 31
 """
 
 from __future__ import annotations
@@ -24,27 +24,26 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from audiocls.audio.frontend import FrontendConfig, LogMelFrontend  # noqa: E402
 from benchmarks.frontend_speed import SR, clips  # noqa: E402
 
-DEFAULT = ["banded:256", "sparse:256", "sparse:128", "banded:128", "sparse:64"]
+DEFAULT = [256, 128, 512, 64]
 
 
-def variant(text: str) -> tuple[str, int]:
-    """``projection:chunk_frames`` -> ("sparse", 128)."""
-    projection, _, chunk = text.partition(":")
-    if projection not in ("sparse", "banded") or not chunk.isdigit() or int(chunk) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: write projection:chunk_frames, e.g. sparse:128 or banded:256")
-    return projection, int(chunk)
+def chunk(text: str) -> int:
+    """``chunk_frames`` as a positive integer."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give chunk_frames as positive integers, e.g. 256 128")
+    return int(text)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--variants", nargs="+", type=variant, default=[variant(v) for v in DEFAULT])
+    parser.add_argument("--chunks", nargs="+", type=chunk, default=DEFAULT, help="chunk_frames values, first = base")
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--batch", type=int, default=32)
     args = parser.parse_args()
     torch.set_flush_denormal(True)
     data, source = clips(args.batch)
     wave = torch.from_numpy(data)
-    fronts = {f"{p}:{c}": LogMelFrontend(FrontendConfig(), SR, chunk_frames=c, projection=p) for p, c in args.variants}
+    fronts = {f"chunk {c}": LogMelFrontend(FrontendConfig(), SR, chunk_frames=c) for c in args.chunks}
     times: dict[str, list[float]] = {k: [] for k in fronts}
     with torch.no_grad():
         outs = {k: fe(wave) for k, fe in fronts.items()}  # warm-up, and the outputs to compare

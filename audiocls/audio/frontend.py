@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import math
-import warnings
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -113,10 +112,7 @@ class LogMelFrontend(nn.Module):
     each frame is just the window's ``win_length`` samples, zero-padded by the FFT. All channels share one
     filterbank (one ``n_fft``); the projection multiplies each group of filters by its own band of bins only.
     On a CPU the frames go through the FFT and the projection in chunks of about ``chunk_frames`` frames, so the
-    (frames, n_fft // 2 + 1) spectrum stays in cache; other devices take each channel whole. On a CPU the
-    projection is a sparse (CSR) product with the transposed filterbank, which touches each filter's non-zero
-    weights only (~2 per bin) and writes the (n_mels, frames) layout the resize wants; other devices (and
-    ``projection="banded"``) multiply dense blocks of filters by their bands of bins.
+    (frames, n_fft // 2 + 1) spectrum stays in cache; other devices take each channel whole.
 
     ``forward(wave, pitch_time)`` also applies the spectral pitch shift and time stretch of
     :mod:`audiocls.audio.spectral` (``augment.pitch_time_mode: spectral``): a clip shifted by ``s`` semitones is
@@ -128,27 +124,12 @@ class LogMelFrontend(nn.Module):
         config: the frontend settings.
         sample_rate: rate of the incoming waveforms in Hz.
         chunk_frames: frames per chunk on a CPU (a speed setting; the output does not depend on it).
-        projection: ``sparse`` or ``banded`` mel projection without autograd; ``None`` takes ``sparse`` on a
-            CPU and ``banded`` elsewhere (a speed setting: the two agree to float32 rounding).
     """
 
-    def __init__(
-        self,
-        config: FrontendConfig,
-        sample_rate: int,
-        chunk_frames: int = 256,
-        projection: Literal["sparse", "banded"] | None = None,
-    ):
+    def __init__(self, config: FrontendConfig, sample_rate: int, chunk_frames: int = 256):
         super().__init__()
         check_frontend(config, sample_rate)
-        if projection not in (None, "sparse", "banded"):
-            raise ConfigError(f"projection={projection!r} is not one of 'sparse', 'banded' or None (by device)")
-        self.config, self.sample_rate, self.chunk_frames, self.projection = (
-            config,
-            sample_rate,
-            chunk_frames,
-            projection,
-        )
+        self.config, self.sample_rate, self.chunk_frames = config, sample_rate, chunk_frames
         self.win_lengths = [round(w * sample_rate / 1000) for w in config.windows_ms]
         self.hops = [round(h * sample_rate / 1000) for h in config.hops_ms]
         self.n_fft = config.n_fft or max(self.win_lengths)
@@ -167,15 +148,9 @@ class LogMelFrontend(nn.Module):
         self.register_buffer("fb2", fb.repeat_interleave(2, dim=0), persistent=False)  # (2 n_freq, n_mels)
         self.bands = _bands(fb)
         self._warped: dict[tuple[float, str, torch.dtype], tuple[torch.Tensor, list[tuple[int, int, int, int]]]] = {}
-        self._sparse: dict[tuple[float, str, torch.dtype], torch.Tensor] = {}
         c = config.channels
         self.register_buffer("mean", _per_channel(config.mean, c, 0.0), persistent=False)
         self.register_buffer("std", _per_channel(config.std, c, 1.0), persistent=False)
-
-    def __getstate__(self) -> dict:
-        """The module's state without the sparse filterbanks (CSR tensors cannot be deep-copied or pickled; they
-        are rebuilt on first use)."""
-        return {**super().__getstate__(), "_sparse": {}}
 
     @property
     def out_channels(self) -> int:
@@ -224,7 +199,7 @@ class LogMelFrontend(nn.Module):
 
     def filterbank(self, semitones: float = 0.0) -> tuple[torch.Tensor, list[tuple[int, int, int, int]]]:
         """The filterbank (n_freq, n_mels) and its bands for a power spectrum shifted by ``semitones``: ``fb``
-        itself at 0, else :func:`~audiocls.audio.spectral.warp_filterbank`, built once per value and device
+        itself at 0, else :func:`~audiocls.audio.spectral.warp_filterbank`, built once per value, device and dtype
         (without autograd)."""
         if semitones == 0:
             return self.fb, self.bands
@@ -236,18 +211,6 @@ class LogMelFrontend(nn.Module):
                 warped = warp_filterbank(self.fb, semitones)
             self._warped[key] = (warped, warp_bands(warped, self.bands))
         return self._warped[key]
-
-    def sparse_filterbank(self, semitones: float = 0.0) -> torch.Tensor:
-        """The transposed filterbank of :meth:`filterbank` as a sparse CSR (n_mels, n_freq) tensor, built once
-        per pitch value, device and dtype: ``sparse_filterbank(s) @ power.T == (power @ filterbank(s)[0]).T``."""
-        key = (float(semitones), str(self.fb.device), self.fb.dtype)
-        if key not in self._sparse:
-            if len(self._sparse) >= WARPED_CACHE:
-                self._sparse.pop(next(iter(self._sparse)))
-            with torch.no_grad(), warnings.catch_warnings():
-                warnings.filterwarnings("ignore", "Sparse CSR tensor support is in beta")
-                self._sparse[key] = self.filterbank(semitones)[0].T.contiguous().to_sparse_csr()
-        return self._sparse[key]
 
     def power(self, frames: torch.Tensor, c: int) -> torch.Tensor:
         """(..., win_length) frames of channel ``c`` -> (..., n_freq) power spectrum, as :meth:`mel` computes it."""
@@ -277,10 +240,8 @@ class LogMelFrontend(nn.Module):
         :meth:`frames`; ``semitones``: one spectral pitch shift per clip, or ``None``).
 
         Without autograd, each chunk's windowed frames are written straight into the window's columns of one
-        zero-filled (chunk, n_fft) FFT buffer (no padding copy per chunk) and the power is ``re^2 + im^2`` of the
-        FFT. The sparse projection (see the class) takes the power transposed, (n_freq, chunk), and writes its
-        (n_mels, chunk) product into a (B, n_mels, frames) output, returned as a (B, frames, n_mels) view; the
-        banded one writes each band's product into its columns of one (B frames, n_mels) output (no ``cat``).
+        zero-filled (chunk, n_fft) FFT buffer (no padding copy per chunk), the power is ``re^2 + im^2`` of the
+        FFT, and each band's projection writes into its columns of one (B frames, n_mels) output (no ``cat``).
         With ``semitones``, a chunk holds clips of one pitch value and is projected by its warped filterbank.
         """
         frames = self.frames(wave, c, padded)
@@ -312,33 +273,18 @@ class LogMelFrontend(nn.Module):
         left = (self.n_fft - win) // 2
         rows = max(part[..., 0].numel() for part, _, _ in parts)
         buf = wave.new_zeros(rows, self.n_fft)
-        n_freq, n_mels = self.fb.shape
-        sparse = (self.projection or ("sparse" if wave.device.type == "cpu" else "banded")) == "sparse"
-        if sparse:
-            out, power_t = wave.new_empty(b, n_mels, n), wave.new_empty(n_freq, rows)
-        else:
-            out = wave.new_empty(b * n, n_mels)
+        out = wave.new_empty(b * n, self.fb.shape[1])
         window = self.window(c)
         for part, row, value in parts:
             r = part[..., 0].numel()
             torch.mul(part, window, out=buf[:r].view(*part.shape[:-1], self.n_fft)[..., left : left + win])
             spec = torch.view_as_real(torch.fft.rfft(buf[:r]))  # (r, n_freq, 2)
             spec.square_()
-            if sparse:
-                power = power_t[:, :r]  # (n_freq, r)
-                torch.add(spec[..., 0], spec[..., 1], out=power.T)
-                mel = torch.sparse.mm(self.sparse_filterbank(value), power)  # (n_mels, r)
-                i, j = divmod(row, n)
-                if part.dim() == 3:  # whole clips i .. i + len(part)
-                    out[i : i + len(part)] = mel.view(n_mels, len(part), n).transpose(0, 1)
-                else:  # frames j .. j + r of clip i
-                    out[i, :, j : j + r] = mel
-            else:
-                power = spec[..., 0] + spec[..., 1]  # (r, n_freq)
-                fb, bands = self.filterbank(value)
-                for lo, hi, m0, m1 in bands:
-                    torch.mm(power[:, lo:hi], fb[lo:hi, m0:m1], out=out[row : row + r, m0:m1])
-        return out.transpose(1, 2) if sparse else out.view(b, n, -1)
+            power = spec[..., 0] + spec[..., 1]  # (r, n_freq)
+            fb, bands = self.filterbank(value)
+            for lo, hi, m0, m1 in bands:
+                torch.mm(power[:, lo:hi], fb[lo:hi, m0:m1], out=out[row : row + r, m0:m1])
+        return out.view(b, n, -1)
 
     def resize(self, spec: torch.Tensor, rates: torch.Tensor | None = None) -> torch.Tensor:
         """spec (B, n_mels, frames_c) -> (B, *size): the antialiased bilinear resize (none when ``size`` is null);
