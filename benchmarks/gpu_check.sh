@@ -42,7 +42,7 @@ step gpu_tests 90 "$PY" -m pytest -q -m gpu -p no:cacheprovider tests/
 TAIL=3 step frontend_b32 60 "$PY" benchmarks/frontend_speed.py --device cuda --batch 32 --rounds 5 --skip-paper
 TAIL=3 step frontend_b256 90 "$PY" benchmarks/frontend_speed.py --device cuda --batch 256 --rounds 3 --skip-paper
 if [ -d "$ESC10/audio" ]; then
-    TAIL=5 step input_pipeline 120 "$PY" benchmarks/input_pipeline.py --root "$ESC10" --device cuda \
+    TAIL=8 step input_pipeline 150 "$PY" benchmarks/input_pipeline.py --root "$ESC10" --device cuda \
         --model densenet201 --workers "$WORKERS" --epochs 2
 else
     echo "== input_pipeline: skipped, no ESC-10 clips under $ESC10 (set ESC10=...)" | tee -a "$SUMMARY"

@@ -1,17 +1,19 @@
-"""An epoch through the real loader vs the same epoch on spectrograms already in memory, as a time ratio.
+"""An epoch through the real loaders vs the same epoch on spectrograms already in memory, as time ratios.
 
     .venv/bin/python benchmarks/input_pipeline.py                      # ESC-10 fold 1, regnetx_002, 44.1 kHz
-    .venv/bin/python benchmarks/input_pipeline.py --precompute         # with data.precompute_frontend on
+    .venv/bin/python benchmarks/input_pipeline.py --loaders stored     # only data.precompute_frontend: true
     .venv/bin/python benchmarks/input_pipeline.py --device cuda --model densenet201 --workers 8
 
-"loader" is what ``audiocls fit`` does per training epoch: every batch of the datamodule's training DataLoader
-(decoded-audio cache, random crops), to the device, the datamodule's device hook in training mode (the paper's
-three log-mel channels at 128 x 250 and the augmentation of configs/esc10.yaml, or with ``--precompute`` the
-stored spectrograms and the spectrogram-side augmentation only), the model forward, cross-entropy, backward and
-an Adam step. "memory" trains the same number of batches on spectrograms computed beforehand and held on the
-device, so only loading, frontend and augmentation differ. The two alternate epoch by epoch so that other load
-slows both alike; the ratio is of the summed times. Near 1: the model sets the pace; "headroom" is the share
-of a loader epoch spent outside the model step.
+A loader epoch is what ``audiocls fit`` does per training epoch: every batch of the datamodule's training
+DataLoader (decoded-audio cache, random crops), to the device, the datamodule's device hook in training mode, the
+model forward, cross-entropy, backward and an Adam step. Two loaders: ``batch`` computes the paper's three log-mel
+channels at 128 x 250 on every batch and applies the augmentation of configs/esc10.yaml (the path waveform
+augmentation needs); ``stored`` is ``data.precompute_frontend: true`` (what configs/esc10.yaml sets): spectrograms
+computed once at setup, only the spectrogram-side augmentation per batch. "memory" trains the same number of
+batches on spectrograms computed beforehand and held on the device, so only loading, frontend and augmentation
+differ. The modes alternate epoch by epoch so that other load slows all alike; each ratio is of summed times,
+measured in one run. Near 1: the model sets the pace; "headroom" is the share of a loader epoch spent outside
+the model step.
 """
 
 from __future__ import annotations
@@ -50,7 +52,14 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes (the recipe: 0)")
     parser.add_argument("--epochs", type=int, default=4, help="timed epochs per mode (2 gave ratios 0.3 apart)")
-    parser.add_argument("--precompute", action="store_true", help="data.precompute_frontend on")
+    parser.add_argument(
+        "--loaders",
+        nargs="+",
+        choices=["batch", "stored"],
+        default=["batch", "stored"],
+        help="batch: frontend on every batch; stored: data.precompute_frontend (the recipe)",
+    )
+    parser.add_argument("--precompute", action="store_true", help="the same as --loaders stored")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="32", choices=["32", "bf16", "16"])
     args = parser.parse_args()
@@ -60,25 +69,34 @@ def main() -> None:
             f"--device {args.device}: this machine has no CUDA device (torch {torch.__version__}); use --device cpu"
         )
 
+    loaders = ["stored"] if args.precompute else list(dict.fromkeys(args.loaders))
+
     torch.set_flush_denormal(True)
     torch.manual_seed(0)
-    dm = ESC50DataModule(
-        args.root,
-        esc10=True,
-        fold=1,
-        sample_rate=44100,
-        clip_seconds=5.0,
-        batch_size=args.batch_size,
-        num_workers=args.workers,
-        frontend=FrontendConfig.paper(),
-        augment=recipe_augment(),
-        precompute_frontend=args.precompute,
-    )
-    dm.prepare_data()  # decode once into the cache, before any timing
-    t0 = time.perf_counter()
-    dm.setup("fit")  # with --precompute: every clip's spectrogram, once
-    setup_s = time.perf_counter() - t0
-    dm.trainer = SimpleNamespace(training=True)  # the device hook's training branch (augmentation on)
+
+    def datamodule(precompute: bool) -> ESC50DataModule:
+        return ESC50DataModule(
+            args.root,
+            esc10=True,
+            fold=1,
+            sample_rate=44100,
+            clip_seconds=5.0,
+            batch_size=args.batch_size,
+            num_workers=args.workers,
+            frontend=FrontendConfig.paper(),
+            augment=recipe_augment(),
+            precompute_frontend=precompute,
+        )
+
+    dms, setup_s = {}, {}
+    for name in loaders:
+        dms[name] = datamodule(name == "stored")
+        dms[name].prepare_data()  # decode once into the cache, before any timing
+        t0 = time.perf_counter()
+        dms[name].setup("fit")  # stored: every clip's spectrogram, once
+        setup_s[name] = time.perf_counter() - t0
+        dms[name].trainer = SimpleNamespace(training=True)  # the device hook's training branch (augmentation on)
+    dm = next(iter(dms.values()))
     weights = WEIGHTS.get(args.model)
     weights = weights if weights is not None and weights.is_file() else None
     model = build_backbone(args.model, num_classes=dm.num_classes, in_chans=dm.in_chans, weights=weights).to(device)
@@ -98,24 +116,27 @@ def main() -> None:
         if device.type == "cuda":
             torch.cuda.synchronize()
 
-    loader = dm.train_dataloader()
     with torch.no_grad():  # the memory epoch's inputs: the same kind of batches, spectrograms made beforehand
-        dm.trainer = SimpleNamespace(training=False)
-        memory = [dm.on_after_batch_transfer((w.to(device), y.to(device)), 0) for w, y in loader]
-        dm.trainer = SimpleNamespace(training=True)
+        plain = datamodule(False)
+        plain.prepare_data()
+        plain.setup("fit")
+        plain.trainer = SimpleNamespace(training=False)
+        memory = [plain.on_after_batch_transfer((w.to(device), y.to(device)), 0) for w, y in plain.train_dataloader()]
     model.train()
     for spec, y in memory[:2]:  # warm-up: allocator, kernels
         model_step(spec, y)
     sync()
 
-    timed = {"loader": 0.0, "memory": 0.0}
+    timed = {name: 0.0 for name in [*loaders, "memory"]}
+    batches = {name: d.train_dataloader() for name, d in dms.items()}
     for _ in range(args.epochs):
-        t0 = time.perf_counter()
-        for wave, y in loader:
-            spec, y = dm.on_after_batch_transfer((wave.to(device, non_blocking=True), y.to(device)), 0)
-            model_step(spec, y)
-        sync()
-        timed["loader"] += time.perf_counter() - t0
+        for name, d in dms.items():
+            t0 = time.perf_counter()
+            for wave, y in batches[name]:
+                spec, y = d.on_after_batch_transfer((wave.to(device, non_blocking=True), y.to(device)), 0)
+                model_step(spec, y)
+            sync()
+            timed[name] += time.perf_counter() - t0
         t0 = time.perf_counter()
         for spec, y in memory:
             model_step(spec, y)
@@ -123,17 +144,21 @@ def main() -> None:
         timed["memory"] += time.perf_counter() - t0
 
     samples = args.epochs * len(memory) * args.batch_size
-    rate = {k: samples / v for k, v in timed.items()}
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or "CPU")
     print(
         f"model={args.model} ({'weights ' + weights.name if weights else 'random init'}) batch={args.batch_size} "
         f"workers={args.workers} device={args.device} ({where}) precision={args.precision} "
-        f"threads={torch.get_num_threads()} precompute={args.precompute} epochs={args.epochs}x{len(memory)} steps"
+        f"threads={torch.get_num_threads()} loaders={','.join(loaders)} epochs={args.epochs}x{len(memory)} steps"
     )
-    print(f"setup (split{', stored spectrograms' if args.precompute else ''}): {setup_s:.1f} s")
-    print(f"loader: {rate['loader']:.1f} samples/s   memory: {rate['memory']:.1f} samples/s")
-    print(f"headroom: {1 - timed['memory'] / timed['loader']:.0%} of a loader epoch is outside the model step")
-    print(f"epoch time ratio loader/memory: {timed['loader'] / timed['memory']:.2f}x")
+    label = {"batch": "frontend per batch", "stored": "precompute_frontend, the recipe"}
+    if "stored" in setup_s:
+        print(f"setup (split, stored spectrograms): {setup_s['stored']:.1f} s")
+    print("   ".join(f"{name}: {samples / t:.1f} samples/s" for name, t in timed.items()))
+    for name in loaders:
+        headroom = 1 - timed["memory"] / timed[name]
+        print(f"{name} ({label[name]}): {headroom:.0%} of a loader epoch is outside the model step")
+    for name in loaders:
+        print(f"epoch time ratio {name}/memory: {timed[name] / timed['memory']:.2f}x  ({label[name]})")
 
 
 if __name__ == "__main__":
