@@ -169,14 +169,38 @@ def test_datamodule_augments_in_training_only(tiny_root):
     assert spec.shape == plain.shape and not torch.allclose(spec, plain, atol=1e-3)
 
 
-@pytest.mark.parametrize("name", ["esc50.yaml", "urbansound8k.yaml", "gtzan.yaml"])
-def test_paper_presets_enable_the_papers_augmentation(name):
-    block = yaml.safe_load((CONFIGS / name).read_text())["data"]["init_args"]["augment"]
+def test_the_paper_recipe_enables_the_papers_augmentation():
+    block = yaml.safe_load((CONFIGS / "recipes" / "paper.yaml").read_text())["data"]["init_args"]["augment"]
     cfg = AugmentConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in block.items()})
     assert cfg.pitch_shift == (-2.0, 2.0) and cfg.pitch_step == 1.0 and cfg.time_stretch == (0.9, 1.2)
     assert cfg.pitch_time_p == 0.5
     assert cfg.pitch_time_mode == "vocoder" != AugmentConfig().pitch_time_mode  # the paper's, not the fast default
     WaveAugment(cfg), SpecAugment(cfg)
+
+
+@pytest.mark.parametrize("name", ["esc50.yaml", "esc10.yaml", "urbansound8k.yaml", "gtzan.yaml", "fsdd.yaml"])
+def test_dataset_configs_leave_augmentation_to_the_recipe(name):
+    """A dataset config's augment block would merge with the recipe's (the paper's pitch/time under the CPU recipe)."""
+    init = yaml.safe_load((CONFIGS / name).read_text())["data"]["init_args"]
+    assert "augment" not in init and "normalize" not in init and "precompute_frontend" not in init
+
+
+@pytest.mark.parametrize(("width", "size", "cells"), [(0.125, 128, 16), (0.125, 64, 8), (0.1, 250, 25), (0.1, 96, 10)])
+def test_mask_width_as_a_share_of_the_axis(width, size, cells):
+    """The CPU recipe's shares give the widths the recorded ESC-10 (16, 25) and FSDD (8, 10) runs typed."""
+    from audiocls.audio.augment import mask_width
+
+    assert mask_width(width, size) == cells
+    assert mask_width(16, 128) == 16 and mask_width(300, 250) == 250
+
+
+def test_mask_shares_cover_that_many_cells():
+    torch.manual_seed(0)
+    cfg = AugmentConfig(freq_masks=1, freq_mask_width=0.25, time_masks=0)
+    spec = torch.arange(200 * 64 * 10, dtype=torch.float).reshape(200, 1, 64, 10)  # no cell equals a clip's mean
+    out = SpecAugment(cfg).train()(spec.repeat(1, 3, 1, 1))
+    masked_bins = (out[:, 0] != spec[:, 0]).any(dim=2).sum(dim=1)  # (B,) bins changed per clip
+    assert int(masked_bins.max()) == 16  # widths drawn in 0..round(0.25 * 64); 200 draws reach the top
 
 
 @pytest.mark.parametrize(

@@ -99,8 +99,9 @@ def test_fit_then_test_writes_metrics_and_checkpoint(tiny_args, tmp_path, capsys
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: str(p.relative_to(p.parents[1])))
 def test_every_config_parses(config, capsys):
-    """Top-level configs alone; group configs the way their headers say: model/ as --model, others stacked."""
-    base = str(config.parents[1] / "demo.yaml")
+    """Top-level configs alone; group configs the way their headers say: model/ as --model, recipes/ after a dataset
+    config, others stacked."""
+    base = str(config.parents[1] / ("esc50.yaml" if config.parent.name == "recipes" else "demo.yaml"))
     if config.parent.name == "configs":
         args = ["--config", str(config)]
     elif config.parent.name == "model":

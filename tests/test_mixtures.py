@@ -108,14 +108,15 @@ def test_bad_mixing_settings_are_refused(tiny_root):
 
 
 def test_esc10_mixtures_config_fits_on_a_fake_release(tiny_root, tmp_path):
-    """configs/esc10_mixtures.yaml as given (precomputed spectrograms, normalisation, val/mAP), on a fake ESC-50 tree
+    """configs/esc10_mixtures.yaml with the CPU recipe, as the README stacks them (precomputed spectrograms, normalisation, val/mAP), on a fake ESC-50 tree
     with a tiny model and frontend: a few batches train, test logs mAP, thresholds come back in the checkpoint."""
-    config = Path(__file__).resolve().parents[1] / "configs" / "esc10_mixtures.yaml"
+    configs = Path(__file__).resolve().parents[1] / "configs"
     args = [
-        "fit", "--config", str(config), f"--data.root={tiny_root}", "--data.esc10=false", "--data.sample_rate=8000",
+        "fit", "--config", str(configs / "esc10_mixtures.yaml"), "--config", str(configs / "recipes" / "cpu.yaml"),
+        "--model.label_smoothing=0", f"--data.root={tiny_root}", "--data.esc10=false", "--data.sample_rate=8000",
         "--data.clip_seconds=1.0", "--data.batch_size=4", f"--data.frontend={json.dumps(TINY_FRONTEND)}",
         "--data.augment.time_mask_width=4", "--data.augment.freq_mask_width=4",
-        "--model.backbone=test_resnet", "--model.weights=null", "--trainer.max_epochs=1",
+        "--model.backbone=test_resnet", "--model.pretrained=false", "--trainer.max_epochs=1",
         "--trainer.limit_train_batches=3", "--trainer.enable_progress_bar=false",
         "--trainer.logger.init_args.save_dir=runs", "--checkpoint.dirpath=ckpt",
     ]  # fmt: skip

@@ -212,15 +212,15 @@ def test_offline_presets_build_with_their_weights(preset, monkeypatch):
 def test_a_preset_then_random_yaml_gives_random_init_keeping_the_optimizer(capsys):
     from audiocls.training.cli import run_cli
 
-    args = ["fit", "--config", str(REPO / "configs" / "esc10.yaml")]
+    args = ["fit", "--config", str(REPO / "configs" / "esc10.yaml"), "--config", str(REPO / "configs/recipes/cpu.yaml")]
     args += ["--model", str(REPO / "configs" / "model" / "mobilenetv3_small.yaml")]
     args += ["--model", str(REPO / "configs" / "model" / "random.yaml"), "--print_config"]
     with pytest.raises(SystemExit):
         run_cli(args)
     config = yaml.safe_load(capsys.readouterr().out)
     assert config["model"]["backbone"] == "tf_mobilenetv3_small_100"
-    assert config["model"]["weights"] is None
-    assert config["model"]["optimizer"]["class_path"] == "torch.optim.AdamW"  # from esc10.yaml, kept
+    assert config["model"]["weights"] is None and config["model"]["pretrained"] is False
+    assert config["model"]["optimizer"]["class_path"] == "torch.optim.AdamW"  # from the recipe, kept
 
 
 def test_scheduler_interval_is_passed_to_lightning():

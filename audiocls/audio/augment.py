@@ -45,9 +45,12 @@ class AugmentConfig:
         gain_db: random gain drawn uniformly in [-gain_db, +gain_db] dB per clip.
         shift: circular time shift by a uniform fraction of the clip in [-shift, +shift], per clip.
         freq_masks: number of frequency masks per clip.
-        freq_mask_width: maximum width of each frequency mask, in mel bins (widths drawn in 0..max).
+        freq_mask_width: maximum width of each frequency mask (widths drawn in 0..max): an integer counts mel
+            bins; a float below 1 is a share of the spectrogram's bins (0.125: 16 of 128, 8 of 64), so one recipe
+            fits every image size.
         time_masks: number of time masks per clip.
-        time_mask_width: maximum width of each time mask, in frames (widths drawn in 0..max).
+        time_mask_width: maximum width of each time mask, in frames, or a float below 1 as a share of the frames
+            (0.1: 25 of 250, 10 of 96).
         time_roll: circular roll of the spectrogram along its frames by a uniform fraction of them in
             [-time_roll, +time_roll], per clip (1.0: any offset); the spectrogram-side twin of ``shift``, applied
             before the masks.
@@ -69,9 +72,9 @@ class AugmentConfig:
     gain_db: float = 0.0
     shift: float = 0.0
     freq_masks: int = 0
-    freq_mask_width: int = 0
+    freq_mask_width: int | float = 0
     time_masks: int = 0
-    time_mask_width: int = 0
+    time_mask_width: int | float = 0
     time_roll: float = 0.0
     pitch_shift: tuple[float, float] | None = None
     pitch_step: float = 1.0
@@ -87,6 +90,10 @@ def check_augment(config: AugmentConfig) -> None:
     for name in ("gain_db", "shift", "freq_masks", "freq_mask_width", "time_masks", "time_mask_width", "time_roll"):
         if getattr(config, name) < 0:
             bad.append(f"augment.{name}={getattr(config, name)} must be >= 0 (0 disables it)")
+    for name in ("freq_mask_width", "time_mask_width"):
+        value = getattr(config, name)
+        if isinstance(value, float) and value >= 1 and not value.is_integer():
+            bad.append(f"augment.{name}={value}: give a whole number of bins/frames or a share below 1")
     if config.shift > 1:
         bad.append(f"augment.shift={config.shift} is a fraction of the clip: choose a value in [0, 1]")
     if config.time_roll > 1:
@@ -201,6 +208,12 @@ def _roll_index(n: int, size: int, fraction: float, device: torch.device) -> tor
     return (torch.arange(size, device=device).unsqueeze(0) - shifts.unsqueeze(1)) % size
 
 
+def mask_width(width: int | float, size: int) -> int:
+    """The mask width in cells of an axis of ``size``: ``width`` itself, or ``round(width * size)`` for a share < 1."""
+    cells = round(width * size) if isinstance(width, float) and width < 1 else int(width)
+    return min(cells, size)
+
+
 def _masks(n: int, count: int, width: int, size: int, device: torch.device) -> torch.Tensor:
     """(n, size) bool: True where any of ``count`` random bands of width 0..``width`` covers."""
     pos = torch.arange(size, device=device)
@@ -231,11 +244,12 @@ class SpecAugment(_Augment):
             idx = _roll_index(b, t, cfg.time_roll, spec.device)  # (B, T)
             spec = torch.gather(spec, 3, idx[:, None, None, :].expand_as(spec))
         mask = torch.zeros(b, 1, f, t, dtype=torch.bool, device=spec.device)
-        if cfg.freq_masks and cfg.freq_mask_width:
-            mask |= _masks(b, cfg.freq_masks, min(cfg.freq_mask_width, f), f, spec.device)[:, None, :, None]
-        if cfg.time_masks and cfg.time_mask_width:
-            mask |= _masks(b, cfg.time_masks, min(cfg.time_mask_width, t), t, spec.device)[:, None, None, :]
-        if not (cfg.freq_masks and cfg.freq_mask_width) and not (cfg.time_masks and cfg.time_mask_width):
+        freq_width, time_width = mask_width(cfg.freq_mask_width, f), mask_width(cfg.time_mask_width, t)
+        if cfg.freq_masks and freq_width:
+            mask |= _masks(b, cfg.freq_masks, freq_width, f, spec.device)[:, None, :, None]
+        if cfg.time_masks and time_width:
+            mask |= _masks(b, cfg.time_masks, time_width, t, spec.device)[:, None, None, :]
+        if not (cfg.freq_masks and freq_width) and not (cfg.time_masks and time_width):
             return spec
         fill = spec.mean(dim=(1, 2, 3), keepdim=True)
         return torch.where(mask, fill, spec)

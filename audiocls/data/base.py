@@ -167,10 +167,20 @@ class AudioDataModule(L.LightningDataModule):
         """Every clip of the dataset, in a fixed order."""
         raise NotImplementedError
 
-    def require_root(self, layout: str) -> Path:
-        """``self.root``; :class:`ConfigError` saying what to pass when it is unset."""
+    def require_root(self, layout: str, download: str | None = None, archive_dir: str = ".") -> Path:
+        """``self.root``; :class:`ConfigError` saying what to pass when it is unset.
+
+        Args:
+            layout: what the folder holds, for the message.
+            download: the dataset's name for ``audiocls data download``, when it can be fetched.
+            archive_dir: the folder the download unpacks to, under its ``--root``.
+        """
         if self.root is None:
-            raise ConfigError(f"data.root is not set: pass --data.root DIR, the folder holding {layout}")
+            fetch = ""
+            if download:
+                where = "~/data" if archive_dir == "." else f"~/data/{archive_dir}"
+                fetch = f" (to fetch it: audiocls data download {download} --root ~/data, then --data.root {where})"
+            raise ConfigError(f"data.root is not set: pass --data.root DIR, the folder holding {layout}{fetch}")
         return self.root
 
     def check_fold(self) -> None:

@@ -69,7 +69,7 @@ class ESC50DataModule(AudioDataModule):
         **kwargs,
     ):
         super().__init__(root, sample_rate=sample_rate, clip_seconds=clip_seconds, **kwargs)
-        self.require_root("audio/ and meta/esc50.csv")
+        self.require_root("audio/ and meta/esc50.csv", download="esc50", archive_dir=ARCHIVE_DIR)
         self.esc10 = esc10
         self.check_fold()
         self._rows: list[dict[str, str]] | None = None

@@ -65,7 +65,7 @@ class FSDDDataModule(AudioDataModule):
         **kwargs,
     ):
         super().__init__(root, sample_rate=sample_rate, clip_seconds=clip_seconds, **kwargs)
-        self.require_root("recordings/")
+        self.require_root("recordings/", download="fsdd", archive_dir=ARCHIVE_DIR)
         if split not in ("official", "speaker"):
             raise ConfigError(f"data.split={split!r}: choose 'official' or 'speaker'")
         self.split_mode = split

@@ -118,7 +118,7 @@ class GTZANDataModule(AudioDataModule):
         **kwargs,
     ):
         super().__init__(root, sample_rate=sample_rate, clip_seconds=clip_seconds, **kwargs)
-        self.require_root("genres_original/<genre>/ or genres/<genre>/")
+        self.require_root("genres_original/<genre>/ or genres/<genre>/", download="gtzan", archive_dir=ARCHIVE_DIR)
         if split_file is None:
             self.check_fold()
         self.fold_seed = fold_seed

@@ -75,7 +75,9 @@ class UrbanSound8KDataModule(AudioDataModule):
         **kwargs,
     ):
         super().__init__(root, sample_rate=sample_rate, clip_seconds=clip_seconds, **kwargs)
-        self.require_root("audio/fold1..fold10/ and metadata/UrbanSound8K.csv")
+        self.require_root(
+            "audio/fold1..fold10/ and metadata/UrbanSound8K.csv", download="urbansound8k", archive_dir=ARCHIVE_DIR
+        )
         self.check_fold()
         self._rows = read_urbansound8k_meta(self.root)
 

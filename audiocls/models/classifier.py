@@ -29,6 +29,7 @@ from audiocls.models.multilabel import (
     multilabel_metrics,
     per_class_ap,
 )
+from audiocls.models.schedules import run_length, takes_total_steps
 from audiocls.models.transfer import freeze_until as freeze_until_stage
 from audiocls.models.transfer import reinit_from as reinit_from_stage
 
@@ -67,8 +68,9 @@ class AudioClassifier(L.LightningModule):
         input_transform: ``tv_inception`` applies torchvision's Inception-v3 ``transform_input``, as the paper's
             Inception did; ``None`` feeds the spectrogram as it is.
         optimizer: optimizer factory (paper: Adam, lr 1e-4, weight decay 1e-3).
-        scheduler: LR scheduler factory (paper: StepLR 30 x 0.1).
-        scheduler_interval: ``epoch`` or ``step`` (for OneCycleLR and other per-step schedules).
+        scheduler: LR scheduler factory (paper: StepLR 30 x 0.1). One that takes ``total_steps``
+            (:class:`~audiocls.models.schedules.WarmupCosine`, ``OneCycleLR``) is sized by the run.
+        scheduler_interval: ``epoch`` or ``step`` (for WarmupCosine, OneCycleLR and other per-step schedules).
         class_weights: weights of the training cross-entropy, one per class; ``balanced`` is
             ``N / (num_classes * n_c)`` from the training split's class counts ``n_c`` (read from the datamodule
             when training starts); ``None`` weighs every class 1. Validation and test losses stay unweighted.
@@ -369,7 +371,9 @@ class AudioClassifier(L.LightningModule):
                 group["lr"] = self.lr
         if self.scheduler_factory is None:
             return optimizer
-        scheduler = {"scheduler": self.scheduler_factory(optimizer), "interval": self.scheduler_interval}
+        factory, interval = self.scheduler_factory, self.scheduler_interval
+        sized = {"total_steps": run_length(self.trainer, interval)} if takes_total_steps(factory) else {}
+        scheduler = {"scheduler": factory(optimizer, **sized), "interval": interval}
         return {"optimizer": optimizer, "lr_scheduler": scheduler}
 
 

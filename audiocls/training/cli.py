@@ -108,13 +108,28 @@ TASK_MONITOR = {"multiclass": "val/acc", "multilabel": "val/mAP"}
 
 
 def monitor_follows_task(trainer: Trainer, model) -> None:
-    """Point checkpoint callbacks that monitor the other task's figure (``val/acc``) at this task's one."""
+    """Point checkpoint and early-stopping callbacks that monitor the other task's figure (``val/acc``) at this
+    task's one, so one callback preset serves both tasks."""
     task = getattr(model, "task", "multiclass")
     wrong = {v for k, v in TASK_MONITOR.items() if k != task}
-    for callback in trainer.checkpoint_callbacks:
+    for callback in [*trainer.checkpoint_callbacks, *trainer.early_stopping_callbacks]:
         if callback.monitor in wrong:
-            log.info("checkpoint.monitor=%s -> %s for a %s model", callback.monitor, TASK_MONITOR[task], task)
+            name = type(callback).__name__
+            log.info("%s monitor %s -> %s for a %s model", name, callback.monitor, TASK_MONITOR[task], task)
             callback.monitor = TASK_MONITOR[task]
+
+
+def effective_batch_line(trainer: Trainer, batch_size: int | None) -> str | None:
+    """One line saying how many clips an optimizer step sees when several processes or accumulation multiply
+    ``data.batch_size``; ``None`` when a step sees exactly one batch."""
+    world, accumulate = trainer.world_size, trainer.accumulate_grad_batches
+    if batch_size is None or world * accumulate == 1:
+        return None
+    parts = [f"{world} processes" if world > 1 else "", f"{accumulate} accumulated batches" if accumulate > 1 else ""]
+    return (
+        f"effective batch {world * accumulate * batch_size} clips per optimizer step: data.batch_size={batch_size} x "
+        f"{' x '.join(p for p in parts if p)}; the learning rate is not scaled (see configs/trainer/ddp.yaml)"
+    )
 
 
 class AudioCLI(LightningCLI):
@@ -239,6 +254,9 @@ class AudioCLI(LightningCLI):
 
     def before_fit(self) -> None:
         self._preflight("fit")
+        line = effective_batch_line(self.trainer, getattr(self.datamodule, "batch_size", None))
+        if line and self.trainer.is_global_zero:
+            log.info(line)
 
     def before_validate(self) -> None:
         self._preflight("validate")
