@@ -1,6 +1,6 @@
 """Clips per second the training DataLoader delivers on ESC-10: cold cache, warm cache, and no cache.
 
-    .venv/bin/python benchmarks/data_loading.py --root ../shared/datasets/esc10 --rates 44100 22050
+    .venv/bin/python benchmarks/data_loading.py --root ~/data/ESC-50-master --rates 44100 22050
 
 cold  = first epoch of a fresh run: decode + resample every file into the cache, then iterate the loader
 warm  = a later run (or epoch): the cache is memory-mapped, nothing is decoded
@@ -13,6 +13,7 @@ machine shared with other jobs the CPU-second figure is the stable one. All thre
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -61,7 +62,12 @@ def _fmt(rates: tuple[float, float]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--root", type=Path, default=Path("../shared/datasets/esc10"))
+    parser.add_argument(
+        "--root",
+        type=Path,
+        default=os.environ.get("AUDIOCLS_ESC50_ROOT"),
+        required="AUDIOCLS_ESC50_ROOT" not in os.environ,
+    )
     parser.add_argument("--rates", type=int, nargs="+", default=[44100, 22050])
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()

@@ -1,6 +1,7 @@
 """What the recipe's options do on ESC-10 fold 1: weight averaging, the two pitch/time modes, class imbalance.
 
-Every run is the shipped ``audiocls fit --config configs/esc10.yaml --data.fold 1 --seed_everything SEED`` plus
+Every run is the shipped ``audiocls fit --config configs/esc10.yaml --config configs/recipes/cpu.yaml --data.fold 1
+--seed_everything SEED`` plus
 one variant's arguments (:data:`VARIANTS`), 2 seeds each (what fits in a session on 2 cores):
 
 - ``recipe``: the shipped recipe as it is (spectrograms precomputed, time roll + masks).
@@ -27,7 +28,7 @@ import csv
 import json
 from pathlib import Path
 
-from study import fit_args, run_fits
+from study import esc10_stack, esc50_root, fit_args, run_fits
 
 ROOT = Path(__file__).resolve().parents[1]
 NAME = "esc10_ablations"
@@ -93,12 +94,15 @@ def write_manifest(root: Path, fold: int, path: Path) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--fold", type=int, default=1)
-    parser.add_argument("--root", type=Path, default=ROOT.parent / "shared" / "datasets" / "esc10", help="ESC-10")
+    parser.add_argument(
+        "--root", type=Path, default=None, help="the ESC-50 release folder (default: $AUDIOCLS_ESC50_ROOT)"
+    )
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "results" / NAME)
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="only these seeds (default: each variant's)")
     parser.add_argument("--smoke", action="store_true", help="one batch per phase, one seed: check the arguments")
     args = parser.parse_args()
+    args.root = esc50_root(args.root)
     manifest = args.out / "imbalanced.csv"
     minority = write_manifest(args.root, args.fold, manifest)
     (args.out / "study.json").write_text(json.dumps({"fold": args.fold, "minority": minority}, indent=2))
@@ -107,7 +111,7 @@ def main() -> None:
         for variant in args.variants:
             if seed not in VARIANTS[variant][2] or (args.seeds is not None and seed not in args.seeds):
                 continue
-            extra = ["--config=configs/esc10.yaml", f"--data.fold={args.fold}"]
+            extra = [*esc10_stack(args.root), f"--data.fold={args.fold}"]
             extra += [a.format(manifest=manifest) for a in VARIANTS[variant][1]]
             if args.smoke:
                 extra += [

@@ -1,6 +1,7 @@
-"""The paper's partial-transfer study on ESC-10 fold 1 with the shipped recipe (configs/esc10.yaml), 3 seeds each.
+"""The paper's partial-transfer study on ESC-10 fold 1 with the shipped recipe (configs/esc10.yaml + configs/recipes/cpu.yaml), 3 seeds each.
 
-Every run is ``audiocls fit --config configs/esc10.yaml --data.fold 1 --seed_everything SEED`` plus one of
+Every run is ``audiocls fit --config configs/esc10.yaml --config configs/recipes/cpu.yaml --data.fold 1 --seed_everything
+SEED`` plus one of
 ``--model.freeze_until K`` (stages 1..K keep their ImageNet weights and do not train; BatchNorm stays in eval mode)
 or ``--model.reinit_from K`` (stages K.. start from random init). Stages are timm's ``feature_info`` stages of
 regnetx_002: 1 = stem, 2-5 = s1-s4; ``freeze_until 0`` is plain fine-tuning, ``reinit_from 1`` is random init.
@@ -18,7 +19,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from study import fit_args, run_fits
+from study import esc10_stack, esc50_root, fit_args, run_fits
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = 5  # regnetx_002: stem, s1, s2, s3, s4
@@ -37,12 +38,16 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--plan", nargs="+", default=PLAN, help="OPTION=STAGE items, in order")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "results" / "esc10_transfer")
+    parser.add_argument(
+        "--root", type=Path, default=None, help="the ESC-50 release folder (default: $AUDIOCLS_ESC50_ROOT)"
+    )
     args = parser.parse_args()
+    args.root = esc50_root(args.root)
     jobs = []
     for seed in args.seeds:
         for item in args.plan:
             option, stage = item.split("=")
-            extra = ["--config=configs/esc10.yaml", f"--data.fold={args.fold}", f"--model.{option}={stage}"]
+            extra = [*esc10_stack(args.root), f"--data.fold={args.fold}", f"--model.{option}={stage}"]
             meta = {"item": item, "seed": seed, "fold": args.fold}
             jobs.append((run_name(item, seed), fit_args(run_name(item, seed), args.out, extra, seed), meta))
     raise SystemExit(1 if run_fits(jobs, args.out) else 0)

@@ -11,7 +11,7 @@
 Without augmentation, the frontends alone: the paper's per clip (three MelSpectrograms, log, PIL resize) and
 audiocls's LogMelFrontend on the batch.
 
-All run on the same 5 s 44.1 kHz clips (real ESC-10 clips when the shared dataset folder is there), in
+All run on the same 5 s 44.1 kHz clips (real ESC-10 clips when $AUDIOCLS_ESC50_ROOT names an ESC-50 folder), in
 alternating rounds so that other load on the machine hits all alike; the figures are of medians. The last
 three lines are ``ratio (b')/(a): N.Nx``, the frontend-only figures and ``ratio (b)/(a): N.Nx``.
 
@@ -23,6 +23,7 @@ three lines are ``ratio (b')/(a): N.Nx``, the frontend-only figures and ``ratio 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import sys
@@ -38,7 +39,8 @@ from audiocls.audio.frontend import FrontendConfig, LogMelFrontend
 from audiocls.data.io import load_audio, pad_or_crop
 
 SR, SECONDS = 44100, 5.0
-ESC10 = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "esc10" / "audio"
+#: real clips from the ESC-50 release folder named by $AUDIOCLS_ESC50_ROOT (ESC-10's are among them), when set
+ESC10 = Path(os.environ.get("AUDIOCLS_ESC50_ROOT") or "/nonexistent") / "audio"
 
 
 def clips(n: int) -> tuple[np.ndarray, str]:

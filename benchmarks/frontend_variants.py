@@ -1,6 +1,6 @@
 """The frontend's speed setting side by side: clips/s of LogMelFrontend per ``chunk_frames`` value.
 
-Every variant runs on the same 32 clips (real ESC-10 clips when the shared dataset folder is there, 5 s at
+Every variant runs on the same 32 clips (real ESC-10 clips when $AUDIOCLS_ESC50_ROOT names an ESC-50 folder, 5 s at
 44.1 kHz, the paper's three channels, no augmentation), in alternating rounds so that other load on the
 machine hits all alike; figures are medians, and each variant's time is also printed as a ratio to the first.
 The outputs agree to float32 rounding (checked before timing).

@@ -19,6 +19,7 @@ the model step.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import sys
 import time
@@ -32,22 +33,25 @@ import yaml
 from audiocls.audio.augment import AugmentConfig
 from audiocls.audio.frontend import FrontendConfig
 from audiocls.data.esc50 import ESC50DataModule
+from audiocls.errors import ConfigError
 from audiocls.models.backbone import build_backbone
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-WEIGHTS = {"regnetx_002": SHARED / "weights" / "regnetx_002.hailo_in1k.safetensors"}
+ESC50_ROOT = os.environ.get("AUDIOCLS_ESC50_ROOT")  # the ESC-50 release folder (ESC-10 is its subset)
 
 
 def recipe_augment() -> AugmentConfig:
-    """The augmentation block of configs/esc10.yaml (the CPU recipe)."""
-    block = yaml.safe_load((REPO / "configs" / "esc10.yaml").read_text())["data"]["init_args"].get("augment") or {}
+    """The augmentation block of configs/recipes/cpu.yaml (the CPU recipe)."""
+    recipe = yaml.safe_load((REPO / "configs" / "recipes" / "cpu.yaml").read_text())
+    block = recipe["data"]["init_args"].get("augment") or {}
     return AugmentConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in block.items()})
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--root", default=str(SHARED / "datasets" / "esc10"), help="ESC-50 layout folder")
+    parser.add_argument(
+        "--root", default=ESC50_ROOT, required=ESC50_ROOT is None, help="ESC-50 folder (default: $AUDIOCLS_ESC50_ROOT)"
+    )
     parser.add_argument("--model", default="regnetx_002", help="timm model name")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes (the recipe: 0)")
@@ -100,11 +104,12 @@ def main() -> None:
             t0 = time.perf_counter()
             dms[name].setup("fit")  # every clip's spectrogram, once
             stored_setup_s = time.perf_counter() - t0
-    weights = WEIGHTS.get(args.model)
-    weights = weights if weights is not None and weights.is_file() else None
-    model = build_backbone(args.model, num_classes=plain.num_classes, in_chans=plain.in_chans, weights=weights).to(
-        device
-    )
+    shape = dict(num_classes=plain.num_classes, in_chans=plain.in_chans)
+    try:  # ImageNet weights from the weights folder (AUDIOCLS_WEIGHTS) or timm's cache, as model.pretrained: true
+        model, weights = build_backbone(args.model, pretrained=True, **shape), "ImageNet weights"
+    except ConfigError:
+        model, weights = build_backbone(args.model, **shape), None
+    model = model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     dtype = {"32": None, "bf16": torch.bfloat16, "16": torch.float16}[args.precision]
     scaler = torch.amp.GradScaler(enabled=args.precision == "16")
@@ -150,7 +155,7 @@ def main() -> None:
     samples = args.epochs * len(memory) * args.batch_size
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or "CPU")
     print(
-        f"model={args.model} ({'weights ' + weights.name if weights else 'random init'}) batch={args.batch_size} "
+        f"model={args.model} ({weights or 'random init'}) batch={args.batch_size} "
         f"workers={args.workers} device={args.device} ({where}) precision={args.precision} "
         f"threads={torch.get_num_threads()} loaders={','.join(loaders)} epochs={args.epochs}x{len(memory)} steps"
     )

@@ -2,6 +2,7 @@
 
     python benchmarks/results.py                      # read runs/results/*, rewrite docs/RESULTS.md + the README table
     python benchmarks/results.py --run esc10_cv fsdd  # (re)run those experiments first, one at a time
+    # the runs read AUDIOCLS_ESC50_ROOT / AUDIOCLS_FSDD_ROOT (data) and AUDIOCLS_WEIGHTS (ImageNet weights)
     python benchmarks/results.py --check              # print the tables, write nothing
     python benchmarks/results.py --run esc10_transfer # the partial-transfer study (benchmarks/esc10_partial_transfer.py)
 
@@ -48,23 +49,42 @@ class Experiment:
     what: str
 
 
+CPU = "configs/recipes/cpu.yaml"
+ESC10_CPU = ("--config", "configs/esc10.yaml", "--config", CPU, "--data.root", "{esc50}")
+MIXTURES_CPU = ("--config", "configs/esc10_mixtures.yaml", "--config", CPU, "--model.label_smoothing", "0", "--data.root", "{esc50}")  # fmt: skip
+#: the data folders the commands name: (environment variable a run reads it from, the folder a user types)
+DATA_ROOTS = {
+    "esc50": ("AUDIOCLS_ESC50_ROOT", "~/data/ESC-50-master"),
+    "fsdd": ("AUDIOCLS_FSDD_ROOT", "~/data/free-spoken-digit-dataset-master"),
+}
+
 EXPERIMENTS = {
     "esc10_cv": Experiment(
         "ESC-10, 5 official folds",
         "cv",
-        ("cv", "--config", "configs/esc10.yaml"),
+        ("cv", *ESC10_CPU),
         "regnetx_002, ImageNet weights, 44.1 kHz, 30 epochs",
     ),
     "esc10_cv_random": Experiment(
         "ESC-10, 5 official folds, random init",
         "cv",
-        ("cv", "--config", "configs/esc10.yaml", "--model", "configs/model/random.yaml"),
+        ("cv", *ESC10_CPU, "--model", "configs/model/random.yaml"),
         "regnetx_002, random init, same recipe",
     ),
     "fsdd": Experiment(
         "FSDD, official split (300 test clips)",
         "fit",
-        ("fit", "--config", "configs/fsdd.yaml", "--data.root", "../shared/datasets/fsdd"),
+        (
+            "fit",
+            "--config",
+            "configs/fsdd.yaml",
+            "--config",
+            CPU,
+            "--trainer.max_epochs",
+            "20",
+            "--data.root",
+            "{fsdd}",
+        ),
         "regnetx_002, ImageNet weights, 8 kHz",
     ),
     "demo": Experiment(
@@ -82,42 +102,56 @@ EXPERIMENTS = {
     "esc10_mixtures_cv": Experiment(
         "ESC-10 mixtures of 1-3 clips, 5 official folds (multi-label)",
         "cv",
-        ("cv", "--config", "configs/esc10_mixtures.yaml"),
+        ("cv", *MIXTURES_CPU),
         "regnetx_002, ImageNet weights, 44.1 kHz, 30 epochs",
     ),
     "esc10_mixtures_cv_random": Experiment(
         "ESC-10 mixtures of 1-3 clips, 5 official folds, random init (multi-label)",
         "cv",
-        ("cv", "--config", "configs/esc10_mixtures.yaml", "--model", "configs/model/random.yaml"),
+        ("cv", *MIXTURES_CPU, "--model", "configs/model/random.yaml"),
         "regnetx_002, random init, same recipe",
     ),
     "esc10_mixtures": Experiment(
         "ESC-10 mixtures of 1-3 clips, fold 1 (multi-label)",
         "fit",
-        ("fit", "--config", "configs/esc10_mixtures.yaml", "--data.fold", "1"),
+        ("fit", *MIXTURES_CPU, "--data.fold", "1"),
         "regnetx_002, ImageNet weights, 44.1 kHz, 30 epochs",
     ),
     "esc10_mixtures_random": Experiment(
         "ESC-10 mixtures of 1-3 clips, fold 1, random init (multi-label)",
         "fit",
-        ("fit", "--config", "configs/esc10_mixtures.yaml", "--data.fold", "1", "--model", "configs/model/random.yaml"),
+        ("fit", *MIXTURES_CPU, "--data.fold", "1", "--model", "configs/model/random.yaml"),
         "regnetx_002, random init, same recipe",
     ),
 }
 
 
+def _roots(args: tuple[str, ...], pick) -> list[str]:
+    return [arg.format(**{key: pick(*where) for key, where in DATA_ROOTS.items()}) for arg in args]
+
+
+def _from_env(variable: str, typed: str) -> str:
+    import os
+
+    if not os.environ.get(variable):
+        raise SystemExit(f"results.py: set {variable} to the folder a user passes as {typed} (its data root)")
+    return os.environ[variable]
+
+
 def command(name: str, runs: Path) -> list[str]:
-    """The full command line of experiment ``name`` with its output in ``runs/name``."""
+    """The full command line of experiment ``name`` with its output in ``runs/name``; data folders come from the
+    environment (:data:`DATA_ROOTS`), ImageNet weights from the weights folder (``AUDIOCLS_WEIGHTS``)."""
     exp = EXPERIMENTS[name]
+    args = _roots(exp.args, _from_env)
     if exp.kind == "cv":
-        return [*exp.args, "--out", str(runs / name)]
+        return [*args, "--out", str(runs / name)]
     pre = "--trainer.logger.init_args"
-    return [*exp.args, f"{pre}.save_dir={runs}", f"{pre}.name={name}", f"{pre}.version=run"]
+    return [*args, f"{pre}.save_dir={runs}", f"{pre}.name={name}", f"{pre}.version=run"]
 
 
 def shown(name: str) -> str:
-    """The command as a user types it (without the output folder)."""
-    return "audiocls " + " ".join(EXPERIMENTS[name].args)
+    """The command as a user types it (without the output folder), with the data folders a user would have."""
+    return "audiocls " + " ".join(_roots(EXPERIMENTS[name].args, lambda _variable, typed: typed))
 
 
 def _uptime() -> str:

@@ -19,7 +19,24 @@ import torch
 
 from audiocls.cli import main as audiocls_main
 
-__all__ = ["fit_args", "run_fits", "uptime"]
+__all__ = ["esc10_stack", "esc50_root", "fit_args", "run_fits", "uptime"]
+
+#: the environment variable naming the ESC-50 release folder (ESC-10 is its subset); benchmarks/results.py reads it too
+ESC50_ROOT = "AUDIOCLS_ESC50_ROOT"
+
+
+def esc50_root(given: Path | None = None) -> Path:
+    """``given``, else ``$AUDIOCLS_ESC50_ROOT``: the folder a user passes as ``--data.root`` for ESC-10."""
+    import os
+
+    if given is None and not os.environ.get(ESC50_ROOT):
+        raise SystemExit(f"pass --root DIR or set {ESC50_ROOT}: the ESC-50 release folder (audio/, meta/esc50.csv)")
+    return Path(given or os.environ[ESC50_ROOT])
+
+
+def esc10_stack(root: Path) -> list[str]:
+    """The shipped ESC-10 CPU recipe as a user stacks it, on the data at ``root``."""
+    return ["--config=configs/esc10.yaml", "--config=configs/recipes/cpu.yaml", f"--data.root={root}"]
 
 
 def uptime() -> str:
