@@ -211,6 +211,15 @@ def test_pretrained_loads_the_folder_file_not_a_random_init(folder, backbone, ca
     assert str(folder / "test_efficientnet.mytag.safetensors") in caplog.text
 
 
+def test_model_weights_file_takes_precedence_over_the_folder(folder, tmp_path):
+    folder.mkdir()
+    save_file(_perturbed("test_resnet", 1000, seed=1).state_dict(), str(folder / "test_resnet.safetensors"))
+    one_off = _perturbed("test_resnet", 1000, seed=2)
+    save_file(one_off.state_dict(), str(tmp_path / "one_off.safetensors"))
+    model = build_backbone("test_resnet", num_classes=1000, pretrained=True, weights=tmp_path / "one_off.safetensors")
+    _assert_same(model.state_dict(), one_off.state_dict())
+
+
 def test_bare_arch_with_several_tags_names_them_and_the_fix(folder):
     folder.mkdir()
     state = _perturbed("test_resnet", 1000).state_dict()

@@ -80,7 +80,7 @@ def add_weights(file: str | Path, name: str, *, force: bool = False, folder: Pat
 
     folder = weights_dir() if folder is None else folder
     check_backbone_name(name, setting="--model")
-    arch, _ = split_name(name, setting="--model")
+    arch = name.split(".")[0]
     state = read_state_dict(file, setting="FILE")
     model = build_backbone(name, num_classes=1000)  # ImageNet's head; a head of another size is left out
     try:
