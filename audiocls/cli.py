@@ -34,6 +34,7 @@ COMMANDS = {
     "explain": ("audiocls.commands.explain", "gradient saliency image of a clip from a checkpoint"),
     "export": ("audiocls.commands.export", "waveform-in ONNX / TorchScript model from a checkpoint"),
     "data": ("audiocls.commands.data", "download and verify the public datasets"),
+    "weights": ("audiocls.commands.weights", "add ImageNet weights to the weights folder that model.pretrained reads; list it"),
     "embed": ("audiocls.commands.embed", "pooled penultimate features of audio files from a checkpoint (--out emb.npy|.npz|.csv)"),
     "lr_find": ("audiocls.commands.lr_find", "learning-rate range test on a fit config (--config X), suggested lr and plot PNG"),
 }  # fmt: skip

