@@ -16,10 +16,18 @@ from audiocls.data.synthetic import generate_synthetic
 
 torch.set_flush_denormal(True)
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-ESC10 = SHARED / "datasets" / "esc10"
-FSDD = SHARED / "datasets" / "fsdd"
-WEIGHTS = SHARED / "weights"
+
+
+def _given(variable: str) -> Path:
+    """The folder a user's environment variable names (read at import, before the fixtures below reset it), or a
+    path that does not exist: ``real_data`` tests skip then."""
+    return Path(os.environ.get(variable) or f"/nonexistent/{variable}")
+
+
+#: real data and weights, reached as a user reaches theirs (.ci/run sets these where the team's copies exist)
+ESC10 = _given("AUDIOCLS_ESC50_ROOT")  # an ESC-50 release folder (ESC-10 is its subset)
+FSDD = _given("AUDIOCLS_FSDD_ROOT")
+WEIGHTS = _given("AUDIOCLS_WEIGHTS")
 
 #: a small frontend for fast tests: the paper's three windows, 32 mels, 32 x 64 images
 TINY_FRONTEND = {
@@ -71,7 +79,7 @@ def _isolated(monkeypatch, tmp_path, cache_root, weights_root):
 def shared_weights(monkeypatch) -> Path:
     """The development machines' ImageNet weights as the weights folder (``AUDIOCLS_WEIGHTS``); skips without it."""
     if not WEIGHTS.is_dir():
-        pytest.skip(f"no real weights folder for AUDIOCLS_WEIGHTS (looked for {WEIGHTS})")
+        pytest.skip(f"no real weights folder: set AUDIOCLS_WEIGHTS (now {WEIGHTS})")
     monkeypatch.setenv("AUDIOCLS_WEIGHTS", str(WEIGHTS))
     return WEIGHTS
 

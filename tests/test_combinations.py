@@ -152,6 +152,63 @@ def test_shipped_stack_fits_and_tests(
     assert np.isfinite(metrics[headline]), metrics
 
 
+# --- the layers reproduce the recorded runs' settings -----------------------------------------------------------
+#: the settings of the recorded ESC-10 / FSDD / mixtures runs (docs/RESULTS.md), as their one-file configs typed them
+RECORDED = {
+    "esc10": {
+        "args": [],
+        "max_epochs": 30, "val_fraction": 0.03, "label_smoothing": 0.1, "n_mels": 128, "size": [128, 250],
+        "widths": (16, 25), "sample_rate": 44100, "clip_seconds": 5.0,
+    },
+    "fsdd": {
+        "args": ["--trainer.max_epochs=20"],
+        "max_epochs": 20, "val_fraction": 0.1, "label_smoothing": 0.1, "n_mels": 64, "size": [64, 96],
+        "widths": (8, 10), "sample_rate": 8000, "clip_seconds": 1.0,
+    },
+    "esc10_mixtures": {
+        "args": ["--model.label_smoothing=0"],
+        "max_epochs": 30, "val_fraction": 0.15, "label_smoothing": 0.0, "n_mels": 128, "size": [128, 250],
+        "widths": (16, 25), "sample_rate": 44100, "clip_seconds": 5.0,
+    },
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("dataset", sorted(RECORDED))
+def test_layered_stacks_resolve_to_the_recorded_recipes(dataset, capsys):
+    import yaml
+
+    from audiocls.audio.augment import mask_width
+
+    want = RECORDED[dataset]
+    args = ["fit", "--config", str(CONFIGS / f"{dataset}.yaml"), "--config", str(CONFIGS / "recipes" / "cpu.yaml")]
+    with pytest.raises(SystemExit) as exc:
+        main([*args, *want["args"], "--print_config"])
+    assert exc.value.code == 0
+    config = yaml.safe_load(capsys.readouterr().out)
+    trainer, model, data = config["trainer"], config["model"], config["data"]["init_args"]
+    assert (trainer["accelerator"], trainer["devices"], trainer["max_epochs"]) == ("cpu", 1, want["max_epochs"])
+    assert (model["backbone"], model["pretrained"], model["weights"]) == ("regnetx_002", True, None)
+    assert model["label_smoothing"] == want["label_smoothing"]
+    assert model["optimizer"] == {"class_path": "torch.optim.AdamW", "init_args": {**model["optimizer"]["init_args"], "lr": 0.001, "weight_decay": 0.01}}  # fmt: skip
+    # CosineAnnealingLR(T_max = every step of the run, eta_min 0), per step: WarmupCosine without warmup
+    assert model["scheduler"]["class_path"] == "audiocls.models.schedules.WarmupCosine"
+    assert model["scheduler"]["init_args"] == {"total_steps": None, "warmup": 0.0, "final_lr": 0.0, "last_epoch": -1}
+    assert model["scheduler_interval"] == "step" and config["seed_everything"] == 0
+    assert (data["batch_size"], data["num_workers"], data["normalize"], data["precompute_frontend"]) == (32, 0, "train", True)  # fmt: skip
+    assert (data["val_fraction"], data["sample_rate"], data["clip_seconds"]) == (
+        want["val_fraction"], want["sample_rate"], want["clip_seconds"])  # fmt: skip
+    front, aug = data["frontend"], data["augment"]
+    assert (front["windows_ms"], front["hops_ms"], front["n_fft"]) == ([25.0, 50.0, 100.0], [10.0, 25.0, 50.0], None)
+    assert (front["n_mels"], front["size"], front["log"], front["eps"]) == (want["n_mels"], want["size"], "ln", 1e-6)
+    assert (aug["time_roll"], aug["freq_masks"], aug["time_masks"]) == (1.0, 2, 2)
+    widths = (
+        mask_width(aug["freq_mask_width"], front["size"][0]),
+        mask_width(aug["time_mask_width"], front["size"][1]),
+    )
+    assert widths == want["widths"]
+    assert aug["pitch_shift"] is None and aug["time_stretch"] is None and aug["gain_db"] == 0.0
+
+
 # --- the GPU variants: benchmarks/gpu_check.sh runs them on a CUDA machine -----------------------------------
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 

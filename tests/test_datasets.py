@@ -300,7 +300,7 @@ def test_esc50_fold_outside_range_in_metadata(tiny_root, tmp_path):
 
 # --- real data ------------------------------------------------------------------------------------------
 @pytest.mark.real_data
-@pytest.mark.skipif(not ESC10.is_dir(), reason="../shared/datasets/esc10 is absent")
+@pytest.mark.skipif(not ESC10.is_dir(), reason="set AUDIOCLS_ESC50_ROOT to an ESC-50 folder")
 def test_real_esc10_folds_and_classes():
     dm = ESC50DataModule(ESC10, esc10=True, fold=1, batch_size=8, num_workers=0, frontend=TINY)
     clips = dm.list_clips()
@@ -318,7 +318,7 @@ def test_real_esc10_folds_and_classes():
 
 @pytest.mark.slow
 @pytest.mark.real_data
-@pytest.mark.skipif(not ESC10.is_dir(), reason="../shared/datasets/esc10 is absent")
+@pytest.mark.skipif(not ESC10.is_dir(), reason="set AUDIOCLS_ESC50_ROOT to an ESC-50 folder")
 def test_real_esc10_batch():
     dm = ESC50DataModule(ESC10, esc10=True, fold=1, batch_size=8, num_workers=0, frontend=TINY)
     dm.prepare_data()
@@ -330,7 +330,7 @@ def test_real_esc10_batch():
 
 
 @pytest.mark.real_data
-@pytest.mark.skipif(not FSDD.is_dir(), reason="../shared/datasets/fsdd is absent")
+@pytest.mark.skipif(not FSDD.is_dir(), reason="set AUDIOCLS_FSDD_ROOT to an FSDD folder")
 def test_real_fsdd_official_split_and_a_batch():
     dm = FSDDDataModule(FSDD, batch_size=16, num_workers=0, frontend=TINY, val_fraction=0.0)
     clips = dm.list_clips()
