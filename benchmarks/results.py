@@ -277,6 +277,8 @@ def results_md(found: dict) -> list[str]:
     for name, r in found.items():
         exp = EXPERIMENTS[name]
         out += [f"### {exp.title}: {exp.what}", "", f"`{r['command']}` — {_timing(r)}.", ""]
+        if r.get("command_as_run"):  # recorded before configs became layers: the same settings, then one file
+            out += [f"(Run as `{r['command_as_run']}`, the one-file config of the same settings.)", ""]
         if _multilabel(r):
             out += _multilabel_md(exp, r)
         elif exp.kind == "cv":
