@@ -52,6 +52,9 @@ def main() -> None:
     parser.add_argument(
         "--root", default=ESC50_ROOT, required=ESC50_ROOT is None, help="ESC-50 folder (default: $AUDIOCLS_ESC50_ROOT)"
     )
+    parser.add_argument(
+        "--esc10", action=argparse.BooleanOptionalAction, default=True, help="the ESC-10 subset (--no-esc10: every class)"
+    )
     parser.add_argument("--model", default="regnetx_002", help="timm model name")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes (the recipe: 0)")
@@ -81,7 +84,7 @@ def main() -> None:
     def datamodule(precompute: bool) -> ESC50DataModule:
         return ESC50DataModule(
             args.root,
-            esc10=True,
+            esc10=args.esc10,
             fold=1,
             sample_rate=44100,
             clip_seconds=5.0,
