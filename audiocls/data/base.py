@@ -19,6 +19,7 @@ from typing import Literal
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.accelerators import CUDAAccelerator
 from torch.utils.data import DataLoader, WeightedRandomSampler
 
 from audiocls.audio.augment import AugmentConfig, SpecAugment, WaveAugment
@@ -46,6 +47,11 @@ log = logging.getLogger(__name__)
 def _plain(value):
     """Dataclasses as dicts, so checkpoints load with ``weights_only=True``."""
     return asdict(value) if is_dataclass(value) else value
+
+
+def _pins_memory(trainer) -> bool:
+    """Page-locked batches only for a trainer on CUDA: a CPU run on a GPU host opens no CUDA context."""
+    return trainer is not None and isinstance(getattr(trainer, "accelerator", None), CUDAAccelerator)
 
 
 class AudioDataModule(L.LightningDataModule):
@@ -397,7 +403,7 @@ class AudioDataModule(L.LightningDataModule):
             drop_last=train,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
-            pin_memory=torch.cuda.is_available(),
+            pin_memory=_pins_memory(trainer),
         )
 
     def train_dataloader(self) -> DataLoader:
