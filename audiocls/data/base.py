@@ -63,7 +63,9 @@ class AudioDataModule(L.LightningDataModule):
         val_fold: a training fold used whole for validation; ``None`` carves ``val_fraction`` of every class
             of the training folds instead (seeded, stratified, whole source recordings: see
             :func:`~audiocls.data.clips.grouped_val_split`).
-        val_fraction: share of each class moved from training to validation when ``val_fold`` is None.
+        val_fraction: share of each class moved from training to validation when ``val_fold`` is None; above 0,
+            every class with at least two source recordings in the training folds gives at least one. ``0``: no
+            validation split; checkpoint selection then keeps the last epoch only (``last.ckpt``).
         sample_rate: rate in Hz the audio is resampled to once, in the cache.
         clip_seconds: length of every training and evaluation clip.
         batch_size: clips per batch.
@@ -161,6 +163,9 @@ class AudioDataModule(L.LightningDataModule):
         self.frontend = build_frontend(frontend, self.sample_rate)
         self.wave_augment, self.spec_augment = WaveAugment(augment), SpecAugment(augment)
         self.splits: dict[str, ClipDataset | SpecDataset] = {}
+        #: whether :meth:`setup` found a non-empty validation split (``None`` before setup); without one the
+        #: trainer skips validation and the checkpoint callback keeps the last epoch only
+        self.has_validation: bool | None = None
 
     def record_hparam(self, key: str, value) -> None:
         """Set a hyperparameter after ``__init__`` (a derived value), in the checkpoint and in the logged copy."""
@@ -231,15 +236,20 @@ class AudioDataModule(L.LightningDataModule):
             raise DataError(f"fold {self.fold} of {type(self).__name__} has no files under {self.root}")
         if self.val_fold is not None and not val:
             raise DataError(f"val_fold {self.val_fold} of {type(self).__name__} has no files under {self.root}")
-        per_class = np.bincount([clips[i].label for i in rest]) if rest else np.zeros(0)
-        if self.val_fold is None and not val and any(round(n * self.val_fraction) for n in per_class):
-            raise DataError(
-                f"data.val_fraction={self.val_fraction}: no whole source recording of {type(self).__name__} fits that "
-                "share of any class (validation keeps each recording on one side); raise data.val_fraction or set "
-                "data.val_fold"
-            )
+        if self.val_fold is None and val and self._is_rank_zero():
+            left = sorted({clips[i].label for i in rest} - {clips[i].label for i in val})
+            if left:
+                names = ", ".join(self.class_names[y] for y in left[:10]) + (" ..." if len(left) > 10 else "")
+                log.warning(
+                    "data.val_fraction=%s: %d classes have a single source recording in the training folds, kept "
+                    "for training, so validation has no clip of them: %s",
+                    self.val_fraction, len(left), names,
+                )  # fmt: skip
         in_val = set(val)
         return {"train": [i for i in rest if i not in in_val], "val": sorted(val), "test": test}
+
+    def _is_rank_zero(self) -> bool:
+        return self.trainer is None or self.trainer.is_global_zero
 
     def _targets(self, clips: Sequence[Clip]) -> list:
         """What the loaders yield as ``y``: class indices, or multi-hot (num_classes,) float32 for ``multilabel``."""
@@ -299,12 +309,50 @@ class AudioDataModule(L.LightningDataModule):
             )
         sizes = {k: len(v) for k, v in self.splits.items()}
         log.info("%s fold %s: %s clips", type(self).__name__, self.fold, sizes)
+        self.check_split_sizes(sizes)
+        self.has_validation = sizes["val"] > 0
+        if not self.has_validation and self.trainer is not None and not self.validate_test_fold:
+            self.trainer.limit_val_batches = 0  # no loop to run: Lightning would warn of an empty loader each epoch
+        if not self.has_validation and self._is_rank_zero():
+            if self.val_fold is not None:
+                cause = f"data.val_fold={self.val_fold} has no clip left"
+            elif self.val_fraction > 0:
+                cause = f"data.val_fraction={self.val_fraction} found no class with two source recordings to split"
+            else:
+                cause = "data.val_fraction=0"
+            log.warning(
+                "no validation split (%s): checkpoint selection uses the last epoch only (last.ckpt, no best.ckpt)",
+                cause,
+            )
         if 0 < sizes["train"] < self.batch_size:
             raise ConfigError(
                 f"data.batch_size={self.batch_size} is larger than the training set ({sizes['train']} clips) "
                 f"and the last partial batch is dropped; lower data.batch_size to at most {sizes['train']}"
             )
         self._prepare_inputs()
+
+    def check_split_sizes(self, sizes: dict[str, int]) -> None:
+        """:class:`ConfigError` for an empty training split, or an evaluated split smaller than the process count.
+
+        Each process (DDP) evaluates its own share of the validation and test clips, without repeats, and
+        Lightning needs every process to run at least one batch (a process without one skips the loop and the
+        others wait for it in the metrics' all-reduce), so such a split needs at least ``world_size`` clips.
+        """
+        name = type(self).__name__
+        if sizes["train"] == 0:
+            if self.val_fold is None and self.val_fraction > 0 and sizes["val"]:
+                fix = f"data.val_fraction={self.val_fraction} moved all {sizes['val']} clips to validation: lower it"
+            else:
+                fix = "check data.fold, data.val_fold and the files left out"
+            raise ConfigError(f"{name} fold {self.fold} has no training clips: {fix}")
+        world = int(getattr(self.trainer, "world_size", 1) or 1)
+        for split in ("val", "test"):
+            if 0 < sizes[split] < world:
+                raise ConfigError(
+                    f"the {split} split of {name} fold {self.fold} has {sizes[split]} clips, fewer than the {world} "
+                    f"processes (trainer.world_size): every process must evaluate at least one; use at most "
+                    f"{sizes[split]} devices or a larger {split} split"
+                )
 
     # --- normalisation and stored spectrograms (data.normalize, data.precompute_frontend) ------------------
     def _raw_frontend(self):
@@ -410,6 +458,11 @@ class AudioDataModule(L.LightningDataModule):
         return self._loader("train")
 
     def val_dataloader(self) -> DataLoader | list[DataLoader]:
+        """The validation loader (and the test fold's with ``validate_test_fold``).
+
+        Without a validation split :meth:`setup` sets the trainer's ``limit_val_batches`` to 0, so Lightning skips
+        the loop instead of warning about an empty loader every epoch, and this is not called.
+        """
         return [self._loader("val"), self._loader("test")] if self.validate_test_fold else self._loader("val")
 
     def test_dataloader(self) -> DataLoader:
