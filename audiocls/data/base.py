@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, WeightedRandomSampler
 
 from audiocls.audio.augment import AugmentConfig, SpecAugment, WaveAugment
 from audiocls.audio.frontend import FrontendConfig, build_frontend, check_frontend
-from audiocls.data.cache import DecodedCache
+from audiocls.data.cache import DecodedCache, default_cache_dir
 from audiocls.data.clips import Clip, ClipDataset, grouped_val_split
 from audiocls.data.precompute import (
     SpecDataset,
@@ -32,9 +32,10 @@ from audiocls.data.precompute import (
     check_speed_settings,
     compute_stats,
     frontend_batches,
-    frontend_outputs,
     normalise,
     precompute_hint,
+    store_frontend_outputs,
+    store_path,
 )
 from audiocls.data.suspicious import WarningSummary, dataset_warnings
 from audiocls.errors import AudioLoadError, ConfigError, DataError
@@ -366,23 +367,41 @@ class AudioDataModule(L.LightningDataModule):
                 log.info(hint)
         if self.normalize != "train" and not self.precompute_frontend:
             return
-        raw, specs = self._raw_frontend(), {}
+        raw = self._raw_frontend()
         if self.precompute_frontend:
-            for name, ds in self.splits.items():
-                view = ds if name != "train" else ClipDataset(ds.cache, ds.indices, ds.labels, ds.clip_samples, False)
-                specs[name] = frontend_outputs(view, raw, self.batch_size)
-            log.info("stored the spectrograms of %s clips", {k: tuple(v.shape) for k, v in specs.items()})
+            self._store_spectrograms(raw)
         if self.normalize == "train":
             train = self.splits["train"]
-            if "train" in specs:
-                batches = specs["train"].split(self.batch_size)
+            if isinstance(train, SpecDataset):
+                batches = train.batches(self.batch_size)
             else:
                 view = ClipDataset(train.cache, train.indices, train.labels, train.clip_samples, False)
                 batches = frontend_batches(view, raw, self.batch_size)
             self.set_frontend_stats(*channel_stats(batches))
-        for name, spec in specs.items():
+
+    def _store_spectrograms(self, raw) -> None:
+        """Every split's raw spectrograms, computed on the trainer's device into a file of the cache folder by one
+        process per node (local rank 0; the others wait at a barrier), then memory-mapped by every process."""
+        strategy = getattr(self.trainer, "strategy", None)
+        device = getattr(strategy, "root_device", torch.device("cpu"))
+        root = Path(self.cache_dir or default_cache_dir())
+        views, paths = {}, {}
+        for name, ds in self.splits.items():  # training clips as centre crops: one fixed image per clip
+            views[name] = ClipDataset(ds.cache, ds.indices, ds.labels, ds.clip_samples, False, ds.windows)
+            paths[name] = store_path(views[name], raw, self.batch_size, device, root)
+        if getattr(self.trainer, "local_rank", 0) == 0:
+            todo = [name for name, path in paths.items() if not path.is_file()]
+            if todo:
+                log.info("computing the spectrograms of %s on %s into %s", todo, device, root)
+            for name in todo:
+                store_frontend_outputs(views[name], raw, self.batch_size, paths[name], device, self.num_workers)
+        if strategy is not None:
+            strategy.barrier("audiocls_store_spectrograms")
+        for name, path in paths.items():
             ds = self.splits[name]
-            self.splits[name] = SpecDataset(spec, ds.labels, ds.indices, ds.cache)
+            self.splits[name] = SpecDataset(np.load(path, mmap_mode="r"), ds.labels, ds.indices, ds.cache)
+        shapes = {name: tuple(ds.specs.shape) for name, ds in self.splits.items()}
+        log.info("spectrograms of %s memory-mapped from %s", shapes, root)
 
     def set_frontend_stats(self, mean: Sequence[float], std: Sequence[float]) -> None:
         """Normalise with per-channel ``mean``/``std`` from now on; recorded as ``frontend.mean/std``."""
