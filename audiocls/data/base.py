@@ -19,11 +19,12 @@ from typing import Literal
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.accelerators import CUDAAccelerator
 from torch.utils.data import DataLoader, WeightedRandomSampler
 
 from audiocls.audio.augment import AugmentConfig, SpecAugment, WaveAugment
 from audiocls.audio.frontend import FrontendConfig, build_frontend, check_frontend
-from audiocls.data.cache import DecodedCache
+from audiocls.data.cache import DecodedCache, default_cache_dir
 from audiocls.data.clips import Clip, ClipDataset, grouped_val_split
 from audiocls.data.precompute import (
     SpecDataset,
@@ -31,9 +32,10 @@ from audiocls.data.precompute import (
     check_speed_settings,
     compute_stats,
     frontend_batches,
-    frontend_outputs,
     normalise,
     precompute_hint,
+    store_frontend_outputs,
+    store_path,
 )
 from audiocls.data.suspicious import WarningSummary, dataset_warnings
 from audiocls.errors import AudioLoadError, ConfigError, DataError
@@ -48,6 +50,11 @@ def _plain(value):
     return asdict(value) if is_dataclass(value) else value
 
 
+def _pins_memory(trainer) -> bool:
+    """Page-locked batches only for a trainer on CUDA: a CPU run on a GPU host opens no CUDA context."""
+    return trainer is not None and isinstance(getattr(trainer, "accelerator", None), CUDAAccelerator)
+
+
 class AudioDataModule(L.LightningDataModule):
     """Base of every dataset: split, cache, loaders, and waveform -> spectrogram on the device.
 
@@ -57,7 +64,9 @@ class AudioDataModule(L.LightningDataModule):
         val_fold: a training fold used whole for validation; ``None`` carves ``val_fraction`` of every class
             of the training folds instead (seeded, stratified, whole source recordings: see
             :func:`~audiocls.data.clips.grouped_val_split`).
-        val_fraction: share of each class moved from training to validation when ``val_fold`` is None.
+        val_fraction: share of each class moved from training to validation when ``val_fold`` is None; above 0,
+            every class with at least two source recordings in the training folds gives at least one. ``0``: no
+            validation split; checkpoint selection then keeps the last epoch only (``last.ckpt``).
         sample_rate: rate in Hz the audio is resampled to once, in the cache.
         clip_seconds: length of every training and evaluation clip.
         batch_size: clips per batch.
@@ -155,6 +164,9 @@ class AudioDataModule(L.LightningDataModule):
         self.frontend = build_frontend(frontend, self.sample_rate)
         self.wave_augment, self.spec_augment = WaveAugment(augment), SpecAugment(augment)
         self.splits: dict[str, ClipDataset | SpecDataset] = {}
+        #: whether :meth:`setup` found a non-empty validation split (``None`` before setup); without one the
+        #: trainer skips validation and the checkpoint callback keeps the last epoch only
+        self.has_validation: bool | None = None
 
     def record_hparam(self, key: str, value) -> None:
         """Set a hyperparameter after ``__init__`` (a derived value), in the checkpoint and in the logged copy."""
@@ -235,15 +247,20 @@ class AudioDataModule(L.LightningDataModule):
             raise DataError(f"fold {self.fold} of {type(self).__name__} has no files under {self.root}")
         if self.val_fold is not None and not val:
             raise DataError(f"val_fold {self.val_fold} of {type(self).__name__} has no files under {self.root}")
-        per_class = np.bincount([clips[i].label for i in rest]) if rest else np.zeros(0)
-        if self.val_fold is None and not val and any(round(n * self.val_fraction) for n in per_class):
-            raise DataError(
-                f"data.val_fraction={self.val_fraction}: no whole source recording of {type(self).__name__} fits that "
-                "share of any class (validation keeps each recording on one side); raise data.val_fraction or set "
-                "data.val_fold"
-            )
+        if self.val_fold is None and val and self._is_rank_zero():
+            left = sorted({clips[i].label for i in rest} - {clips[i].label for i in val})
+            if left:
+                names = ", ".join(self.class_names[y] for y in left[:10]) + (" ..." if len(left) > 10 else "")
+                log.warning(
+                    "data.val_fraction=%s: %d classes have a single source recording in the training folds, kept "
+                    "for training, so validation has no clip of them: %s",
+                    self.val_fraction, len(left), names,
+                )  # fmt: skip
         in_val = set(val)
         return {"train": [i for i in rest if i not in in_val], "val": sorted(val), "test": test}
+
+    def _is_rank_zero(self) -> bool:
+        return self.trainer is None or self.trainer.is_global_zero
 
     def _targets(self, clips: Sequence[Clip]) -> list:
         """What the loaders yield as ``y``: class indices, or multi-hot (num_classes,) float32 for ``multilabel``."""
@@ -303,12 +320,50 @@ class AudioDataModule(L.LightningDataModule):
             )
         sizes = {k: len(v) for k, v in self.splits.items()}
         log.info("%s fold %s: %s clips", type(self).__name__, self.fold, sizes)
+        self.check_split_sizes(sizes)
+        self.has_validation = sizes["val"] > 0
+        if not self.has_validation and self.trainer is not None and not self.validate_test_fold:
+            self.trainer.limit_val_batches = 0  # no loop to run: Lightning would warn of an empty loader each epoch
+        if not self.has_validation and self._is_rank_zero():
+            if self.val_fold is not None:
+                cause = f"data.val_fold={self.val_fold} has no clip left"
+            elif self.val_fraction > 0:
+                cause = f"data.val_fraction={self.val_fraction} found no class with two source recordings to split"
+            else:
+                cause = "data.val_fraction=0"
+            log.warning(
+                "no validation split (%s): checkpoint selection uses the last epoch only (last.ckpt, no best.ckpt)",
+                cause,
+            )
         if 0 < sizes["train"] < self.batch_size:
             raise ConfigError(
                 f"data.batch_size={self.batch_size} is larger than the training set ({sizes['train']} clips) "
                 f"and the last partial batch is dropped; lower data.batch_size to at most {sizes['train']}"
             )
         self._prepare_inputs()
+
+    def check_split_sizes(self, sizes: dict[str, int]) -> None:
+        """:class:`ConfigError` for an empty training split, or an evaluated split smaller than the process count.
+
+        Each process (DDP) evaluates its own share of the validation and test clips, without repeats, and
+        Lightning needs every process to run at least one batch (a process without one skips the loop and the
+        others wait for it in the metrics' all-reduce), so such a split needs at least ``world_size`` clips.
+        """
+        name = type(self).__name__
+        if sizes["train"] == 0:
+            if self.val_fold is None and self.val_fraction > 0 and sizes["val"]:
+                fix = f"data.val_fraction={self.val_fraction} moved all {sizes['val']} clips to validation: lower it"
+            else:
+                fix = "check data.fold, data.val_fold and the files left out"
+            raise ConfigError(f"{name} fold {self.fold} has no training clips: {fix}")
+        world = int(getattr(self.trainer, "world_size", 1) or 1)
+        for split in ("val", "test"):
+            if 0 < sizes[split] < world:
+                raise ConfigError(
+                    f"the {split} split of {name} fold {self.fold} has {sizes[split]} clips, fewer than the {world} "
+                    f"processes (trainer.world_size): every process must evaluate at least one; use at most "
+                    f"{sizes[split]} devices or a larger {split} split"
+                )
 
     # --- normalisation and stored spectrograms (data.normalize, data.precompute_frontend) ------------------
     def _raw_frontend(self):
@@ -322,23 +377,41 @@ class AudioDataModule(L.LightningDataModule):
                 log.info(hint)
         if self.normalize != "train" and not self.precompute_frontend:
             return
-        raw, specs = self._raw_frontend(), {}
+        raw = self._raw_frontend()
         if self.precompute_frontend:
-            for name, ds in self.splits.items():
-                view = ds if name != "train" else ClipDataset(ds.cache, ds.indices, ds.labels, ds.clip_samples, False)
-                specs[name] = frontend_outputs(view, raw, self.batch_size)
-            log.info("stored the spectrograms of %s clips", {k: tuple(v.shape) for k, v in specs.items()})
+            self._store_spectrograms(raw)
         if self.normalize == "train":
             train = self.splits["train"]
-            if "train" in specs:
-                batches = specs["train"].split(self.batch_size)
+            if isinstance(train, SpecDataset):
+                batches = train.batches(self.batch_size)
             else:
                 view = ClipDataset(train.cache, train.indices, train.labels, train.clip_samples, False)
                 batches = frontend_batches(view, raw, self.batch_size)
             self.set_frontend_stats(*channel_stats(batches))
-        for name, spec in specs.items():
+
+    def _store_spectrograms(self, raw) -> None:
+        """Every split's raw spectrograms, computed on the trainer's device into a file of the cache folder by one
+        process per node (local rank 0; the others wait at a barrier), then memory-mapped by every process."""
+        strategy = getattr(self.trainer, "strategy", None)
+        device = getattr(strategy, "root_device", torch.device("cpu"))
+        root = Path(self.cache_dir or default_cache_dir())
+        views, paths = {}, {}
+        for name, ds in self.splits.items():  # training clips as centre crops: one fixed image per clip
+            views[name] = ClipDataset(ds.cache, ds.indices, ds.labels, ds.clip_samples, False, ds.windows)
+            paths[name] = store_path(views[name], raw, self.batch_size, device, root)
+        if getattr(self.trainer, "local_rank", 0) == 0:
+            todo = [name for name, path in paths.items() if not path.is_file()]
+            if todo:
+                log.info("computing the spectrograms of %s on %s into %s", todo, device, root)
+            for name in todo:
+                store_frontend_outputs(views[name], raw, self.batch_size, paths[name], device, self.num_workers)
+        if strategy is not None:
+            strategy.barrier("audiocls_store_spectrograms")
+        for name, path in paths.items():
             ds = self.splits[name]
-            self.splits[name] = SpecDataset(spec, ds.labels, ds.indices, ds.cache)
+            self.splits[name] = SpecDataset(np.load(path, mmap_mode="r"), ds.labels, ds.indices, ds.cache)
+        shapes = {name: tuple(ds.specs.shape) for name, ds in self.splits.items()}
+        log.info("spectrograms of %s memory-mapped from %s", shapes, root)
 
     def set_frontend_stats(self, mean: Sequence[float], std: Sequence[float]) -> None:
         """Normalise with per-channel ``mean``/``std`` from now on; recorded as ``frontend.mean/std``."""
@@ -407,13 +480,18 @@ class AudioDataModule(L.LightningDataModule):
             drop_last=train,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
-            pin_memory=torch.cuda.is_available(),
+            pin_memory=_pins_memory(trainer),
         )
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train")
 
     def val_dataloader(self) -> DataLoader | list[DataLoader]:
+        """The validation loader (and the test fold's with ``validate_test_fold``).
+
+        Without a validation split :meth:`setup` sets the trainer's ``limit_val_batches`` to 0, so Lightning skips
+        the loop instead of warning about an empty loader every epoch, and this is not called.
+        """
         return [self._loader("val"), self._loader("test")] if self.validate_test_fold else self._loader("val")
 
     def test_dataloader(self) -> DataLoader:

@@ -120,7 +120,9 @@ def grouped_val_split(clips: Sequence[Clip], candidates: Sequence[int], fraction
     Groups (:attr:`Clip.group`; a clip without one is its own group) are never split. Each group counts for
     its majority class; per class, the groups are shuffled with ``seed`` and taken while that brings the
     class's validation count closer to ``round(n_class * fraction)``, so a class of single-clip groups gets
-    exactly that many and a class of few large groups gets the nearest whole-group count.
+    exactly that many and a class of few large groups gets the nearest whole-group count. A class with at
+    least two groups gives at least one (its smallest, first in the shuffled order) however small
+    ``fraction`` is; a class with a single group keeps it for training.
 
     Args:
         clips: every clip of the dataset.
@@ -146,12 +148,14 @@ def grouped_val_split(clips: Sequence[Clip], candidates: Sequence[int], fraction
     for label in sorted(per_class):
         keys = per_class[label]
         target = round(sum(len(groups[k]) for k in keys) * fraction)
-        taken = 0
-        for j in rng.permutation(len(keys)):
+        taken, order = 0, rng.permutation(len(keys))
+        for j in order:
             size = len(groups[keys[j]])
             if abs(taken + size - target) < abs(taken - target):
                 taken += size
                 val += groups[keys[j]]
+        if not taken and len(keys) > 1:
+            val += groups[keys[min(order, key=lambda j: len(groups[keys[j]]))]]
     return sorted(val)
 
 

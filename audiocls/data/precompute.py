@@ -3,17 +3,25 @@
 Both serve CPU training. Without waveform augmentation every epoch would recompute the same spectrograms, and
 at 44.1 kHz the paper's three-resolution frontend costs about twice what a small backbone does; computing them
 once at ``setup`` and training on the stored images (with the spectrogram-side augmentation per batch) removes
-that. :func:`channel_stats` measures the per-channel mean and std of the frontend's output on the training split
-for ``data.normalize: train``.
+that. The images are computed batch by batch on the run's device into one ``.npy`` file in the cache folder,
+keyed by the clips and the frontend (:func:`store_path`), written once (atomically) and memory-mapped by every
+process, as the decoded audio is (:mod:`audiocls.data.cache`). :func:`channel_stats` measures the per-channel
+mean and std of the frontend's output on the training split for ``data.normalize: train``.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import os
+import tempfile
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import replace
+from dataclasses import asdict, replace
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
@@ -23,11 +31,12 @@ from audiocls.errors import ConfigError
 
 __all__ = [
     "SpecDataset",
+    "store_path",
+    "store_frontend_outputs",
     "check_speed_settings",
     "precompute_hint",
     "compute_stats",
     "frontend_batches",
-    "frontend_outputs",
     "channel_stats",
     "normalise",
 ]
@@ -36,19 +45,22 @@ log = logging.getLogger(__name__)
 
 #: the augmentation steps that act on the waveform, before the frontend (a stored spectrogram cannot have them)
 WAVE_AUGMENT = ("gain_db", "shift", "pitch_shift", "time_stretch")
+#: part of every stored file's key: bump it when the frontend's output changes, so older files are not read
+STORE_VERSION = "v1"
 
 
 class SpecDataset(Dataset):
     """Stored spectrograms: ``(spec (C, F, T) or (W, C, F, T) float32, label)`` per clip.
 
     Args:
-        specs: (N, C, F, T) or (N, W, C, F, T), the frontend's output of every clip, in order.
+        specs: (N, C, F, T) or (N, W, C, F, T), the frontend's output of every clip, in order: a tensor or an
+            array (the memory map of :func:`store_frontend_outputs`, which DataLoader workers map themselves).
         labels: the class index of each clip.
         indices: the clips' entries in ``cache`` (as in :class:`~audiocls.data.clips.ClipDataset`).
         cache: the dataset's decoded audio, kept for the file names (``cache.files[indices[i]]``).
     """
 
-    def __init__(self, specs: torch.Tensor, labels: Sequence[int], indices: Sequence[int], cache=None):
+    def __init__(self, specs: torch.Tensor | np.ndarray, labels: Sequence[int], indices: Sequence[int], cache=None):
         if len(specs) != len(labels):
             raise ValueError(f"{len(specs)} spectrograms for {len(labels)} labels")
         self.specs, self.labels, self.indices, self.cache = specs, list(labels), list(indices), cache
@@ -57,18 +69,47 @@ class SpecDataset(Dataset):
         return len(self.labels)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        return self.specs[i], self.labels[i]
+        spec = self.specs[i]
+        return (torch.from_numpy(np.array(spec)) if isinstance(spec, np.ndarray) else spec), self.labels[i]
+
+    def batches(self, batch_size: int) -> Iterator[torch.Tensor]:
+        """The stored images in order, ``batch_size`` at a time, as tensors (one chunk of the map in memory)."""
+        for start in range(0, len(self), batch_size):
+            yield torch.as_tensor(np.array(self.specs[start : start + batch_size]))
+
+    def __getstate__(self) -> dict:  # a worker maps the file itself instead of receiving a pickled copy of it
+        state = self.__dict__.copy()
+        if isinstance(self.specs, np.memmap):
+            state["specs"] = Path(self.specs.filename)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if isinstance(self.specs, Path):
+            self.specs = np.load(self.specs, mmap_mode="r")
 
 
 @torch.no_grad()
-def frontend_batches(dataset: Dataset, frontend: LogMelFrontend, batch_size: int) -> Iterator[torch.Tensor]:
-    """The frontend's output on ``dataset`` in order, one batch of ``batch_size`` clips at a time (CPU).
+def frontend_batches(
+    dataset: Dataset,
+    frontend: LogMelFrontend,
+    batch_size: int,
+    device: torch.device | str = "cpu",
+    num_workers: int = 0,
+) -> Iterator[torch.Tensor]:
+    """The frontend's output on ``dataset`` in order, one batch of ``batch_size`` clips at a time, on the CPU.
 
-    The batches are the ones an in-order evaluation loader of that batch size makes, so each image is
-    bit-for-bit what the per-batch path computes for it. Yields (B, C, F, T) for waves (T,), (B, W, C, F, T)
-    for windowed clips (W, T).
+    The batches are the ones an in-order evaluation loader of that batch size makes, and the frontend runs on
+    ``device`` (moved there), so each image is bit-for-bit what the per-batch path on that device computes for
+    it. Yields (B, C, F, T) for waves (T,), (B, W, C, F, T) for windowed clips (W, T).
     """
-    for wave, *_ in DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0):
+    device = torch.device(device)
+    frontend = frontend.to(device)
+    loader = DataLoader(
+        dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, pin_memory=device.type == "cuda"
+    )
+    for wave, *_ in loader:
+        wave = wave.to(device, non_blocking=True)
         if wave.ndim == 3:
             b, w, t = wave.shape
             spec = frontend(wave.reshape(b * w, t))
@@ -77,10 +118,52 @@ def frontend_batches(dataset: Dataset, frontend: LogMelFrontend, batch_size: int
             yield frontend(wave).cpu()
 
 
-def frontend_outputs(dataset: Dataset, frontend: LogMelFrontend, batch_size: int) -> torch.Tensor:
-    """All of :func:`frontend_batches` as one tensor: (N, C, F, T) or (N, W, C, F, T) float32."""
-    out = list(frontend_batches(dataset, frontend, batch_size))
-    return torch.cat(out) if out else torch.empty(0)
+def store_path(
+    dataset: ClipDataset, frontend: LogMelFrontend, batch_size: int, device: torch.device | str, root: Path
+) -> Path:
+    """``root/spectrograms-<key>.npy``: the key hashes the decoded cache (files, rate), the split's clips, crop and
+    windows, the frontend's settings, the batch size and the device type (the images are bit-exact for those)."""
+    config = json.dumps(asdict(frontend.config), sort_keys=True, default=str)
+    h = hashlib.sha1(f"{STORE_VERSION}:{dataset.cache.dir.name}:{dataset.clip_samples}:{dataset.windows}".encode())
+    h.update(f"{config}:{batch_size}:{torch.device(device).type}".encode())
+    h.update(np.asarray(dataset.indices, dtype=np.int64).tobytes())
+    return Path(root) / f"spectrograms-{h.hexdigest()[:16]}.npy"
+
+
+def store_frontend_outputs(
+    dataset: Dataset,
+    frontend: LogMelFrontend,
+    batch_size: int,
+    path: Path,
+    device: torch.device | str = "cpu",
+    num_workers: int = 0,
+) -> None:
+    """Write the frontend's output on ``dataset`` to ``path`` (``.npy``, (N, C, F, T) or (N, W, C, F, T)) unless it
+    exists: batch by batch on ``device`` (:func:`frontend_batches`) into a preallocated memory map, so memory holds
+    one batch, not the split; written under a temporary name and renamed, so a killed run leaves no partial file."""
+    if path.is_file():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=".tmp-", suffix=".npy", dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        out, start = None, 0
+        for spec in frontend_batches(dataset, frontend, batch_size, device, num_workers):
+            if out is None:
+                shape = (len(dataset), *spec.shape[1:])
+                out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
+            out[start : start + len(spec)] = spec.numpy()
+            start += len(spec)
+        if out is None:
+            np.save(tmp, np.zeros(0, np.float32))
+        else:
+            out.flush()
+            del out
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 @torch.no_grad()

@@ -86,7 +86,16 @@ class LastEveryEpochCheckpoint(ModelCheckpoint):
     ``monitor: val/acc`` an epoch that does not improve validation accuracy leaves ``last.ckpt`` at an older epoch:
     ``--ckpt_path last`` would resume from there and ``test --ckpt_path .../last.ckpt`` would test old weights.
     Here ``last.ckpt`` is (re)written at the end of every epoch that did not write it already.
+
+    Without a validation split (the datamodule's ``has_validation`` is False after its setup, e.g.
+    ``data.val_fraction: 0``) it monitors nothing and keeps ``last.ckpt`` only, instead of warning every epoch
+    that the monitored key is missing and writing a ``best.ckpt`` that means nothing.
     """
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)  # Lightning calls the datamodule's setup before the callbacks'
+        if stage == "fit" and getattr(trainer.datamodule, "has_validation", None) is False and self.monitor:
+            self.monitor, self.save_top_k = None, 0
 
     def _refresh_last(self, trainer) -> None:
         if self.save_last is True and self._last_global_step_saved != trainer.global_step:
