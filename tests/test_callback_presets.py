@@ -69,3 +69,14 @@ def test_early_stopping_stops_when_val_acc_stalls(tiny_args, tmp_path, monkeypat
     checkpoints = _run_dir(tmp_path) / "checkpoints"
     assert torch.load(checkpoints / "last.ckpt", map_location="cpu", weights_only=True)["epoch"] == 2
     assert torch.load(checkpoints / "best.ckpt", map_location="cpu", weights_only=True)["epoch"] == 0
+
+
+def test_early_stopping_without_a_validation_split_is_one_line(tiny_args, tmp_path, monkeypatch, capsys):
+    """Lightning would end the first epoch in a RuntimeError traceback ("conditioned on metric val/acc which is not
+    available"); the split decides it before training, in one line naming the settings."""
+    monkeypatch.chdir(tmp_path)
+    args = [*tiny_args, "--config", str(CALLBACKS / "early_stopping.yaml"), "--data.val_fraction=0"]
+    assert main(["fit", *args, "--trainer.max_epochs=1"]) == 2
+    err = capsys.readouterr().err
+    assert "early stopping watches val/acc, but there is no validation split (data.val_fraction=0.0" in err
+    assert "Traceback" not in err and "RuntimeError" not in err

@@ -245,3 +245,28 @@ def test_written_files_sound(layouts):
     """The generated layouts hold decodable audio (a broken generator would make every run above vacuous)."""
     some = next(layouts["fsdd"].glob("recordings/*.wav"))
     assert sf.info(str(some)).samplerate == 8000
+
+
+@pytest.mark.parametrize(
+    ("dataset", "fetch"),
+    [
+        ("esc10", "audiocls data download esc50 --root ~/data, then --data.root ~/data/ESC-50-master"),
+        ("urbansound8k", "audiocls data download urbansound8k --root ~/data, then --data.root ~/data/UrbanSound8K"),
+        ("gtzan", "audiocls data download gtzan --root ~/data, then --data.root ~/data)"),
+        ("fsdd", "audiocls data download fsdd --root ~/data, then --data.root ~/data/free-spoken-digit-dataset-master"),
+    ],
+)
+def test_a_stack_without_data_root_says_how_to_fetch_the_data(dataset, fetch, capsys):
+    """Dataset configs ship data.root: null; the one line names the download command and the folder to pass."""
+    args = ["fit", "--config", str(CONFIGS / f"{dataset}.yaml"), "--config", str(CONFIGS / "recipes" / "cpu.yaml")]
+    assert main(args) == 2
+    text = capsys.readouterr().err
+    err = [
+        line for line in text.splitlines() if line.startswith("audiocls")
+    ]  # (pytest's argv draws a Lightning warning)
+    assert (
+        "Traceback" not in text
+        and len(err) == 1
+        and err[0].startswith("audiocls: error: data.root is not set: pass --data.root DIR")
+    ), err
+    assert fetch in err[0]

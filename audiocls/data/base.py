@@ -335,6 +335,13 @@ class AudioDataModule(L.LightningDataModule):
                 "no validation split (%s): checkpoint selection uses the last epoch only (last.ckpt, no best.ckpt)",
                 cause,
             )
+        stopping = getattr(self.trainer, "early_stopping_callbacks", None) or []
+        if not self.has_validation and any(str(c.monitor).startswith("val/") for c in stopping):
+            raise ConfigError(
+                f"early stopping watches {stopping[0].monitor}, but there is no validation split "
+                f"(data.val_fraction={self.val_fraction}, data.val_fold={self.val_fold}): raise data.val_fraction "
+                "or leave out configs/callbacks/early_stopping.yaml"
+            )
         if 0 < sizes["train"] < self.batch_size:
             raise ConfigError(
                 f"data.batch_size={self.batch_size} is larger than the training set ({sizes['train']} clips) "
