@@ -211,13 +211,20 @@ class AudioClassifier(L.LightningModule):
         return channel_affine(spec, self.input_scale, self.input_shift)
 
     def forward(self, spec: torch.Tensor) -> torch.Tensor:
-        """spec (B, C, n_mels, frames) or (B, W, C, n_mels, frames) -> logits (B, num_classes)."""
+        """spec (B, C, n_mels, frames) or (B, W, C, n_mels, frames) -> logits (B, num_classes).
+
+        The spectrogram (float32: the frontend runs in float32) is cast to the dtype of the backbone's weights, so
+        ``trainer.precision`` ``bf16-true``/``16-true`` (half weights) work; under ``*-mixed`` it is a no-op.
+        """
         windows = None
         if spec.dim() == 5:
             windows = spec.shape[1]
             spec = spec.flatten(0, 1)
         elif spec.dim() != 4:
             raise ValueError(f"expected spec of shape (B, C, F, T) or (B, W, C, F, T), got {tuple(spec.shape)}")
+        weight = next(self.backbone.parameters(), None)
+        if weight is not None and spec.is_floating_point() and spec.dtype != weight.dtype:
+            spec = spec.to(weight.dtype)
         logits = self.backbone(self.backbone_input(spec))
         if windows is not None:
             logits = logits.view(-1, windows, logits.shape[-1]).mean(1)
