@@ -196,7 +196,12 @@ class AudioClassifier(L.LightningModule):
         return self.task == "multilabel"
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
-        """logits (B, K) -> scores (B, K): softmax for ``multiclass``, independent sigmoids for ``multilabel``."""
+        """logits (B, K) -> scores (B, K) float32: softmax for ``multiclass``, independent sigmoids for ``multilabel``.
+
+        Computed in float32 whatever the logits' dtype: under bf16 the scores near 0 and 1 would tie (bf16 steps
+        by 2**-8 below 1), which coarsens AP, the tuned thresholds and the predicted scores.
+        """
+        logits = logits.float()
         return logits.sigmoid() if self.multilabel else logits.softmax(-1)
 
     def train(self, mode: bool = True):
@@ -241,10 +246,10 @@ class AudioClassifier(L.LightningModule):
             loss = self._loss(logits, y)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(y))
         if self.multilabel:  # the batch's own labels (mixed targets rounded)
-            self.train_f1(logits.detach().sigmoid(), (y > 0.5).long())
+            self.train_f1(self.probabilities(logits.detach()), (y > 0.5).long())
             self.log("train/f1_micro", self.train_f1, on_step=False, on_epoch=True, prog_bar=True)
             return loss
-        self.train_acc(logits, y)
+        self.train_acc(logits.detach().float(), y)
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
         return loss
 
@@ -281,12 +286,14 @@ class AudioClassifier(L.LightningModule):
         logits = self(spec)
         if dataloader_idx == 0:
             kw = dict(on_epoch=True, prog_bar=True, add_dataloader_idx=False)
-            self.log("val/loss", self._eval_loss(logits, y), batch_size=len(y), sync_dist=True, **kw)
+            scores = logits.float()  # metrics in float32 (see probabilities)
+            self.log("val/loss", self._eval_loss(scores, y), batch_size=len(y), sync_dist=True, **kw)
             if self.multilabel:
-                self.val_metrics.update(logits.sigmoid(), y.long())
-                self.threshold_tuner.update(logits.detach().sigmoid(), y.long())
+                probs = self.probabilities(scores)
+                self.val_metrics.update(probs, y.long())
+                self.threshold_tuner.update(probs, y.long())
             else:
-                self.val_acc(logits, y)
+                self.val_acc(scores, y)
                 self.log("val/acc", self.val_acc, on_step=False, **kw)
         return logits
 
@@ -320,16 +327,17 @@ class AudioClassifier(L.LightningModule):
         """logits (B, num_classes), for callbacks (e.g. the saved predictions of ``audiocls cv``)."""
         spec, y = batch
         logits = self(spec)
-        self.log("test/loss", self._eval_loss(logits, y), on_epoch=True, batch_size=len(y), sync_dist=True)
+        scores = logits.float()  # metrics in float32 (see probabilities)
+        self.log("test/loss", self._eval_loss(scores, y), on_epoch=True, batch_size=len(y), sync_dist=True)
         if self.multilabel:
-            probs, target = logits.sigmoid(), y.long()
+            probs, target = self.probabilities(scores), y.long()
             self.test_metrics.update(probs, target)
             self.test_ap.update(probs, target)
             self.test_rate.update(target)
             self.test_f1_tuned.update((probs >= self.thresholds).long(), target)
             return logits
-        self.test_metrics.update(logits, y)
-        self.test_confmat.update(logits, y)
+        self.test_metrics.update(scores, y)
+        self.test_confmat.update(scores, y)
         return logits
 
     def on_test_epoch_end(self) -> None:
