@@ -153,3 +153,52 @@ def test_ckpt_path_last_without_a_run_refuses_test(tiny_args, capsys):
     assert main(["test", *tiny_args, "--ckpt_path=last"]) == 2
     err = capsys.readouterr().err
     assert "ckpt_path=last" in err and "runs/audiocls/version_*/checkpoints/last.ckpt" in err
+
+
+def _trainer_as_torchrun_rank(monkeypatch, save_dir: Path, rank: int):
+    """A 2-process DDP trainer on the CPU as process ``rank`` of ``torchrun --nproc-per-node 2`` builds it: the
+    environment torchrun sets, no process group yet (as when ``--ckpt_path last`` is resolved)."""
+    from lightning import Trainer
+    from lightning.pytorch.loggers import CSVLogger
+    from lightning.pytorch.utilities.rank_zero import rank_zero_only
+    from lightning_utilities.core.rank_zero import rank_zero_only as utils_rank_zero_only
+
+    for holder in (rank_zero_only, utils_rank_zero_only):  # the DDP strategy sets them; later tests need rank 0
+        monkeypatch.setattr(holder, "rank", getattr(holder, "rank", 0), raising=False)
+    env = {"RANK": rank, "LOCAL_RANK": rank, "WORLD_SIZE": 2, "LOCAL_WORLD_SIZE": 2, "GROUP_RANK": 0}
+    env.update(TORCHELASTIC_RUN_ID="test", MASTER_ADDR="127.0.0.1", MASTER_PORT=29500)
+    for key, value in env.items():
+        monkeypatch.setenv(key, str(value))
+    trainer = Trainer(
+        accelerator="cpu", devices=2, strategy="ddp", logger=CSVLogger(save_dir, name="audiocls"),
+        enable_progress_bar=False, enable_model_summary=False,
+    )  # fmt: skip
+    assert trainer.global_rank == rank and trainer.world_size == 2
+    return trainer
+
+
+def test_ckpt_path_last_under_torchrun_moves_metrics_csv_on_rank_0_only(tmp_path, monkeypatch):
+    from audiocls.training.checkpoints import resolve_last_checkpoint
+
+    run = tmp_path / "runs" / "audiocls" / "version_0"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"weights")
+    (run / "metrics.csv").write_text("epoch,train/loss\n0,1.5\n")
+    last = str((run / "checkpoints" / "last.ckpt").absolute())
+
+    # every process resolves 'last' at once; rank 1 finds the checkpoint and continues the folder, moves nothing
+    rank1 = _trainer_as_torchrun_rank(monkeypatch, tmp_path / "runs", 1)
+    assert resolve_last_checkpoint(rank1, "last", resume=True) == last
+    assert rank1.logger.version == "version_0"
+    assert (run / "metrics.csv").is_file() and not list(run.glob("metrics.before-resume-*.csv"))
+
+    rank0 = _trainer_as_torchrun_rank(monkeypatch, tmp_path / "runs", 0)
+    assert resolve_last_checkpoint(rank0, "last", resume=True) == last
+    assert rank0.logger.version == "version_0"
+    assert not (run / "metrics.csv").exists()
+    assert (run / "metrics.before-resume-1.csv").read_text() == "epoch,train/loss\n0,1.5\n"
+
+    # a killed run that logged nothing has no metrics.csv to keep: resolving again moves nothing, raises nothing
+    rank0 = _trainer_as_torchrun_rank(monkeypatch, tmp_path / "runs", 0)
+    assert resolve_last_checkpoint(rank0, "last", resume=True) == last
+    assert sorted(p.name for p in run.glob("metrics*.csv")) == ["metrics.before-resume-1.csv"]
