@@ -196,3 +196,48 @@ def test_fsd50k_missing_ground_truth_names_the_layout(tmp_path):
     (tmp_path / "FSD50K").mkdir()
     with pytest.raises(DataError, match="FSD50K.ground_truth/dev.csv"):
         FSD50KDataModule(tmp_path / "FSD50K")
+
+
+#: bf16 logits 1/4 apart: their float32 sigmoids are distinct (0.99331, 0.99478, 0.99593, 0.99682), their bf16
+#: sigmoids are not (bf16 steps by 2**-8 = 0.0039 below 1: 0.99219, then 0.99609 three times)
+BF16_LOGITS = torch.tensor([5.0, 5.25, 5.5, 5.75], dtype=torch.bfloat16)
+BF16_TARGET = torch.tensor([0, 1, 0, 1])
+
+
+def _bf16_scored(model: AudioClassifier, monkeypatch, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The model gives ``logits`` (4, 2), bf16, for any input; a batch of 4 clips with :data:`BF16_TARGET` in both
+    classes."""
+    monkeypatch.setattr(model, "forward", lambda spec: logits)
+    return torch.zeros(4, 3, 32, 64), BF16_TARGET[:, None].repeat(1, 2).float()
+
+
+def test_ap_and_thresholds_of_bf16_logits_are_those_of_float32_scores(monkeypatch):
+    """AP and tuned thresholds come from float32 sigmoids: bf16 ones tie and change both."""
+    from sklearn.metrics import average_precision_score
+
+    model = AudioClassifier("test_resnet", num_classes=2, task="multilabel")
+    assert len(set(BF16_LOGITS.sigmoid().tolist())) == 2 and len(set(BF16_LOGITS.float().sigmoid().tolist())) == 4
+    batch = _bf16_scored(model, monkeypatch, BF16_LOGITS[:, None].repeat(1, 2))
+    model.test_step(batch, 0)
+    model.validation_step(batch, 0)
+
+    # ranked 5.75 (+), 5.5 (-), 5.25 (+), 5.0 (-): precision 1/1 and 2/3 at the two hits, AP = (1 + 2/3) / 2;
+    # with the bf16 tie of the top three it would be 2/3
+    want = (1 + 2 / 3) / 2
+    assert average_precision_score(BF16_TARGET.numpy(), BF16_LOGITS.float().numpy()) == pytest.approx(want)
+    assert model.test_ap.compute().tolist() == pytest.approx([want, want], abs=1e-6)
+    assert float(model.test_metrics.compute()["test/mAP"]) == pytest.approx(want, abs=1e-6)
+    assert float(model.val_metrics.compute()["val/mAP"]) == pytest.approx(want, abs=1e-6)
+    # best F1 keeps the top three (2 hits: F1 0.8); the threshold lies midway between the 3rd and 4th scores
+    third, fourth = (float(torch.tensor(v).sigmoid()) for v in (5.25, 5.0))
+    assert model.threshold_tuner.compute().tolist() == pytest.approx([(third + fourth) / 2] * 2, abs=1e-6)
+
+
+@pytest.mark.parametrize("task", ["multiclass", "multilabel"])
+def test_probabilities_of_bf16_logits_are_float32(task, monkeypatch):
+    model = AudioClassifier("test_resnet", num_classes=2, task=task)
+    logits = torch.stack([BF16_LOGITS, torch.zeros_like(BF16_LOGITS)], 1)  # softmax of (x, 0) is sigmoid(x)
+    spec, _ = _bf16_scored(model, monkeypatch, logits)
+    probs = model.predict_step(spec, 0)
+    assert probs.dtype == torch.float32
+    assert probs[:, 0].tolist() == pytest.approx(BF16_LOGITS.double().sigmoid().tolist(), abs=1e-7)

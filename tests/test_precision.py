@@ -110,3 +110,19 @@ def test_16_mixed_on_cuda_runs_the_frontend_on_the_gpu(tiny_args, tmp_path):
     with torch.no_grad(), torch.autocast("cuda", dtype=torch.float16):
         pred = model(dm.frontend.to("cuda")(waves)).argmax(1).cpu().numpy()
     assert metrics["test/acc"] == pytest.approx(accuracy_score(test.labels, pred))
+
+
+@pytest.mark.parametrize("precision", ["bf16-true", "16-true"])
+def test_true_half_precision_fits_with_the_frontend_in_float32(tiny_args, precision):
+    """``bf16-true``/``16-true`` cast the weights to half: the float32 spectrogram is cast to the weights' dtype
+    at the model's input, after the frontend; training, validation (the sanity check) and the test all run."""
+    probe = DtypeProbe()
+    args = ["fit", *tiny_args, f"--trainer.precision={precision}", "--trainer.max_steps=2"]
+    args += ["--trainer.limit_val_batches=1", "--trainer.num_sanity_val_steps=1", "--trainer.limit_test_batches=1"]
+    cli = run_cli(args, trainer_defaults={"callbacks": [probe]})
+    half = {"bf16-true": torch.bfloat16, "16-true": torch.float16}[precision]
+    assert cli.trainer.global_step == 2
+    assert probe.spec[0] == torch.float32  # the frontend's output
+    assert probe.logits == half
+    assert {p.dtype for p in cli.model.parameters()} == {half}
+    assert "test/acc" in cli.trainer.callback_metrics

@@ -153,3 +153,136 @@ def test_ckpt_path_last_without_a_run_refuses_test(tiny_args, capsys):
     assert main(["test", *tiny_args, "--ckpt_path=last"]) == 2
     err = capsys.readouterr().err
     assert "ckpt_path=last" in err and "runs/audiocls/version_*/checkpoints/last.ckpt" in err
+
+
+def _trainer_as_torchrun_rank(monkeypatch, save_dir: Path, rank: int):
+    """A 2-process DDP trainer on the CPU as process ``rank`` of ``torchrun --nproc-per-node 2`` builds it: the
+    environment torchrun sets, no process group yet (as when ``--ckpt_path last`` is resolved)."""
+    from lightning import Trainer
+    from lightning.pytorch.loggers import CSVLogger
+    from lightning.pytorch.utilities.rank_zero import rank_zero_only
+    from lightning_utilities.core.rank_zero import rank_zero_only as utils_rank_zero_only
+
+    for holder in (rank_zero_only, utils_rank_zero_only):  # the DDP strategy sets them; later tests need rank 0
+        monkeypatch.setattr(holder, "rank", getattr(holder, "rank", 0), raising=False)
+    env = {"RANK": rank, "LOCAL_RANK": rank, "WORLD_SIZE": 2, "LOCAL_WORLD_SIZE": 2, "GROUP_RANK": 0}
+    env.update(TORCHELASTIC_RUN_ID="test", MASTER_ADDR="127.0.0.1", MASTER_PORT=29500)
+    for key, value in env.items():
+        monkeypatch.setenv(key, str(value))
+    trainer = Trainer(
+        accelerator="cpu", devices=2, strategy="ddp", logger=CSVLogger(save_dir, name="audiocls"),
+        enable_progress_bar=False, enable_model_summary=False,
+    )  # fmt: skip
+    assert trainer.global_rank == rank and trainer.world_size == 2
+    return trainer
+
+
+def test_ckpt_path_last_under_torchrun_moves_metrics_csv_on_rank_0_only(tmp_path, monkeypatch):
+    from audiocls.training.checkpoints import resolve_last_checkpoint
+
+    run = tmp_path / "runs" / "audiocls" / "version_0"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"weights")
+    (run / "metrics.csv").write_text("epoch,train/loss\n0,1.5\n")
+    last = str((run / "checkpoints" / "last.ckpt").absolute())
+
+    # every process resolves 'last' at once; rank 1 finds the checkpoint and continues the folder, moves nothing
+    rank1 = _trainer_as_torchrun_rank(monkeypatch, tmp_path / "runs", 1)
+    assert resolve_last_checkpoint(rank1, "last", resume=True) == last
+    assert rank1.logger.version == "version_0"
+    assert (run / "metrics.csv").is_file() and not list(run.glob("metrics.before-resume-*.csv"))
+
+    rank0 = _trainer_as_torchrun_rank(monkeypatch, tmp_path / "runs", 0)
+    assert resolve_last_checkpoint(rank0, "last", resume=True) == last
+    assert rank0.logger.version == "version_0"
+    assert not (run / "metrics.csv").exists()
+    assert (run / "metrics.before-resume-1.csv").read_text() == "epoch,train/loss\n0,1.5\n"
+
+    # a killed run that logged nothing has no metrics.csv to keep: resolving again moves nothing, raises nothing
+    rank0 = _trainer_as_torchrun_rank(monkeypatch, tmp_path / "runs", 0)
+    assert resolve_last_checkpoint(rank0, "last", resume=True) == last
+    assert sorted(p.name for p in run.glob("metrics*.csv")) == ["metrics.before-resume-1.csv"]
+
+
+#: two gloo processes as torchrun starts them: each seeds itself differently, the callback writes one checkpoint
+#: (every rank takes part, rank 0 saves it, as in Trainer.save_checkpoint), then each rank scrambles its random
+#: state, restores the checkpoint and records what it draws next
+RNG_RANKS = """
+import json
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+import torch.distributed as dist
+
+from audiocls.training.record import RandomStateCallback
+from tests.test_resume import draws, seed_all
+
+dist.init_process_group("gloo")
+rank, ckpt = dist.get_rank(), Path(sys.argv[1])
+seed_all(10 + rank)
+saving = RandomStateCallback()
+saving.setup(SimpleNamespace(global_rank=rank, world_size=2), None, "fit")
+state = saving.state_dict()
+if rank == 0:
+    torch.save(state, ckpt)
+dist.barrier()
+seed_all(99)  # the resumed process starts from its seed
+resumed = RandomStateCallback()
+resumed.setup(SimpleNamespace(global_rank=rank, world_size=2), None, "fit")
+resumed.load_state_dict(torch.load(ckpt, weights_only=True))
+ckpt.with_suffix(f".rank{rank}.json").write_text(json.dumps(draws()))
+dist.destroy_process_group()
+"""
+
+
+def seed_all(seed: int) -> None:
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def draws() -> list[float]:
+    """The next draw of Python's, NumPy's and torch's global generators."""
+    import random
+
+    import numpy as np
+
+    return [random.random(), float(np.random.rand()), float(torch.rand(()))]
+
+
+def _after_seed(seed: int) -> list[float]:
+    seed_all(seed)
+    return draws()
+
+
+def test_each_rank_resumes_its_own_random_state(tmp_path, caplog):
+    from types import SimpleNamespace
+
+    from audiocls.training.record import RandomStateCallback
+
+    root = Path(__file__).resolve().parents[1]
+    (tmp_path / "rng_ranks.py").write_text(RNG_RANKS)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
+    cmd += [str(tmp_path / "rng_ranks.py"), str(tmp_path / "rng.ckpt")]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    got = [json.loads((tmp_path / f"rng.rank{r}.json").read_text()) for r in range(2)]
+    assert got[0] == _after_seed(10) and got[1] == _after_seed(11)  # each its own state, not rank 0's
+
+    # resumed with another number of processes: the ranks the checkpoint has restore theirs, the others keep theirs
+    state = torch.load(tmp_path / "rng.ckpt", weights_only=True)
+    for rank, world_size, want in [(0, 1, _after_seed(10)), (0, 3, _after_seed(10)), (2, 3, _after_seed(77))]:
+        seed_all(77)
+        callback = RandomStateCallback()
+        callback.setup(SimpleNamespace(global_rank=rank, world_size=world_size), None, "fit")
+        with caplog.at_level("WARNING", logger="audiocls.training.record"):
+            callback.load_state_dict(state)
+        assert draws() == want, (rank, world_size)
+    assert "random states of 2 process(es), this run has 3" in caplog.text

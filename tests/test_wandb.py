@@ -252,3 +252,38 @@ def test_offline_multilabel_fit_logs_examples_and_per_class_ap(tmp_path, wandb_o
     for name, ap in rows:
         if ap is not None:
             assert ap == pytest.approx(metrics[f"test/ap_class/{name}"])
+
+
+def test_offline_fit_on_stored_spectrograms_logs_them_as_images(tiny_root, tiny_args, tmp_path, wandb_offline):
+    """``data.precompute_frontend: true`` (every CPU recipe): the training split holds spectrograms, not waveforms;
+    the media callback draws them as they are instead of running the frontend on them."""
+    import numpy as np
+    import wandb
+    from PIL import Image
+
+    from audiocls.data.synthetic import SyntheticDataModule
+
+    from .conftest import tiny_frontend_config
+
+    args = ["fit", "--config", str(WANDB_YAML), *tiny_args, "--data.precompute_frontend=true"]
+    args += ["--trainer.max_steps=1", "--trainer.limit_val_batches=1", "--test_after_fit=false"]
+    assert main(args) == 0
+    wandb.teardown()
+    (run_dir,) = (tmp_path / "runs" / "wandb").glob("offline-run-*")
+    run = read_offline_run(run_dir)
+    examples = next(row["examples/spectrograms"] for row in run["history"] if "examples/spectrograms" in row)
+    assert examples["count"] == 4 * 2  # two clips of each of the 4 classes
+
+    # every logged picture is one of the training split's stored spectrograms, drawn by spectrogram_image
+    dm = SyntheticDataModule(
+        tiny_root, num_classes=4, clips_per_fold=3, seconds=1.0, sample_rate=8000, batch_size=4, num_workers=0,
+        frontend=tiny_frontend_config(), precompute_frontend=True,
+    )  # fmt: skip
+    dm.setup("fit")
+    stored = {spectrogram_image(spec).tobytes() for spec, _ in dm.splits["train"]}
+    pictures = sorted((run_dir / "files" / "media" / "images" / "examples").glob("spectrograms_*.png"))
+    assert len(pictures) == 8
+    for path in pictures:
+        image = np.asarray(Image.open(path).convert("RGB"))
+        assert image.shape == (3 * 32, 64, 3)  # 3 channels of 32 mels stacked, 64 frames
+        assert image.tobytes() in stored, path.name

@@ -200,7 +200,12 @@ class AudioClassifier(L.LightningModule):
         return self.task == "multilabel"
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
-        """logits (B, K) -> scores (B, K): softmax for ``multiclass``, independent sigmoids for ``multilabel``."""
+        """logits (B, K) -> scores (B, K) float32: softmax for ``multiclass``, independent sigmoids for ``multilabel``.
+
+        Computed in float32 whatever the logits' dtype: under bf16 the scores near 0 and 1 would tie (bf16 steps
+        by 2**-8 below 1), which coarsens AP, the tuned thresholds and the predicted scores.
+        """
+        logits = logits.float()
         return logits.sigmoid() if self.multilabel else logits.softmax(-1)
 
     def train(self, mode: bool = True):
@@ -215,13 +220,20 @@ class AudioClassifier(L.LightningModule):
         return channel_affine(spec, self.input_scale, self.input_shift)
 
     def forward(self, spec: torch.Tensor) -> torch.Tensor:
-        """spec (B, C, n_mels, frames) or (B, W, C, n_mels, frames) -> logits (B, num_classes)."""
+        """spec (B, C, n_mels, frames) or (B, W, C, n_mels, frames) -> logits (B, num_classes).
+
+        The spectrogram (float32: the frontend runs in float32) is cast to the dtype of the backbone's weights, so
+        ``trainer.precision`` ``bf16-true``/``16-true`` (half weights) work; under ``*-mixed`` it is a no-op.
+        """
         windows = None
         if spec.dim() == 5:
             windows = spec.shape[1]
             spec = spec.flatten(0, 1)
         elif spec.dim() != 4:
             raise ValueError(f"expected spec of shape (B, C, F, T) or (B, W, C, F, T), got {tuple(spec.shape)}")
+        weight = next(self.backbone.parameters(), None)
+        if weight is not None and spec.is_floating_point() and spec.dtype != weight.dtype:
+            spec = spec.to(weight.dtype)
         logits = self.backbone(self.backbone_input(spec))
         if windows is not None:
             logits = logits.view(-1, windows, logits.shape[-1]).mean(1)
@@ -238,10 +250,10 @@ class AudioClassifier(L.LightningModule):
             loss = self._loss(logits, y)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(y))
         if self.multilabel:  # the batch's own labels (mixed targets rounded)
-            self.train_f1(logits.detach().sigmoid(), (y > 0.5).long())
+            self.train_f1(self.probabilities(logits.detach()), (y > 0.5).long())
             self.log("train/f1_micro", self.train_f1, on_step=False, on_epoch=True, prog_bar=True)
             return loss
-        self.train_acc(logits, y)
+        self.train_acc(logits.detach().float(), y)
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
         return loss
 
@@ -278,12 +290,14 @@ class AudioClassifier(L.LightningModule):
         logits = self(spec)
         if dataloader_idx == 0:
             kw = dict(on_epoch=True, prog_bar=True, add_dataloader_idx=False)
-            self.log("val/loss", self._eval_loss(logits, y), batch_size=len(y), sync_dist=True, **kw)
+            scores = logits.float()  # metrics in float32 (see probabilities)
+            self.log("val/loss", self._eval_loss(scores, y), batch_size=len(y), sync_dist=True, **kw)
             if self.multilabel:
-                self.val_metrics.update(logits.sigmoid(), y.long())
-                self.threshold_tuner.update(logits.detach().sigmoid(), y.long())
+                probs = self.probabilities(scores)
+                self.val_metrics.update(probs, y.long())
+                self.threshold_tuner.update(probs, y.long())
             else:
-                self.val_acc(logits, y)
+                self.val_acc(scores, y)
                 self.log("val/acc", self.val_acc, on_step=False, **kw)
         return logits
 
@@ -317,16 +331,17 @@ class AudioClassifier(L.LightningModule):
         """logits (B, num_classes), for callbacks (e.g. the saved predictions of ``audiocls cv``)."""
         spec, y = batch
         logits = self(spec)
-        self.log("test/loss", self._eval_loss(logits, y), on_epoch=True, batch_size=len(y), sync_dist=True)
+        scores = logits.float()  # metrics in float32 (see probabilities)
+        self.log("test/loss", self._eval_loss(scores, y), on_epoch=True, batch_size=len(y), sync_dist=True)
         if self.multilabel:
-            probs, target = logits.sigmoid(), y.long()
+            probs, target = self.probabilities(scores), y.long()
             self.test_metrics.update(probs, target)
             self.test_ap.update(probs, target)
             self.test_rate.update(target)
             self.test_f1_tuned.update((probs >= self.thresholds).long(), target)
             return logits
-        self.test_metrics.update(logits, y)
-        self.test_confmat.update(logits, y)
+        self.test_metrics.update(scores, y)
+        self.test_confmat.update(scores, y)
         return logits
 
     def on_test_epoch_end(self) -> None:

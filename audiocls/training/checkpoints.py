@@ -9,6 +9,7 @@ export use.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import logging
@@ -76,7 +77,8 @@ def resolve_last_checkpoint(trainer: Any, ckpt_path: str | None, *, resume: bool
     ``version_N`` folder, so Lightning's own ``'last'`` would look in the new, empty folder and silently train
     from scratch. Here ``'last'`` means the most recently written ``<save_dir>/<name>/version_*/checkpoints/last.ckpt``;
     with ``resume=True`` (``fit``) the logger is pointed at that run's folder, so logs, checkpoints and results of
-    the resumed run land beside the killed run's (its ``metrics.csv`` is kept as ``metrics.before-resume-K.csv``).
+    the resumed run land beside the killed run's (its ``metrics.csv`` is kept as ``metrics.before-resume-K.csv``,
+    by global rank 0 alone).
 
     Args:
         trainer: the Trainer, before ``fit``/``test``/... has started.
@@ -106,14 +108,21 @@ def resolve_last_checkpoint(trainer: Any, ckpt_path: str | None, *, resume: bool
     if resume and hasattr(logger, "_version") and getattr(logger, "_experiment", None) is None:
         run_dir = found.parent.parent
         logger._version = run_dir.name
-        metrics = run_dir / "metrics.csv"
-        if metrics.is_file():
-            k = 1
-            while (run_dir / f"metrics.before-resume-{k}.csv").exists():
-                k += 1
-            metrics.rename(run_dir / f"metrics.before-resume-{k}.csv")
+        # under torchrun/srun every process resolves 'last' at once (before the process group exists, so there is no
+        # barrier to wait at); only global rank 0 moves the file, and only rank 0's logger writes or reads metrics.csv
+        if getattr(trainer, "is_global_zero", True):
+            _keep_earlier_metrics(run_dir)
         log.info("resuming %s from %s", run_dir, found)
     return str(found)
+
+
+def _keep_earlier_metrics(run_dir: Path) -> None:
+    """Move the resumed run's ``metrics.csv`` aside as ``metrics.before-resume-K.csv`` (the first free K >= 1)."""
+    k = 1
+    while (run_dir / f"metrics.before-resume-{k}.csv").exists():
+        k += 1
+    with contextlib.suppress(FileNotFoundError):  # the killed run logged nothing yet
+        (run_dir / "metrics.csv").rename(run_dir / f"metrics.before-resume-{k}.csv")
 
 
 def find_last_checkpoint(root_dir: str | Path, name: str = "last.ckpt") -> Path | None:

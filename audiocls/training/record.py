@@ -5,9 +5,9 @@ versions of Python, torch, torchaudio, timm, lightning and audiocls, the git com
 whether it had uncommitted changes), the device, the command line and, for a resumed run, the checkpoint it
 resumed from. A resume that reuses the folder keeps the earlier records under ``earlier``.
 
-:class:`RandomStateCallback` stores the Python, NumPy and torch random states in every checkpoint and puts them
-back at the start of the first training epoch after a resume, so the resumed epochs draw the same shuffles,
-crops, augmentations and dropout masks as an uninterrupted run.
+:class:`RandomStateCallback` stores the Python, NumPy and torch random states of every process in every checkpoint
+and puts each back when a run resumes, so the resumed epochs draw the same shuffles, crops, augmentations and
+dropout masks as an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -196,21 +196,56 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def _gather(obj: Any) -> list[Any]:
+    """``obj`` of every process, in global rank order (a collective call under DDP); ``[obj]`` in one process."""
+    dist = torch.distributed
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return [obj]
+    out: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
 class RandomStateCallback(L.Callback):
-    """Saves the global random states in checkpoints and puts them back when a checkpoint is restored.
+    """Saves the global random states in checkpoints, one per process, and puts each back when a checkpoint is
+    restored.
 
     A checkpoint is written at the end of an epoch; an uninterrupted run's next random draw is the next epoch's
     loader iterator (its base seed, then the shuffle). A resumed run restores the checkpoint after building the
     model and the data and before its sanity check, which Lightning runs with the random state isolated, so the
     next draw after the restore is again the training loader's: the resumed epochs draw the same shuffles,
-    crops, augmentations and dropout masks as the uninterrupted run. Checkpoints are written by rank 0, so
-    under DDP every rank restores rank 0's state (the ranks start from one seed anyway); the single-process
-    resume is exact.
+    crops, augmentations and dropout masks as the uninterrupted run.
+
+    Under DDP every process's state is gathered when a checkpoint is written (every rank takes part in writing
+    one; rank 0 saves the file) and each rank restores its own. A checkpoint written by another number of
+    processes restores the states of the ranks it has; a rank it lacks keeps its own (seeded) state, with a
+    warning: that resume does not repeat the uninterrupted run's draws (its data shards differ anyway).
     """
 
+    def __init__(self) -> None:
+        self.rank, self.world_size = 0, 1
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        """Before Lightning restores a checkpoint: which process this is."""
+        self.rank, self.world_size = trainer.global_rank, trainer.world_size
+
     def state_dict(self) -> dict[str, Any]:
-        return {"rng": _rng_state()}
+        """``rng``: this process's state (rank 0's under DDP); ``rng_per_rank``: every rank's, with several."""
+        states = _gather(_rng_state())
+        return {"rng": states[0], "rng_per_rank": states} if len(states) > 1 else {"rng": states[0]}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        if "rng" in state_dict:
-            _set_rng_state(state_dict["rng"])
+        states = state_dict.get("rng_per_rank") or ([state_dict["rng"]] if "rng" in state_dict else [])
+        if not states:
+            return
+        if len(states) != self.world_size and self.rank == 0:
+            log.warning(
+                "the checkpoint holds the random states of %d process(es), this run has %d: ranks 0..%d restore "
+                "theirs, any other rank keeps its own; the resumed run does not repeat an uninterrupted run's "
+                "random draws",
+                len(states),
+                self.world_size,
+                min(len(states), self.world_size) - 1,
+            )
+        if self.rank < len(states):
+            _set_rng_state(states[self.rank])

@@ -295,7 +295,8 @@ class WandbMedia(Callback):
     """Pictures and tables for a W&B run.
 
     At the start of ``fit``, ``examples_per_class`` training clips of every class as spectrogram images (the
-    frontend's output, before augmentation); a multi-label clip is captioned with all its labels (``dog+rain``).
+    frontend's output, before augmentation; the stored spectrograms themselves with ``data.precompute_frontend:
+    true``); a multi-label clip is captioned with all its labels (``dog+rain``).
     A multi-label model gets a per-class AP table at the end of ``test`` instead of the confusion matrix. At the end of ``test``, the confusion matrix (a W&B chart) and a
     per-class table (clips, correct, accuracy, most frequent wrong prediction), over the whole test set across
     processes: both read the model's ``test_confusion`` (set by :class:`~audiocls.models.classifier.AudioClassifier`'s
@@ -316,8 +317,7 @@ class WandbMedia(Callback):
             return
         datamodule = trainer.datamodule
         dataset = getattr(datamodule, "splits", {}).get("train")
-        frontend = getattr(datamodule, "frontend", None)
-        if dataset is None or frontend is None or not len(dataset):
+        if dataset is None or not len(dataset):
             return
         label_sets = [_label_set(y) for y in dataset.labels]  # class indices, or the classes of a multi-hot target
         names = getattr(pl_module, "class_names", None) or [
@@ -329,9 +329,9 @@ class WandbMedia(Callback):
             picked += [i for i, s in enumerate(label_sets) if label in s and i not in chosen][: self.examples_per_class]
         if not picked:
             return
-        wave = torch.stack([dataset[i][0] for i in picked]).to(pl_module.device)  # (N, T)
-        with torch.no_grad():
-            spec = frontend.to(pl_module.device)(wave)  # (N, C, n_mels, frames)
+        spec = self._spectrograms(torch.stack([dataset[i][0] for i in picked]), datamodule, pl_module.device)
+        if spec is None:
+            return
         images = [spectrogram_image(s) for s in spec]
         captions = [
             f"{'+'.join(names[k] for k in label_sets[i])}: {Path(dataset.cache.files[dataset.indices[i]]).name}"
@@ -339,6 +339,27 @@ class WandbMedia(Callback):
         ]
         for logger in loggers:
             logger.log_image(key="examples/spectrograms", images=images, caption=captions)
+
+    @staticmethod
+    def _spectrograms(inputs: torch.Tensor, datamodule, device: torch.device) -> torch.Tensor | None:
+        """The training split's items as spec (N, C, n_mels, frames), or ``None`` when they cannot be drawn.
+
+        Waveforms (N, T) go through the datamodule's frontend; stored spectrograms (N, C, n_mels, frames) of
+        ``data.precompute_frontend: true`` are already its output (before normalisation, which is a per-channel
+        affine map and so leaves :func:`spectrogram_image` unchanged) and are drawn as they are.
+        """
+        if inputs.ndim == 4:
+            return inputs
+        frontend = getattr(datamodule, "frontend", None)
+        if inputs.ndim != 2 or frontend is None:
+            log.warning(
+                "W&B examples left out: training items of shape %s are neither waveforms (T,) with a frontend "
+                "nor spectrograms (C, F, T)",
+                tuple(inputs.shape[1:]),
+            )
+            return None
+        with torch.no_grad():
+            return frontend.to(device)(inputs.to(device))
 
     # confusion matrix at the end of test
     def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
