@@ -223,14 +223,14 @@ dist.init_process_group("gloo")
 rank, ckpt = dist.get_rank(), Path(sys.argv[1])
 seed_all(10 + rank)
 saving = RandomStateCallback()
-saving.setup(SimpleNamespace(global_rank=rank, world_size=2), None, "fit")
+saving.setup(SimpleNamespace(global_rank=rank, world_size=2, ckpt_path="given"), None, "fit")  # no re-seed
 state = saving.state_dict()
 if rank == 0:
     torch.save(state, ckpt)
 dist.barrier()
 seed_all(99)  # the resumed process starts from its seed
 resumed = RandomStateCallback()
-resumed.setup(SimpleNamespace(global_rank=rank, world_size=2), None, "fit")
+resumed.setup(SimpleNamespace(global_rank=rank, world_size=2, ckpt_path="last"), None, "fit")
 resumed.load_state_dict(torch.load(ckpt, weights_only=True))
 ckpt.with_suffix(f".rank{rank}.json").write_text(json.dumps(draws()))
 dist.destroy_process_group()
@@ -281,8 +281,28 @@ def test_each_rank_resumes_its_own_random_state(tmp_path, caplog):
     for rank, world_size, want in [(0, 1, _after_seed(10)), (0, 3, _after_seed(10)), (2, 3, _after_seed(77))]:
         seed_all(77)
         callback = RandomStateCallback()
-        callback.setup(SimpleNamespace(global_rank=rank, world_size=world_size), None, "fit")
+        callback.setup(SimpleNamespace(global_rank=rank, world_size=world_size, ckpt_path="last"), None, "fit")
         with caplog.at_level("WARNING", logger="audiocls.training.record"):
             callback.load_state_dict(state)
         assert draws() == want, (rank, world_size)
     assert "random states of 2 process(es), this run has 3" in caplog.text
+
+
+def test_a_new_fit_of_several_processes_draws_per_rank(monkeypatch):
+    """seed_everything seeds every rank alike: without a per-rank stream each rank drew rank 0's augmentation."""
+    from types import SimpleNamespace
+
+    from audiocls.training.record import RandomStateCallback
+
+    def draws(rank: int, world_size: int, ckpt_path=None) -> torch.Tensor:
+        torch.manual_seed(7)  # what seed_everything(7) does on every rank
+        trainer = SimpleNamespace(global_rank=rank, world_size=world_size, ckpt_path=ckpt_path)
+        RandomStateCallback().setup(trainer, None, "fit")
+        return torch.rand(4)
+
+    expected = {r: torch.Generator().manual_seed(7 + r) for r in (0, 1)}
+    assert torch.equal(draws(0, 2), torch.rand(4, generator=expected[0]))
+    assert torch.equal(draws(1, 2), torch.rand(4, generator=expected[1]))  # rank 1: its own stream
+    assert torch.equal(draws(1, 1), torch.rand(4, generator=torch.Generator().manual_seed(7)))  # one process: as seeded
+    # a resumed fit keeps the stream its checkpoint restores (restored after setup, so setup must not re-seed)
+    assert torch.equal(draws(1, 2, ckpt_path="last.ckpt"), torch.rand(4, generator=torch.Generator().manual_seed(7)))

@@ -196,6 +196,18 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def seed_per_rank(rank: int, world_size: int) -> None:
+    """Re-seed torch (CPU and CUDA) with ``initial seed + rank`` when several processes train.
+
+    ``seed_everything`` gives every process the same seed, so without this every rank would draw the same
+    augmentation (masks, rolls, pitch/time, mixup) on its own clips. The model is built before this (DDP copies
+    rank 0's weights to every rank anyway), the samplers shuffle with their own shared seed and Lightning seeds
+    loader workers per rank; one process keeps its stream as it is (so single-process runs repeat exactly).
+    """
+    if world_size > 1:
+        torch.manual_seed(torch.initial_seed() + rank)
+
+
 def _gather(obj: Any) -> list[Any]:
     """``obj`` of every process, in global rank order (a collective call under DDP); ``[obj]`` in one process."""
     dist = torch.distributed
@@ -226,8 +238,11 @@ class RandomStateCallback(L.Callback):
         self.rank, self.world_size = 0, 1
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        """Before Lightning restores a checkpoint: which process this is."""
+        """Before Lightning restores a checkpoint: which process this is; a new fit of several processes gives each
+        rank its own torch random stream (see :func:`seed_per_rank`)."""
         self.rank, self.world_size = trainer.global_rank, trainer.world_size
+        if stage == "fit" and getattr(trainer, "ckpt_path", None) is None:
+            seed_per_rank(self.rank, self.world_size)
 
     def state_dict(self) -> dict[str, Any]:
         """``rng``: this process's state (rank 0's under DDP); ``rng_per_rank``: every rank's, with several."""
