@@ -51,6 +51,7 @@ def config_hash(cfg: dict) -> str:
 
 
 def check_dir(out: Path, cfg: dict, cfg_hash: str) -> None:
+    """Refuse (:class:`ConfigError`, naming up to 5 differing settings) a cv folder made with another config."""
     meta = out / "cv.json"
     if not meta.is_file():
         return
@@ -69,6 +70,7 @@ def check_dir(out: Path, cfg: dict, cfg_hash: str) -> None:
 
 
 def fold_done(fold_dir: Path, cfg_hash: str) -> dict | None:
+    """A complete fold's ``result.json`` (done, with its predictions); ``None`` when the fold must (re)run."""
     try:
         result = json.loads((fold_dir / RESULT).read_text())
     except (OSError, ValueError):
