@@ -153,7 +153,11 @@ class Multilabel(Task):
         }
 
     def fold_fields(self, metrics: dict, labels) -> dict:
-        return {"task": self.name, **super().fold_fields({**metrics, "mAP_baseline": _label_frequency(labels)}, labels)}
+        rate = torch.from_numpy(np.asarray(labels, dtype=np.float64).mean(0))  # the share of clips of each class
+        return {
+            "task": self.name,
+            **super().fold_fields({**metrics, "mAP_baseline": label_frequency_baseline(rate)}, labels),
+        }
 
     def report_head(self) -> dict:
         return {"task": self.name, "threshold": THRESHOLD}
@@ -180,9 +184,3 @@ def _per_class_ap(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     p, y = torch.as_tensor(probs).float(), torch.as_tensor(labels).long()
     ap = multilabel_average_precision(p, y, p.shape[1], average=None).double().numpy()
     return np.where(np.asarray(labels).sum(0) > 0, ap, np.nan)
-
-
-def _label_frequency(labels: np.ndarray) -> float:
-    """The label-frequency baseline of mAP of multi-hot ``labels`` (N, K), as :func:`label_frequency_baseline`."""
-    rate = np.asarray(labels).mean(0)
-    return float(rate[rate > 0].mean()) if (rate > 0).any() else float("nan")
