@@ -16,6 +16,8 @@ import pytest
 
 from audiocls.cli import main
 from audiocls.commands import cv
+from audiocls.commands.cv_launch import fold_command
+from audiocls.models.task import get_task
 from tests.conftest import TINY_FRONTEND
 
 
@@ -48,7 +50,7 @@ def test_fold_metrics_match_sklearn():
     labels = rng.integers(0, 4, 50)  # class 4 of 5 never occurs: macro F1 must leave it out, as sklearn does
     probs = rng.random((50, 5))
     pred = probs.argmax(1)
-    m = cv.fold_metrics(probs, labels)
+    m = get_task("multiclass").score(probs, labels)
     assert m["acc"] == pytest.approx(accuracy_score(labels, pred))
     assert m["macro_f1"] == pytest.approx(f1_score(labels, pred, average="macro"))
     assert m["confusion"].sum() == 50 and np.trace(m["confusion"]) == (pred == labels).sum()
@@ -67,7 +69,7 @@ def test_the_report_and_the_model_count_the_confusion_matrix_the_same_way():
     logits = torch.from_numpy(rng.standard_normal((40, 6)).astype(np.float32))
     pred = logits.argmax(1).numpy()
     expected = sk_confusion(labels, pred, labels=range(6))
-    np.testing.assert_array_equal(cv.fold_metrics(logits.numpy(), labels)["confusion"], expected)
+    np.testing.assert_array_equal(get_task("multiclass").score(logits.numpy(), labels)["confusion"], expected)
     model = AudioClassifier(backbone="test_resnet", num_classes=6)
     model.on_test_epoch_start()
     for i in range(0, 40, 16):  # the model's own metric state, batch by batch
@@ -137,18 +139,18 @@ def test_unknown_fold_is_refused(tiny_root, capsys):
 
 def test_fold_command_resumes_from_last_checkpoint(tmp_path):
     cfg = {"trainer": {"logger": {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {}}}}
-    first = cv._fold_command(cfg, tmp_path, "x", 2, devices_one=False)
+    first = fold_command(cfg, tmp_path, "x", 2, devices_one=False)
     assert "--data.fold=2" in first and not any(a.startswith("--ckpt_path") for a in first)
     assert "--trainer.logger.init_args.version=fold_2" in first
     (tmp_path / "fold_2" / "checkpoints").mkdir(parents=True)
     (tmp_path / "fold_2" / "checkpoints" / "last.ckpt").write_bytes(b"")
-    again = cv._fold_command(cfg, tmp_path, "x", 2, devices_one=False)
+    again = fold_command(cfg, tmp_path, "x", 2, devices_one=False)
     assert f"--ckpt_path={tmp_path / 'fold_2' / 'checkpoints' / 'last.ckpt'}" in again
 
 
 def test_wandb_folds_are_grouped_by_cv_name(tmp_path):
     cfg = {"trainer": {"logger": {"class_path": "lightning.pytorch.loggers.WandbLogger", "init_args": {}}}}
-    cmd = cv._fold_command(cfg, tmp_path, "esc50-cv", 3, devices_one=True)
+    cmd = fold_command(cfg, tmp_path, "esc50-cv", 3, devices_one=True)
     assert "--trainer.logger.dict_kwargs.group=esc50-cv" in cmd and "--trainer.devices=1" in cmd
     assert "--trainer.logger.init_args.name=esc50-cv-fold3" in cmd
 

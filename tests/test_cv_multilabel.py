@@ -52,7 +52,7 @@ def _fake_cv(out: Path, seed: int, signal: float = 1.0) -> Path:
         data = np.load(out / f"fold_{fold}" / cv.PREDICTIONS)
         probs = 1 / (1 + np.exp(-(signal * (2 * data["labels"] - 1) + rng.standard_normal(data["probs"].shape))))
         np.savez(out / f"fold_{fold}" / cv.PREDICTIONS, **{**dict(data), "probs": probs})
-        results.append(cv._collect(out / f"fold_{fold}", fold, "h", 1.0, False))
+        results.append(cv.collect(out / f"fold_{fold}", fold, "h", 1.0, False))
     write_report(out, out.name, "h", results, [1, 2, 3])
     return out
 

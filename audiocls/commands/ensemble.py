@@ -5,9 +5,10 @@
 Each cv fold saved its final model's softmax outputs on the held-out fold (``fold_K/predictions.npz``), so the
 ensemble needs no model: for every fold complete in all runs it averages the members' probabilities and takes
 the arg-max. The report (``ensemble.json``, ``ensemble.md``, printed) gives each member's and the ensemble's
-accuracy and macro F1 per fold and their mean ± std over folds. Multi-label runs (multi-hot labels, per-class
-sigmoid outputs) average the sigmoid outputs and report mAP and F1 micro/macro at the threshold instead. The paper's 92.89 % on ESC-50 is such an
-ensemble (of best-epoch models; these are final-epoch ones).
+accuracy and macro F1 per fold and their mean ± std over folds; the figures are the task's
+(:attr:`~audiocls.models.task.Task.ensemble_keys`, the task read from the saved predictions): multi-label runs
+average the sigmoid outputs and report mAP and F1 micro/macro at the threshold instead. The paper's 92.89 % on
+ESC-50 is such an ensemble (of best-epoch models; these are final-epoch ones).
 """
 
 from __future__ import annotations
@@ -19,21 +20,19 @@ from pathlib import Path
 
 import numpy as np
 
-from audiocls.commands.cv_report import PREDICTIONS, RESULT, fold_metrics, mean_std, write_json
+from audiocls.commands.cv_report import PREDICTIONS, RESULT, mean_std, write_json
 from audiocls.commands.parser import command_parser
 from audiocls.errors import ConfigError, DataError
 from audiocls.files import atomic_write_text
+from audiocls.models.task import get_task, saved_task
 
 __all__ = ["main", "load_run", "ensemble_folds"]
 
 log = logging.getLogger(__name__)
 
-#: the figures of a multi-label ensemble report, the first one the headline
-MULTILABEL_KEYS = ("mAP", "f1_micro", "f1_macro")
-
 
 def load_run(run: Path) -> dict[int, dict]:
-    """The complete folds of a cv directory: ``{fold: {"probs", "labels", "files", "class_names"}}``."""
+    """The complete folds of a cv directory: ``{fold: {"probs", "labels", "files", "class_names", "task"}}``."""
     if not (run / "cv.json").is_file():
         raise DataError(f"{run} is not an 'audiocls cv' directory (no cv.json); pass the --out of a cv run")
     folds = {}
@@ -46,6 +45,7 @@ def load_run(run: Path) -> dict[int, dict]:
         if result.get("status") != "done":
             continue
         folds[int(result["fold"])] = {k: data[k] for k in ("probs", "labels", "files", "class_names")}
+        folds[int(result["fold"])]["task"] = saved_task(data)
     if not folds:
         raise DataError(f"{run} has no complete fold; run 'audiocls cv' there to completion first")
     return folds
@@ -54,10 +54,10 @@ def load_run(run: Path) -> dict[int, dict]:
 def _check_same(fold: int, runs: list[Path], members: list[dict]) -> None:
     first = members[0]
     for run, m in zip(runs[1:], members[1:], strict=True):
-        if m["labels"].ndim != first["labels"].ndim:
+        if m["task"].name != first["task"].name:
             raise DataError(
-                f"{run} and {runs[0]}: one is a multi-label cv run and the other a single-label one; ensemble runs "
-                "of the same task"
+                f"{run} and {runs[0]}: one is a {m['task'].description} cv run and the other a {first['task'].description} one; "
+                "ensemble runs of the same task"
             )
         if list(m["class_names"]) != list(first["class_names"]):
             raise DataError(f"{run} and {runs[0]} have different classes; an ensemble needs the same dataset")
@@ -70,10 +70,8 @@ def _check_same(fold: int, runs: list[Path], members: list[dict]) -> None:
 
 
 def ensemble_folds(runs: list[Path]) -> dict:
-    """Per-fold and mean accuracy / macro F1 of each run and of the average of their softmax outputs.
-
-    Multi-label runs: mAP and F1 micro/macro of each run and of the average of their sigmoid outputs.
-    """
+    """Per-fold and mean figures of the runs' task (accuracy / macro F1; multi-label: mAP and F1 micro/macro) of
+    each run and of the average of their scores (softmax or sigmoid outputs)."""
     loaded = [load_run(r) for r in runs]
     common = sorted(set.intersection(*(set(f) for f in loaded)))
     skipped = sorted(set.union(*(set(f) for f in loaded)) - set(common))
@@ -90,16 +88,16 @@ def ensemble_folds(runs: list[Path]) -> dict:
         _check_same(fold, runs, members)
         probs = np.mean([m["probs"] for m in members], axis=0)
         row = {"fold": fold, "num_test": len(members[0]["labels"])}
+        task = members[0]["task"]
         for name, m in zip(names, members, strict=True):
-            row[name] = {k: v for k, v in fold_metrics(m["probs"], m["labels"]).items() if k != "confusion"}
-        row["ensemble"] = {k: v for k, v in fold_metrics(probs, members[0]["labels"]).items() if k != "confusion"}
+            row[name] = {k: v for k, v in task.score(m["probs"], m["labels"]).items() if k != "confusion"}
+        row["ensemble"] = {k: v for k, v in task.score(probs, members[0]["labels"]).items() if k != "confusion"}
         folds.append(row)
     columns = [*names, "ensemble"]
-    multilabel = loaded[0][common[0]]["labels"].ndim == 2
-    keys = MULTILABEL_KEYS if multilabel else ("acc", "macro_f1")
-    summary = {c: {k: mean_std([f[c][k] for f in folds]) for k in keys} for c in columns}
+    task = loaded[0][common[0]]["task"]
+    summary = {c: {k: mean_std([f[c][k] for f in folds]) for k in task.ensemble_keys} for c in columns}
     return {
-        "task": "multilabel" if multilabel else "multiclass",
+        "task": task.name,
         "runs": [str(r) for r in runs],
         "members": names,
         "folds": folds,
@@ -110,19 +108,8 @@ def ensemble_folds(runs: list[Path]) -> dict:
 
 def _markdown(report: dict) -> str:
     columns, summary = [*report["members"], "ensemble"], report["summary"]
-    if report.get("task") == "multilabel":
-        key, caption = (
-            "mAP",
-            "Final-epoch test-fold mAP % (multi-label: sigmoid outputs averaged over the runs per fold)",
-        )
-        rows = (
-            ("mAP", "**mean ± std**", True),
-            ("f1_micro", "F1 micro ± std", True),
-            ("f1_macro", "F1 macro ± std", True),
-        )
-    else:
-        key, caption = "acc", "Final-epoch test-fold accuracy % (softmax outputs averaged over the runs per fold)"
-        rows = (("acc", "**mean ± std**", True), ("macro_f1", "macro F1 (mean)", False))
+    task = get_task(report["task"])
+    key, caption, rows = task.headline, task.ensemble_caption, task.ensemble_rows
     lines = [
         "# ensemble of " + ", ".join(report["members"]),
         "",

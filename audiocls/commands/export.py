@@ -48,13 +48,13 @@ def metadata(loaded: LoadedModel) -> dict[str, str]:
         "clip_samples": str(loaded.clip_samples),
         "input": f"wave (batch, {loaded.clip_samples}) float32, mono, {loaded.sample_rate} Hz",
         "output": f"logits (batch, {len(loaded.class_names)})",
-        # multilabel: independent per-class sigmoids of the logits (labels over a threshold); multiclass: softmax
+        # the task's name and what turns the logits into scores (softmax; independent per-class sigmoids)
         "task": loaded.model.task,
-        "activation": "sigmoid" if loaded.model.task == "multilabel" else "softmax",
+        "activation": loaded.model.task_type.activation,
         "backbone": str(loaded.model.hparams.get("backbone", "")),
         "producer": "audiocls export",
     }
-    if loaded.model.task == "multilabel":  # the decision rule predict uses: sigmoid >= threshold of the class
+    if loaded.model.task_type.thresholded:  # the decision rule predict uses: score >= threshold of the class
         meta["thresholds"] = json.dumps([round(float(t), 6) for t in loaded.model.thresholds.tolist()])
         meta["thresholds_tuned"] = str(bool(loaded.model.thresholds_tuned)).lower()
     return meta

@@ -215,7 +215,7 @@ def main(argv: list[str]) -> int:
     if args.threshold is not None and not 0 <= args.threshold <= 1:
         raise ConfigError(f"--threshold={args.threshold} must lie in [0, 1]")
     loaded = load_checkpoint(args.ckpt_path).to(torch.device(args.device))
-    threshold = choose_thresholds(loaded, args.threshold) if loaded.model.task == "multilabel" else None
+    threshold = choose_thresholds(loaded, args.threshold) if loaded.model.task_type.thresholded else None
     files = expand_files(args.files)
     t0, cpu0 = time.perf_counter(), time.process_time()
     results = predict_files(

@@ -77,7 +77,7 @@ def score_wave(
     """
 
     def probabilities(spec: torch.Tensor) -> torch.Tensor:
-        return loaded.model.probabilities(loaded.model(spec).float())  # sigmoids for multilabel
+        return loaded.model.probabilities(loaded.model(spec).float())  # the task's activation
 
     return map_windows(loaded, wave, probabilities, hop_seconds=hop_seconds, batch_size=batch_size)
 

@@ -11,25 +11,12 @@ from typing import Any, Literal
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
-from torchmetrics import MaxMetric, MetricCollection
-from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 
 from audiocls.errors import ConfigError
 from audiocls.models.backbone import TV_INCEPTION_TRANSFORM, build_backbone, channel_affine
-from audiocls.models.metrics import per_class_accuracy
-from audiocls.models.multilabel import (
-    TASKS,
-    THRESHOLD,
-    PositiveRate,
-    ThresholdTuner,
-    label_frequency_baseline,
-    multilabel_loss,
-    multilabel_metrics,
-    per_class_ap,
-)
 from audiocls.models.schedules import run_length, takes_total_steps
+from audiocls.models.task import DEFAULT_TASK, Task, get_task
 from audiocls.models.transfer import freeze_until as freeze_until_stage
 from audiocls.models.transfer import reinit_from as reinit_from_stage
 
@@ -47,8 +34,8 @@ class AudioClassifier(L.LightningModule):
     Args:
         backbone: timm model name, with an optional weight tag (``densenet201.tv_in1k``).
         num_classes: linked from the datamodule.
-        task: ``multiclass`` (one label per clip: softmax, cross-entropy, accuracy) or ``multilabel`` (several:
-            sigmoid outputs, binary cross-entropy on multi-hot targets, ``val/mAP``); linked from the datamodule.
+        task: the name of a :class:`~audiocls.models.task.Task` (``TASKS``: one label per clip, or several), which
+            owns the loss, the activation and the metrics; linked from the datamodule.
         in_chans: linked from the datamodule's frontend (1 or 3 channels; pretrained stems are adapted).
         class_names: linked from the datamodule, stored in checkpoints for prediction.
         pretrained: ImageNet weights: the weights folder's file for ``backbone`` (``$AUDIOCLS_WEIGHTS`` or
@@ -59,7 +46,7 @@ class AudioClassifier(L.LightningModule):
         backbone_kwargs: more ``timm.create_model`` arguments (e.g. ``{pad_type: same}`` for TensorFlow-ported
             weight files).
         drop_rate: dropout before the classifier.
-        label_smoothing: cross-entropy label smoothing (training only); for ``multilabel`` every binary target
+        label_smoothing: cross-entropy label smoothing (training only); for multi-label targets every binary target
             moves towards 0.5 by that much.
         mixup_alpha: mixup of training batches with ``lambda ~ Beta(alpha, alpha)`` and the mixed
             cross-entropy; 0 disables it.
@@ -83,7 +70,7 @@ class AudioClassifier(L.LightningModule):
         backbone: str = "mobilenetv3_small_100",
         *,
         num_classes: int = 10,
-        task: Literal["multiclass", "multilabel"] = "multiclass",
+        task: str = DEFAULT_TASK,
         in_chans: int = 3,
         class_names: list[str] | None = None,
         pretrained: bool = False,
@@ -104,8 +91,8 @@ class AudioClassifier(L.LightningModule):
         self.save_hyperparameters(ignore=["optimizer", "scheduler"])
         if class_names is not None and len(class_names) != num_classes:
             raise ConfigError(f"{len(class_names)} class_names given for num_classes={num_classes}")
-        if task not in TASKS:
-            raise ConfigError(f"model.task={task!r} must be one of {list(TASKS)}")
+        #: the :class:`~audiocls.models.task.Task` of ``task``: loss, activation, metrics, monitor
+        self.task_type: Task = get_task(task)
         if mixup_alpha < 0:
             raise ConfigError(f"model.mixup_alpha={mixup_alpha} must be >= 0 (0 disables mixup)")
         if not 0 <= label_smoothing < 1:
@@ -146,67 +133,21 @@ class AudioClassifier(L.LightningModule):
         self.scheduler_interval = scheduler_interval
         self.label_smoothing, self.mixup_alpha = label_smoothing, mixup_alpha
         self.num_classes, self.task = num_classes, task
-        if task == "multilabel":
-            if class_weights is not None:
-                raise ConfigError(
-                    "model.class_weights weighs the single-label cross-entropy; with model.task=multilabel set it "
-                    "to null (or balance the data with data.sampler=balanced)"
-                )
-            self._init_multilabel_metrics(num_classes)
-            return
-        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
-        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
-        self.val_acc_best = MaxMetric()
-        self.val_acc_best.persistent(True)  # kept in checkpoints: val/acc_best stays right after a resume
-        test = {
-            "acc": MulticlassAccuracy(num_classes, average="micro"),
-            "f1_macro": MulticlassF1Score(num_classes, average="macro"),
-        }
-        if num_classes > 5:
-            test["acc_top5"] = MulticlassAccuracy(num_classes, top_k=5, average="micro")
-        # compute_groups=False: with groups, torchmetrics shares the state of metrics whose states are equal after
-        # the first update (on a class-sorted test set, macro F1 and top-5), and reports a wrong macro F1
-        self.test_metrics = MetricCollection(test, prefix="test/", compute_groups=False)
-        self.test_confmat = MulticlassConfusionMatrix(num_classes)
-        #: after ``trainer.test``: confusion matrix (num_classes, num_classes), rows = true class
-        self.test_confusion: torch.Tensor | None = None
-        #: after ``trainer.test``: accuracy of each class (num_classes,), NaN for a class absent from the test set
-        self.test_per_class_acc: torch.Tensor | None = None
-
-    def _init_multilabel_metrics(self, num_classes: int) -> None:
-        self.train_f1 = multilabel_metrics(num_classes, "train/")["f1_micro"]
-        self.val_metrics = multilabel_metrics(num_classes, "val/")
-        self.val_map_best = MaxMetric()
-        self.val_map_best.persistent(True)
-        self.test_metrics = multilabel_metrics(num_classes, "test/")
-        self.test_ap = per_class_ap(num_classes)
-        self.test_rate = PositiveRate(num_classes)  # sum states: the baseline of the whole test set under DDP
-        # F1 at the tuned thresholds: the scores are binarised with them first, so 0.5 then keeps exactly those
-        tuned = multilabel_metrics(num_classes, "test/")
-        self.test_f1_tuned = type(tuned)(
-            {f"{k}_tuned": tuned[k] for k in ("f1_micro", "f1_macro")}, prefix="test/", compute_groups=False
-        )
-        self.threshold_tuner = ThresholdTuner()
-        #: per-class decision thresholds (num_classes,): :data:`THRESHOLD` until tuned on the validation split
-        #: (max F1 per class after every validation epoch), saved in checkpoints, used by ``audiocls predict``
-        self.register_buffer("thresholds", torch.full((num_classes,), THRESHOLD))
-        self.register_buffer("thresholds_tuned", torch.tensor(False))
-        self.test_confusion = self.test_per_class_acc = None  # single-label figures
-        #: after ``trainer.test``: average precision of each class (num_classes,), NaN for a class without positives
-        self.test_per_class_ap: torch.Tensor | None = None
+        self.task_type.check(class_weights=class_weights)
+        self.task_type.build_metrics(self, num_classes)
 
     @property
     def multilabel(self) -> bool:
-        return self.task == "multilabel"
+        """Whether predictions are labels over thresholds (kept for callers that ask; the Task says it)."""
+        return self.task_type.thresholded
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
-        """logits (B, K) -> scores (B, K) float32: softmax for ``multiclass``, independent sigmoids for ``multilabel``.
+        """logits (B, K) -> scores (B, K) float32: the task's activation (softmax, or independent sigmoids).
 
         Computed in float32 whatever the logits' dtype: under bf16 the scores near 0 and 1 would tie (bf16 steps
         by 2**-8 below 1), which coarsens AP, the tuned thresholds and the predicted scores.
         """
-        logits = logits.float()
-        return logits.sigmoid() if self.multilabel else logits.softmax(-1)
+        return self.task_type.probabilities(logits)
 
     def train(self, mode: bool = True):
         """As ``nn.Module.train``, keeping the normalisation layers of frozen stages in eval mode."""
@@ -249,19 +190,11 @@ class AudioClassifier(L.LightningModule):
             logits = self(spec)
             loss = self._loss(logits, y)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(y))
-        if self.multilabel:  # the batch's own labels (mixed targets rounded)
-            self.train_f1(self.probabilities(logits.detach()), (y > 0.5).long())
-            self.log("train/f1_micro", self.train_f1, on_step=False, on_epoch=True, prog_bar=True)
-            return loss
-        self.train_acc(logits.detach().float(), y)
-        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
+        self.task_type.train_update(self, logits.detach(), y)
         return loss
 
     def _loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        if self.multilabel:  # linear in the target, so the mixup sum equals BCE on the mixed multi-hot targets
-            return multilabel_loss(logits, y, self.label_smoothing)
-        weight = None if self.loss_weight is None else self.loss_weight.to(logits.device, logits.dtype)
-        return F.cross_entropy(logits, y, weight=weight, label_smoothing=self.label_smoothing)
+        return self.task_type.loss(logits, y, weight=self.loss_weight, label_smoothing=self.label_smoothing)
 
     def setup(self, stage: str) -> None:
         """``class_weights: balanced``: the weights from the training split of the datamodule (set up already)."""
@@ -277,9 +210,6 @@ class AudioClassifier(L.LightningModule):
         self.loss_weight = torch.where(counts > 0, counts.sum() / (len(counts) * counts.clamp(min=1)), 0.0)
         log.info("class weights of the training loss: %s", [round(w, 4) for w in self.loss_weight.tolist()])
 
-    def _eval_loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return multilabel_loss(logits, y) if self.multilabel else F.cross_entropy(logits, y)
-
     def validation_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
         """logits (B, num_classes); only dataloader 0 (the validation split) is logged as ``val/*``.
 
@@ -291,92 +221,41 @@ class AudioClassifier(L.LightningModule):
         if dataloader_idx == 0:
             kw = dict(on_epoch=True, prog_bar=True, add_dataloader_idx=False)
             scores = logits.float()  # metrics in float32 (see probabilities)
-            self.log("val/loss", self._eval_loss(scores, y), batch_size=len(y), sync_dist=True, **kw)
-            if self.multilabel:
-                probs = self.probabilities(scores)
-                self.val_metrics.update(probs, y.long())
-                self.threshold_tuner.update(probs, y.long())
-            else:
-                self.val_acc(scores, y)
-                self.log("val/acc", self.val_acc, on_step=False, **kw)
+            self.log("val/loss", self.task_type.eval_loss(scores, y), batch_size=len(y), sync_dist=True, **kw)
+            self.task_type.val_update(self, scores, y, kw)
         return logits
 
     def on_validation_epoch_end(self) -> None:
-        if self.multilabel:
-            values = self.val_metrics.compute()
-            self.val_metrics.reset()
-            self.log_dict(values, prog_bar=True)
-            if not self.trainer.sanity_checking and self.threshold_tuner.update_called:
-                # the checkpoints of this epoch carry thresholds tuned on its own validation outputs
-                self.thresholds.copy_(self.threshold_tuner.compute().to(self.thresholds))
-                self.thresholds_tuned.fill_(True)
-            self.threshold_tuner.reset()
-            if not self.trainer.sanity_checking:
-                self.val_map_best(values["val/mAP"])
-                self.log("val/mAP_best", self.val_map_best.compute(), prog_bar=True)
-            return
-        if self.trainer.sanity_checking:
-            return
-        self.val_acc_best(self.val_acc.compute())
-        self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True)
+        self.task_type.val_epoch_end(self)
 
     def on_test_epoch_start(self) -> None:
-        if self.multilabel:
-            for metric in (self.test_ap, self.test_rate, self.test_f1_tuned):
-                metric.reset()
-            return
-        self.test_confmat.reset()
+        self.task_type.test_epoch_start(self)
 
     def test_step(self, batch, batch_idx: int) -> torch.Tensor:
         """logits (B, num_classes), for callbacks (e.g. the saved predictions of ``audiocls cv``)."""
         spec, y = batch
         logits = self(spec)
         scores = logits.float()  # metrics in float32 (see probabilities)
-        self.log("test/loss", self._eval_loss(scores, y), on_epoch=True, batch_size=len(y), sync_dist=True)
-        if self.multilabel:
-            probs, target = self.probabilities(scores), y.long()
-            self.test_metrics.update(probs, target)
-            self.test_ap.update(probs, target)
-            self.test_rate.update(target)
-            self.test_f1_tuned.update((probs >= self.thresholds).long(), target)
-            return logits
-        self.test_metrics.update(scores, y)
-        self.test_confmat.update(scores, y)
+        self.log("test/loss", self.task_type.eval_loss(scores, y), on_epoch=True, batch_size=len(y), sync_dist=True)
+        self.task_type.test_update(self, scores, y)
         return logits
 
     def on_test_epoch_end(self) -> None:
         self.log_dict(self.test_metrics.compute())
         self.test_metrics.reset()
-        if self.multilabel:
-            rate = self.test_rate.compute().cpu()  # synced over the processes, as the AP states are
-            self._log_per_class(self.test_ap.compute().cpu().float().masked_fill(rate == 0, float("nan")), "ap_class")
-            # what a constant score per class reaches: mAP is only meaningful above it
-            self.log("test/mAP_baseline", label_frequency_baseline(rate))
-            if bool(self.thresholds_tuned):
-                self.log_dict(self.test_f1_tuned.compute())
-            return
-        confusion = self.test_confmat.compute().cpu()
-        per_class = per_class_accuracy(confusion).float()
-        self.test_confusion, self.test_per_class_acc = confusion, per_class
-        self._log_per_class(per_class, "acc_class")
+        self.task_type.test_epoch_end(self)
 
-    def _log_per_class(self, values: torch.Tensor, name: str) -> None:
+    def log_per_class(self, values: torch.Tensor, name: str) -> None:
         """``test/{name}/{class}`` of each class whose value is not NaN (absent from the test set)."""
-        if name == "ap_class":  # torchmetrics gives a class without positives AP 0: the caller masked it NaN
-            self.test_per_class_ap = values
         for cls, value in zip(self.class_names, values.tolist(), strict=True):
             if value == value:  # not NaN
                 self.log(f"test/{name}/{cls}", value)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        """A multi-label checkpoint written before thresholds were tuned loads with the default ones."""
-        state = checkpoint.get("state_dict")
-        if self.multilabel and isinstance(state, dict) and "thresholds" not in state:
-            state["thresholds"] = torch.full((self.num_classes,), THRESHOLD)
-            state["thresholds_tuned"] = torch.tensor(False)
+        self.task_type.load_checkpoint(self, checkpoint)
 
     def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
-        """Class probabilities (B, num_classes): softmax, or per-class sigmoids for ``multilabel``."""
+        """Class probabilities (B, num_classes): the task's activation (softmax, or per-class sigmoids)."""
         spec = batch[0] if isinstance(batch, list | tuple) else batch
         return self.probabilities(self(spec))
 

@@ -13,7 +13,6 @@ from torchmetrics.classification import MultilabelAveragePrecision, MultilabelF1
 from torchmetrics.utilities import dim_zero_cat
 
 __all__ = [
-    "TASKS",
     "multilabel_loss",
     "multilabel_metrics",
     "per_class_ap",
@@ -24,7 +23,6 @@ __all__ = [
     "label_frequency_baseline",
 ]
 
-TASKS = ("multiclass", "multilabel")
 #: the decision threshold of the F1 figures (and of ``audiocls predict --threshold``'s default)
 THRESHOLD = 0.5
 

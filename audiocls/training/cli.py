@@ -22,8 +22,10 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from audiocls.data.base import AudioDataModule
+from audiocls.errors import ConfigError
 from audiocls.files import atomic_write_text
 from audiocls.models.classifier import AudioClassifier
+from audiocls.models.task import DEFAULT_TASK, TASKS, get_task
 from audiocls.training import preflight, tracking
 from audiocls.training.arguments import AudioArgumentParser
 from audiocls.training.checkpoints import (
@@ -112,20 +114,22 @@ class LastEveryEpochCheckpoint(ModelCheckpoint):
             self._refresh_last(trainer)
 
 
-#: the checkpoint monitor of each task: the default ``val/acc`` is not logged by a multi-label model
-TASK_MONITOR = {"multiclass": "val/acc", "multilabel": "val/mAP"}
-
-
 def monitor_follows_task(trainer: Trainer, model) -> None:
-    """Point checkpoint and early-stopping callbacks that monitor the other task's figure (``val/acc``) at this
-    task's one, so one callback preset serves both tasks."""
-    task = getattr(model, "task", "multiclass")
-    wrong = {v for k, v in TASK_MONITOR.items() if k != task}
+    """Point checkpoint and early-stopping callbacks that monitor another task's figure (the presets' ``val/acc``
+    under a multi-label model) at the model's task's monitor, so one callback preset serves every task."""
+    task = get_task(getattr(model, "task", DEFAULT_TASK))
+    others = {t.monitor for t in TASKS.values()} - {task.monitor}
     for callback in [*trainer.checkpoint_callbacks, *trainer.early_stopping_callbacks]:
-        if callback.monitor in wrong:
-            name = type(callback).__name__
-            log.info("%s monitor %s -> %s for a %s model", name, callback.monitor, TASK_MONITOR[task], task)
-            callback.monitor = TASK_MONITOR[task]
+        if callback.monitor not in others:
+            continue
+        name = type(callback).__name__
+        if callback.mode != task.mode:
+            raise ConfigError(
+                f"{name} monitors {callback.monitor} with mode={callback.mode}; a {task.name} model is judged by "
+                f"{task.monitor} with mode={task.mode}: set the callback's monitor and mode"
+            )
+        log.info("%s monitor %s -> %s for a %s model", name, callback.monitor, task.monitor, task.name)
+        callback.monitor = task.monitor
 
 
 def effective_batch_line(trainer: Trainer, batch_size: int | None) -> str | None:
@@ -283,14 +287,15 @@ class AudioCLI(LightningCLI):
         self._report("final-epoch weights")
 
     def _plot_curves(self) -> None:
-        """``curves.png`` (train loss, val acc per epoch) beside the CSV logger's ``metrics.csv``, on rank 0."""
+        """``curves.png`` (train loss, the task's monitor per epoch) beside the CSV logger's ``metrics.csv``, on rank 0."""
         logger = self.trainer.logger
         if not self.trainer.is_global_zero or not isinstance(logger, CSVLogger):
             return
         logger.save()  # metrics.csv complete up to now
         metrics_csv = Path(logger.log_dir) / "metrics.csv"
         if metrics_csv.is_file():
-            written = plot_curves(metrics_csv, metrics_csv.with_name("curves.png"), title=str(logger.log_dir))
+            out, task = metrics_csv.with_name("curves.png"), self.model.task
+            written = plot_curves(metrics_csv, out, task=task, title=str(logger.log_dir))
             if written:
                 log.info("training curves written to %s", written)
 

@@ -1,8 +1,9 @@
 """Per-epoch training curves as a PNG, from the CSV logger's ``metrics.csv`` (matplotlib, Agg backend).
 
 ``AudioCLI`` writes ``curves.png`` in the run folder at the end of every ``fit`` logged with a CSV logger:
-the training loss (epoch mean) and the validation accuracy per epoch. ``audiocls cv`` draws every fold on the
-same panels (:func:`plot_series`), with the held-out fold's accuracy per epoch as a third panel.
+the training loss (epoch mean) and the task's monitored validation figure per epoch (``val/acc``, ``val/mAP``:
+:attr:`audiocls.models.task.Task.curve_panels`). ``audiocls cv`` draws every fold on the same panels
+(:func:`plot_series`), with the held-out fold's headline figure per epoch as a third panel.
 ``audiocls test`` (and the test after fit) writes the test set's confusion matrix as ``confusion.png``
 (:func:`plot_confusion`, also the cv report's summed matrix).
 """
@@ -17,13 +18,11 @@ from pathlib import Path
 import numpy as np
 
 from audiocls.files import atomic_write_bytes
+from audiocls.models.task import DEFAULT_TASK, get_task
 
 __all__ = ["read_epoch_metrics", "plot_curves", "plot_series", "plot_confusion"]
 
 log = logging.getLogger(__name__)
-
-#: (metric column, panel title) of the panels of ``curves.png``
-PANELS = (("train/loss_epoch", "train loss"), ("val/acc", "val accuracy"))
 
 
 def read_epoch_metrics(metrics_csv: str | Path, columns: tuple[str, ...]) -> dict[str, list[tuple[int, float]]]:
@@ -37,10 +36,13 @@ def read_epoch_metrics(metrics_csv: str | Path, columns: tuple[str, ...]) -> dic
     return {c: sorted(v.items()) for c, v in out.items()}
 
 
-def plot_curves(metrics_csv: str | Path, out: str | Path, *, title: str | None = None) -> Path | None:
-    """Write the panels of :data:`PANELS` from ``metrics_csv`` to ``out`` (PNG, atomically); ``None`` if empty."""
-    series = read_epoch_metrics(metrics_csv, tuple(c for c, _ in PANELS))
-    return plot_series({"": series}, out, PANELS, title=title)
+def plot_curves(
+    metrics_csv: str | Path, out: str | Path, *, task: str = DEFAULT_TASK, title: str | None = None
+) -> Path | None:
+    """Write the curve panels of ``task`` from ``metrics_csv`` to ``out`` (PNG, atomically); ``None`` if empty."""
+    panels = get_task(task).curve_panels
+    series = read_epoch_metrics(metrics_csv, tuple(c for c, _ in panels))
+    return plot_series({"": series}, out, panels, title=title)
 
 
 def plot_series(
