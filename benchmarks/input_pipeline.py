@@ -53,7 +53,10 @@ def main() -> None:
         "--root", default=ESC50_ROOT, required=ESC50_ROOT is None, help="ESC-50 folder (default: $AUDIOCLS_ESC50_ROOT)"
     )
     parser.add_argument(
-        "--esc10", action=argparse.BooleanOptionalAction, default=True, help="the ESC-10 subset (--no-esc10: every class)"
+        "--esc10",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the ESC-10 subset (--no-esc10: every class)",
     )
     parser.add_argument("--model", default="regnetx_002", help="timm model name")
     parser.add_argument("--batch-size", type=int, default=32)

@@ -17,7 +17,6 @@ from audiocls.data.synthetic import generate_synthetic
 torch.set_flush_denormal(True)
 
 
-
 def _given(variable: str) -> Path:
     """The folder a user's environment variable names (read at import, before the fixtures below reset it), or a
     path that does not exist: ``real_data`` tests skip then."""
