@@ -189,4 +189,4 @@ def test_dataset_constants_name_real_sources():
         assert module.URL.startswith("https://")
         assert module.CHECKSUM is None or module.CHECKSUM.split(":")[0] in ("md5", "sha256")
     assert (esc50.NUM_FOLDS, urbansound8k.NUM_FOLDS, gtzan.NUM_FOLDS) == (5, 10, 10)
-    assert len(urbansound8k.CLASSES) == urbansound8k.NUM_CLASSES == len(gtzan.GENRES) == 10
+    assert len(urbansound8k.CLASSES) == len(gtzan.GENRES) == len(fsdd.CLASSES) == 10

@@ -23,7 +23,6 @@ DEV_CSV, EVAL_CSV, VOCABULARY_CSV = "dev.csv", "eval.csv", "vocabulary.csv"
 DEV_AUDIO, EVAL_AUDIO = "FSD50K.dev_audio", "FSD50K.eval_audio"
 DEV_COLUMNS, EVAL_COLUMNS = ("fname", "labels", "mids", "split"), ("fname", "labels", "mids")
 SAMPLE_RATE = 44100
-NUM_CLASSES = 200
 #: the fold ids the official splits get here (the base class holds out ``fold`` and validates on ``val_fold``)
 TEST_FOLD, VAL_FOLD, TRAIN_FOLD = 1, 2, 3
 

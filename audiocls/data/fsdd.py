@@ -21,7 +21,6 @@ __all__ = ["FSDDDataModule", "parse_name"]
 log = logging.getLogger(__name__)
 
 CLASSES = tuple(str(d) for d in range(10))
-NUM_CLASSES = 10
 AUDIO_DIR = "recordings"
 TEST_TAKES = range(0, 5)  # official split: takes 0-4 are the test set
 SAMPLE_RATE = 8000

@@ -25,9 +25,7 @@ __all__ = ["GTZANDataModule", "read_split_file", "GENRES"]
 log = logging.getLogger(__name__)
 
 GENRES = ("blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock")
-NUM_CLASSES = 10
 NUM_FOLDS = 10
-TRACKS_PER_GENRE = 100
 SAMPLE_RATE = 22050  # the paper's rate
 CLIP_SECONDS = 30.0
 AUDIO_DIRS = ("genres_original", "genres", ".")

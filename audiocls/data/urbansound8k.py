@@ -27,9 +27,7 @@ CLASSES = (
     "siren",
     "street_music",
 )
-NUM_CLASSES = 10
 NUM_FOLDS = 10
-NUM_CLIPS = 8732
 SAMPLE_RATE = 22050  # the paper's rate
 CLIP_SECONDS = 4.0
 META_FILE = "metadata/UrbanSound8K.csv"
