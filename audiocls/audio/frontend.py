@@ -55,7 +55,7 @@ class FrontendConfig:
         size: (n_mels_out, frames_out) each channel is resized to (bilinear, antialiased like PIL); ``None``
             keeps the native frames (all channels must then share one hop).
         mean: subtracted after the log (per-dataset normalisation), one value or one per channel; ``None``
-            skips it. :func:`compute_stats` measures it on a training set.
+            skips it. ``data.normalize: train`` measures it on the training split.
         std: divided by after ``mean``, one value or one per channel; ``None`` skips it.
     """
 
