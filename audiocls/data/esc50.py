@@ -113,3 +113,7 @@ class ESC50DataModule(AudioDataModule):
             Clip(self.root / "audio" / r["filename"], label[int(r["target"])], int(r["fold"]), r["src_file"].strip())
             for r in rows
         ]
+
+
+#: ``audiocls data download|verify esc50``: the name, and the datamodule that reads the unpacked release
+DOWNLOAD = ("esc50", ESC50DataModule)

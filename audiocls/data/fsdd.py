@@ -95,3 +95,7 @@ class FSDDDataModule(AudioDataModule):
             fold_of = {s: k + 1 for k, s in enumerate(self.speakers)}
             return [Clip(p, d, fold_of[s], s) for p, d, s, _ in self._files]  # validation: whole speakers
         return [Clip(p, d, 1 if take in TEST_TAKES else None) for p, d, _, take in self._files]
+
+
+#: ``audiocls data download|verify fsdd``: the name, and the datamodule that reads the unpacked release
+DOWNLOAD = ("fsdd", FSDDDataModule)

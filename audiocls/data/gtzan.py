@@ -163,3 +163,7 @@ class GTZANDataModule(AudioDataModule):
             if not out[name]:
                 raise ConfigError(f"the split file gives no {name} tracks")
         return out
+
+
+#: ``audiocls data download|verify gtzan``: the name, and the datamodule that reads the unpacked release
+DOWNLOAD = ("gtzan", GTZANDataModule)

@@ -89,3 +89,7 @@ class UrbanSound8KDataModule(AudioDataModule):
             )
             for r in self._rows
         ]
+
+
+#: ``audiocls data download|verify urbansound8k``: the name, and the datamodule that reads the unpacked release
+DOWNLOAD = ("urbansound8k", UrbanSound8KDataModule)
