@@ -1,15 +1,20 @@
 """Crash-safe files: written to a temporary file, fsynced, then renamed; the one place that reads torch files.
 
 A process killed at any moment (SIGKILL, OOM, a preempted node) leaves either the previous complete file or
-the new complete file at the target path, never a truncated one that a later run would trust. Files written by
-torch are read back by :func:`load_torch_file` only, with ``weights_only=True``: loading a file cannot run code.
+the new complete file at the target path, never a truncated one that a later run would trust; folders are
+built the same way (:func:`atomic_folder`). Files written by torch are read back by :func:`load_torch_file`
+only, with ``weights_only=True``: loading a file cannot run code. :func:`hash_files` is the fingerprint of a
+file list that the caches are keyed by.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +23,11 @@ from audiocls.errors import ConfigError
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "atomic_folder",
     "atomic_write_bytes",
     "atomic_write_text",
     "check_output_file",
+    "hash_files",
     "is_local_path",
     "load_torch_file",
     "partial_path",
@@ -106,6 +113,44 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically (temporary file, fsync, rename)."""
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+@contextmanager
+def atomic_folder(target: str | Path, complete: Callable[[], bool]) -> Iterator[Path]:
+    """Build a folder in a temporary folder beside ``target`` (yielded), then rename it to ``target``.
+
+    A killed build never leaves a folder at ``target`` that looks complete. On an :class:`OSError` (the rename
+    included) the temporary folder is removed and the error is raised unless ``complete()`` says another
+    process finished ``target`` first (theirs is kept); on any other error it is removed and the error raised.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=target.parent))
+    try:
+        yield tmp
+        tmp.rename(target)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not complete():
+            raise
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def hash_files(h, paths: Sequence[str | Path], extras: Sequence[str] | None = None) -> None:
+    """Feed ``h`` (a :mod:`hashlib` object) one line per file: resolved path, size, modification time (and
+    ``extras[i]``, when given); ``<path>:missing`` for a file that cannot be read. Any change to a file (or a
+    file replaced) changes the digest."""
+    for i, path in enumerate(paths):
+        path = Path(path)
+        try:
+            st = path.stat()
+        except OSError:
+            h.update(f"{path}:missing\n".encode())
+            continue
+        tail = f":{extras[i]}" if extras is not None else ""
+        h.update(f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}{tail}\n".encode())
 
 
 def _why_unreadable(err: Exception) -> str:

@@ -227,3 +227,25 @@ def test_cpu_and_cuda_pitch_time_agree():
     cpu = pitch_time(wave, rates, semis)
     cuda = pitch_time(wave.cuda(), rates.cuda(), semis.cuda()).cpu()
     assert (cpu - cuda).abs().max() < 1e-3 * wave.abs().max()
+
+
+def test_every_augment_setting_says_what_it_acts_on_and_precompute_refuses_each_wave_step():
+    from dataclasses import fields
+
+    from audiocls.audio.augment import WAVE_STEPS
+    from audiocls.data.precompute import check_speed_settings
+
+    assert {f.name: f.metadata.get("acts_on") for f in fields(AugmentConfig)} == {
+        **dict.fromkeys(("gain_db", "shift", "pitch_shift", "time_stretch"), "wave"),
+        **dict.fromkeys(("freq_masks", "time_masks", "time_roll"), "spec"),
+        **dict.fromkeys(
+            ("freq_mask_width", "time_mask_width", "pitch_step", "pitch_time_p", "stretch_n_fft", "pitch_time_mode"),
+            "option",
+        ),
+    }
+    on = {"gain_db": 3.0, "shift": 0.1, "pitch_shift": (-1.0, 1.0), "time_stretch": (0.9, 1.1)}
+    assert set(WAVE_STEPS) == set(on)
+    for name in WAVE_STEPS:
+        with pytest.raises(ConfigError, match=f"augment.{name}="):
+            check_speed_settings(FrontendConfig(), AugmentConfig(**{name: on[name]}), None, True)
+    check_speed_settings(FrontendConfig(), AugmentConfig(time_roll=1.0, freq_masks=2, time_masks=2), None, True)

@@ -303,3 +303,22 @@ def test_ensemble_of_two_real_cv_runs(interrupted_then_resumed, tiny_root, cache
     assert fold["A"]["acc"] == pytest.approx(_hand([data[0]["probs"]], data[0]["labels"]))
     assert fold["B"]["acc"] == pytest.approx(_hand([data[1]["probs"]], data[1]["labels"]))
     assert fold["ensemble"]["acc"] == pytest.approx(_hand([d["probs"] for d in data], data[0]["labels"]))
+
+
+def test_fsd50k_under_cv_runs_its_one_official_split_once(tmp_path, monkeypatch, capsys):
+    """FSD50K has one split (dev train/val, eval as the test): cv schedules fold 1 only, and a fold that is not
+    there is refused, by cv and by fit, instead of silently running fold 1 again."""
+    from tests.test_multilabel import _fake_fsd50k
+
+    root = _fake_fsd50k(tmp_path / "FSD50K")
+    args = [*_tiny(tmp_path)[:5], "--data=audiocls.data.fsd50k.FSD50KDataModule", f"--data.root={root}"]
+    args += ["--data.sample_rate=8000", "--data.clip_seconds=0.5", "--data.batch_size=2", "--data.num_workers=0"]
+    args += [f"--data.frontend={json.dumps(TINY_FRONTEND)}", "--model.backbone=test_resnet"]
+    scheduled = []
+    monkeypatch.setattr(cv, "run_folds", lambda cfg, h, out, name, folds, *a: scheduled.append(list(folds)))
+    assert main(["cv", "--out", str(tmp_path / "cv"), *args]) == 1  # fold 1 "not run": only the scheduling
+    assert scheduled == [[1]]
+    assert main(["cv", "--out", str(tmp_path / "cv"), "--folds", "2", *args]) == 2
+    assert "choose among [1]" in capsys.readouterr().err
+    assert main(["fit", "--data.fold=2", "--trainer.max_epochs=1", *args]) == 2
+    assert "data.fold=2 is not a fold of FSD50KDataModule: choose 1..1" in capsys.readouterr().err

@@ -322,3 +322,19 @@ def test_windowed_evaluation_with_the_tiny_model(tmp_path):
 def test_eval_seconds_shorter_than_clip_is_refused(tiny_root):
     with pytest.raises(ConfigError, match="eval_seconds=0.5"):
         ESC50DataModule(tiny_root, sample_rate=8000, clip_seconds=1.0, eval_seconds=0.5, frontend=_tiny())
+
+
+def test_atomic_folder_leaves_nothing_on_failure_and_keeps_a_folder_finished_meanwhile(tmp_path):
+    from audiocls.files import atomic_folder
+
+    target = tmp_path / "built"
+    with pytest.raises(RuntimeError), atomic_folder(target, lambda: False) as tmp:
+        (tmp / "half").write_text("x")
+        raise RuntimeError("killed")
+    assert list(tmp_path.iterdir()) == []
+    with atomic_folder(target, lambda: False) as tmp:
+        (tmp / "done").write_text("mine")
+    assert (target / "done").read_text() == "mine"
+    with atomic_folder(target, lambda: (target / "done").is_file()) as tmp:  # the rename fails: theirs is kept
+        (tmp / "done").write_text("late")
+    assert (target / "done").read_text() == "mine" and [p.name for p in tmp_path.iterdir()] == ["built"]

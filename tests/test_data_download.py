@@ -189,4 +189,25 @@ def test_dataset_constants_name_real_sources():
         assert module.URL.startswith("https://")
         assert module.CHECKSUM is None or module.CHECKSUM.split(":")[0] in ("md5", "sha256")
     assert (esc50.NUM_FOLDS, urbansound8k.NUM_FOLDS, gtzan.NUM_FOLDS) == (5, 10, 10)
-    assert len(urbansound8k.CLASSES) == urbansound8k.NUM_CLASSES == len(gtzan.GENRES) == 10
+    assert len(urbansound8k.CLASSES) == len(gtzan.GENRES) == len(fsdd.CLASSES) == 10
+
+
+def test_a_dataset_module_with_a_url_is_downloadable_by_declaring_itself():
+    import importlib
+    import pkgutil
+
+    import audiocls.data
+    from audiocls.commands.data import build_parser
+    from audiocls.data.download import downloadable
+
+    found = downloadable()
+    assert sorted(found) == ["esc50", "fsdd", "gtzan", "urbansound8k"]
+    for name, (module, cls) in found.items():
+        assert cls.__module__ == module.__name__ and module.URL.startswith("https://"), name
+    with_url = {
+        info.name
+        for info in pkgutil.iter_modules(audiocls.data.__path__)
+        if hasattr(importlib.import_module(f"audiocls.data.{info.name}"), "URL")
+    }
+    assert with_url == {m.__name__.rsplit(".", 1)[-1] for m, _ in found.values()}
+    assert build_parser().parse_args(["download", "gtzan", "--root", "x"]).name == "gtzan"

@@ -24,8 +24,8 @@ hands it the draws.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -34,7 +34,15 @@ from audiocls.audio.spectral import PitchTime
 from audiocls.audio.stretch import pitch_time
 from audiocls.errors import ConfigError
 
-__all__ = ["AugmentConfig", "WaveAugment", "SpecAugment", "check_augment"]
+__all__ = ["AugmentConfig", "WaveAugment", "SpecAugment", "check_augment", "steps_on", "WAVE_STEPS"]
+
+#: what each field of :class:`AugmentConfig` is, in its ``metadata["acts_on"]``: a step on the waveform (before
+#: the frontend), a step on the spectrogram (after it), or an option of a step (not a step itself)
+WAVE, SPEC, OPTION = "wave", "spec", "option"
+
+
+def _field(default: Any, acts_on: str) -> Any:
+    return field(default=default, metadata={"acts_on": acts_on})
 
 
 @dataclass(frozen=True)
@@ -69,19 +77,30 @@ class AugmentConfig:
             trained alike (docs/RESULTS.md, recipe ablations); the paper configs keep ``vocoder``.
     """
 
-    gain_db: float = 0.0
-    shift: float = 0.0
-    freq_masks: int = 0
-    freq_mask_width: int | float = 0
-    time_masks: int = 0
-    time_mask_width: int | float = 0
-    time_roll: float = 0.0
-    pitch_shift: tuple[float, float] | None = None
-    pitch_step: float = 1.0
-    time_stretch: tuple[float, float] | None = None
-    pitch_time_p: float = 1.0
-    stretch_n_fft: int = 2048
-    pitch_time_mode: Literal["vocoder", "spectral"] = "spectral"
+    gain_db: float = _field(0.0, WAVE)
+    shift: float = _field(0.0, WAVE)
+    freq_masks: int = _field(0, SPEC)
+    freq_mask_width: int | float = _field(0, OPTION)
+    time_masks: int = _field(0, SPEC)
+    time_mask_width: int | float = _field(0, OPTION)
+    time_roll: float = _field(0.0, SPEC)
+    pitch_shift: tuple[float, float] | None = _field(None, WAVE)
+    pitch_step: float = _field(1.0, OPTION)
+    time_stretch: tuple[float, float] | None = _field(None, WAVE)
+    pitch_time_p: float = _field(1.0, OPTION)
+    stretch_n_fft: int = _field(2048, OPTION)
+    pitch_time_mode: Literal["vocoder", "spectral"] = _field("spectral", OPTION)
+
+
+#: the steps that act on the waveform, before the frontend (a stored spectrogram cannot have them), read from the
+#: fields' ``acts_on``: a new waveform step declared there is known to every check that needs this list
+WAVE_STEPS: tuple[str, ...] = tuple(f.name for f in fields(AugmentConfig) if f.metadata["acts_on"] == WAVE)
+
+
+def steps_on(config: AugmentConfig, acts_on: str = WAVE) -> dict[str, Any]:
+    """The steps of ``config`` that act on ``acts_on`` (``wave``/``spec``) and are switched on, by name."""
+    names = [f.name for f in fields(config) if f.metadata["acts_on"] == acts_on]
+    return {name: getattr(config, name) for name in names if getattr(config, name)}
 
 
 def check_augment(config: AugmentConfig) -> None:

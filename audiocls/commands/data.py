@@ -8,7 +8,7 @@ import urllib.request
 from pathlib import Path
 
 from audiocls.commands.parser import command_parser
-from audiocls.data.download import DATASETS, _modules, check_layout, fetch, safe_extract, verify
+from audiocls.data.download import check_layout, downloadable, fetch, safe_extract, verify
 from audiocls.data.suspicious import WarningSummary
 
 log = logging.getLogger(__name__)
@@ -20,15 +20,16 @@ __all__ = ["main"]
 def build_parser() -> argparse.ArgumentParser:
     parser = command_parser("data", "Download and verify the public datasets.")
     sub = parser.add_subparsers(dest="action", required=True)
+    names = list(downloadable())
     dl = sub.add_parser("download", help="download, check and unpack a dataset", allow_abbrev=False)
-    dl.add_argument("name", choices=DATASETS)
+    dl.add_argument("name", choices=names)
     dl.add_argument("--root", type=Path, required=True, help="folder to download and unpack into")
     dl.add_argument("--url", help="another URL (a mirror); default: the official one")
     dl.add_argument("--checksum", help="md5:<hex> or sha256:<hex>, or 'none'; default: the dataset's")
     dl.add_argument("--keep_archive", action="store_true", help="keep the archive after unpacking")
     dl.add_argument("--no_progress", action="store_true", help="no progress bar")
     ve = sub.add_parser("verify", help="decode every file of a dataset and report problems", allow_abbrev=False)
-    ve.add_argument("name", choices=DATASETS)
+    ve.add_argument("name", choices=names)
     ve.add_argument("--root", type=Path, required=True, help="the dataset folder (data.root)")
     ve.add_argument("--workers", type=int, default=2, help="decoding threads")
     return parser
@@ -51,7 +52,7 @@ def main(argv: list[str]) -> int:
             + (f", {len(warnings)} suspicious (see the warnings)" if warnings else "")
         )
         return 1 if problems else 0
-    module, _ = _modules()[args.name]
+    module, _ = downloadable()[args.name]
     url = args.url or module.URL
     checksum = (
         module.CHECKSUM if args.checksum is None else (None if args.checksum.lower() == "none" else args.checksum)

@@ -1,10 +1,12 @@
-"""The shared data side: :class:`ClipDataset` over decoded audio and :class:`AudioDataModule`.
+"""The shared data side: :class:`AudioDataModule`, the base of every dataset module.
 
-A dataset module subclasses :class:`AudioDataModule`, sets ``class_names`` and ``num_folds`` in its
-``__init__`` and implements :meth:`AudioDataModule.list_clips`. The base class owns the checks on the clip
-list (labels, folds, duplicates), the split (held-out fold, validation carved from the training folds), the
-decoded-audio cache and the bad-file policy, the loaders and the device hook that turns waveforms into
-spectrograms (with sliding windows over long evaluation clips).
+A dataset module subclasses :class:`AudioDataModule`, sets ``class_names`` and ``num_folds`` in its ``__init__``
+and implements :meth:`AudioDataModule.list_clips`. The base class checks the settings and wires the parts, each
+in its own module: the checks on the clip list and the split (:mod:`audiocls.data.split`), the decoded-audio
+cache (:mod:`audiocls.data.cache`) and the bad-file policy (:mod:`audiocls.data.bad_files`), the training
+statistics (:mod:`audiocls.data.statistics`), the stored spectrograms (:mod:`audiocls.data.precompute`), the
+loaders (:mod:`audiocls.data.loaders`) and the device hook that turns waveforms into spectrograms
+(:mod:`audiocls.data.on_device`).
 """
 
 from __future__ import annotations
@@ -18,29 +20,21 @@ from typing import Literal
 
 import lightning as L
 import numpy as np
-import torch
-from lightning.pytorch.accelerators import CUDAAccelerator
 from torch.utils.data import DataLoader, WeightedRandomSampler
 
 from audiocls.audio.augment import AugmentConfig, SpecAugment, WaveAugment
 from audiocls.audio.frontend import FrontendConfig, build_frontend, check_frontend
-from audiocls.data.cache import DecodedCache, default_cache_dir
-from audiocls.data.clips import Clip, ClipDataset, grouped_val_split
-from audiocls.data.precompute import (
-    SpecDataset,
-    channel_stats,
-    check_speed_settings,
-    compute_stats,
-    frontend_batches,
-    normalise,
-    precompute_hint,
-    store_frontend_outputs,
-    store_path,
-)
-from audiocls.data.suspicious import WarningSummary, dataset_warnings
-from audiocls.errors import AudioLoadError, ConfigError, DataError
+from audiocls.data.bad_files import apply_bad_file_policy, warn_suspicious
+from audiocls.data.cache import DecodedCache
+from audiocls.data.clips import Clip, ClipDataset
+from audiocls.data.loaders import balanced_sampler, make_loader
+from audiocls.data.on_device import to_spectrograms
+from audiocls.data.precompute import SpecDataset, check_speed_settings, precompute_hint, store_spectrograms
+from audiocls.data.split import check_clips, check_fold, check_split_sizes, no_validation_cause, split_clips
+from audiocls.data.statistics import training_stats
+from audiocls.errors import ConfigError
 
-__all__ = ["AudioDataModule", "compute_stats"]
+__all__ = ["AudioDataModule"]
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +42,6 @@ log = logging.getLogger(__name__)
 def _plain(value):
     """Dataclasses as dicts, so checkpoints load with ``weights_only=True``."""
     return asdict(value) if is_dataclass(value) else value
-
-
-def _pins_memory(trainer) -> bool:
-    """Page-locked batches only for a trainer on CUDA: a CPU run on a GPU host opens no CUDA context."""
-    return trainer is not None and isinstance(getattr(trainer, "accelerator", None), CUDAAccelerator)
 
 
 class AudioDataModule(L.LightningDataModule):
@@ -197,33 +186,11 @@ class AudioDataModule(L.LightningDataModule):
 
     def check_fold(self) -> None:
         """Raise :class:`ConfigError` when ``fold``/``val_fold`` are not fold ids of this dataset."""
-        name = type(self).__name__
-        for key, value in (("fold", self.fold), ("val_fold", self.val_fold)):
-            if value is not None and not 1 <= value <= self.num_folds:
-                raise ConfigError(f"data.{key}={value} is not a fold of {name}: choose 1..{self.num_folds}")
-        if self.val_fold is not None and self.val_fold == self.fold:
-            raise ConfigError(f"data.val_fold={self.val_fold} equals data.fold: pick another fold or null")
+        check_fold(self.fold, self.val_fold, self.num_folds, type(self).__name__)
 
     def check_clips(self, clips: Sequence[Clip]) -> None:
         """:class:`DataError` for labels or folds out of range and for files listed twice, naming them."""
-        name = type(self).__name__
-        if not clips:
-            raise DataError(f"{name} found no clips under {self.root}")
-        for c in clips:
-            for label in c.labels if c.labels is not None else (c.label,):
-                if not 0 <= label < self.num_classes:
-                    raise DataError(f"{c.path}: label {label} outside 0..{self.num_classes - 1} of {name}")
-            if c.fold is not None and not 1 <= c.fold <= self.num_folds:
-                raise DataError(f"{c.path}: fold {c.fold} outside 1..{self.num_folds} of {name}; fix the metadata")
-        seen: dict[str, Path] = {}
-        dups = []
-        for c in clips:
-            key = str(Path(c.path).resolve())
-            if key in seen:
-                dups.append(str(c.path))
-            seen[key] = c.path
-        if dups:
-            raise DataError(f"{name}: {len(dups)} files listed twice in the metadata, e.g. {dups[:3]}")
+        check_clips(clips, self.num_classes, self.num_folds, type(self).__name__, self.root)
 
     # --- linked to the model ------------------------------------------------------------------------------
     @property
@@ -237,27 +204,17 @@ class AudioDataModule(L.LightningDataModule):
     # --- split and cache ----------------------------------------------------------------------------------
     def split(self, clips: Sequence[Clip]) -> dict[str, list[int]]:
         """Indices of ``clips`` per split: ``test`` = the held-out fold, ``val`` = see the class docstring."""
-        test = [i for i, c in enumerate(clips) if c.fold == self.fold]
-        rest = [i for i, c in enumerate(clips) if c.fold != self.fold]
-        if self.val_fold is not None:
-            val = [i for i in rest if clips[i].fold == self.val_fold]
-        else:
-            val = grouped_val_split(clips, rest, self.val_fraction, self.seed)
-        if not test:
-            raise DataError(f"fold {self.fold} of {type(self).__name__} has no files under {self.root}")
-        if self.val_fold is not None and not val:
-            raise DataError(f"val_fold {self.val_fold} of {type(self).__name__} has no files under {self.root}")
-        if self.val_fold is None and val and self._is_rank_zero():
-            left = sorted({clips[i].label for i in rest} - {clips[i].label for i in val})
-            if left:
-                names = ", ".join(self.class_names[y] for y in left[:10]) + (" ..." if len(left) > 10 else "")
-                log.warning(
-                    "data.val_fraction=%s: %d classes have a single source recording in the training folds, kept "
-                    "for training, so validation has no clip of them: %s",
-                    self.val_fraction, len(left), names,
-                )  # fmt: skip
-        in_val = set(val)
-        return {"train": [i for i in rest if i not in in_val], "val": sorted(val), "test": test}
+        return split_clips(
+            clips,
+            self.fold,
+            self.val_fold,
+            self.val_fraction,
+            self.seed,
+            name=type(self).__name__,
+            root=self.root,
+            class_names=self.class_names,
+            warn=self._is_rank_zero(),
+        )
 
     def _is_rank_zero(self) -> bool:
         return self.trainer is None or self.trainer.is_global_zero
@@ -276,38 +233,15 @@ class AudioDataModule(L.LightningDataModule):
         self.check_clips(clips)
         self._cache(clips).build()
 
-    def apply_bad_file_policy(self, clips: Sequence[Clip], cache: DecodedCache) -> set[int]:
-        """Indices of clips to leave out; raises :class:`AudioLoadError` listing them unless ``skip_bad_files``."""
-        bad = cache.bad
-        if not bad:
-            return set()
-        lines = [bad[i] for i in sorted(bad)]
-        shown = "; ".join(lines[:5]) + (f"; ... and {len(lines) - 5} more" if len(lines) > 5 else "")
-        if not self.skip_bad_files:
-            raise AudioLoadError(
-                f"{len(bad)} of {len(clips)} audio files cannot be decoded: {shown}. "
-                "Fix or delete them, or set data.skip_bad_files=true to leave them out"
-            )
-        log.warning("skipping %d of %d audio files that cannot be decoded: %s", len(bad), len(clips), shown)
-        return set(bad)
-
-    def warn_suspicious(self, clips: Sequence[Clip], cache: DecodedCache, skip: set[int]) -> None:
-        """One warning per clip far shorter than the dataset's median, truncated or silent; they are kept."""
-        files = [(clips[i].path, cache.facts(i)) for i in range(len(clips)) if i not in skip]
-        summary = WarningSummary(log.warning)
-        for line in dataset_warnings(files, type(self).__name__, "kept in the dataset"):
-            summary.add(line)
-        summary.close()
-
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
             return
         clips = self.list_clips()
         self.check_clips(clips)
         cache = self._cache(clips)
-        skip = self.apply_bad_file_policy(clips, cache)
-        if self.trainer is None or self.trainer.is_global_zero:
-            self.warn_suspicious(clips, cache, skip)
+        skip = apply_bad_file_policy(clips, cache, self.skip_bad_files)
+        if self._is_rank_zero():
+            warn_suspicious(clips, cache, skip, type(self).__name__)
         for name, idx in self.split(clips).items():
             idx = [i for i in idx if i not in skip]
             self.splits[name] = ClipDataset(
@@ -325,15 +259,9 @@ class AudioDataModule(L.LightningDataModule):
         if not self.has_validation and self.trainer is not None and not self.validate_test_fold:
             self.trainer.limit_val_batches = 0  # no loop to run: Lightning would warn of an empty loader each epoch
         if not self.has_validation and self._is_rank_zero():
-            if self.val_fold is not None:
-                cause = f"data.val_fold={self.val_fold} has no clip left"
-            elif self.val_fraction > 0:
-                cause = f"data.val_fraction={self.val_fraction} found no class with two source recordings to split"
-            else:
-                cause = "data.val_fraction=0"
             log.warning(
                 "no validation split (%s): checkpoint selection uses the last epoch only (last.ckpt, no best.ckpt)",
-                cause,
+                no_validation_cause(self.val_fold, self.val_fraction),
             )
         stopping = getattr(self.trainer, "early_stopping_callbacks", None) or []
         if not self.has_validation and any(str(c.monitor).startswith("val/") for c in stopping):
@@ -350,27 +278,16 @@ class AudioDataModule(L.LightningDataModule):
         self._prepare_inputs()
 
     def check_split_sizes(self, sizes: dict[str, int]) -> None:
-        """:class:`ConfigError` for an empty training split, or an evaluated split smaller than the process count.
-
-        Each process (DDP) evaluates its own share of the validation and test clips, without repeats, and
-        Lightning needs every process to run at least one batch (a process without one skips the loop and the
-        others wait for it in the metrics' all-reduce), so such a split needs at least ``world_size`` clips.
-        """
-        name = type(self).__name__
-        if sizes["train"] == 0:
-            if self.val_fold is None and self.val_fraction > 0 and sizes["val"]:
-                fix = f"data.val_fraction={self.val_fraction} moved all {sizes['val']} clips to validation: lower it"
-            else:
-                fix = "check data.fold, data.val_fold and the files left out"
-            raise ConfigError(f"{name} fold {self.fold} has no training clips: {fix}")
-        world = int(getattr(self.trainer, "world_size", 1) or 1)
-        for split in ("val", "test"):
-            if 0 < sizes[split] < world:
-                raise ConfigError(
-                    f"the {split} split of {name} fold {self.fold} has {sizes[split]} clips, fewer than the {world} "
-                    f"processes (trainer.world_size): every process must evaluate at least one; use at most "
-                    f"{sizes[split]} devices or a larger {split} split"
-                )
+        """:class:`ConfigError` for an empty training split, or an evaluated split smaller than the process count
+        (see :func:`audiocls.data.split.check_split_sizes`)."""
+        check_split_sizes(
+            sizes,
+            name=type(self).__name__,
+            fold=self.fold,
+            val_fold=self.val_fold,
+            val_fraction=self.val_fraction,
+            world=int(getattr(self.trainer, "world_size", 1) or 1),
+        )
 
     # --- normalisation and stored spectrograms (data.normalize, data.precompute_frontend) ------------------
     def _raw_frontend(self):
@@ -386,39 +303,11 @@ class AudioDataModule(L.LightningDataModule):
             return
         raw = self._raw_frontend()
         if self.precompute_frontend:
-            self._store_spectrograms(raw)
+            self.splits = store_spectrograms(
+                self.splits, raw, self.batch_size, self.trainer, self.cache_dir, self.num_workers
+            )
         if self.normalize == "train":
-            train = self.splits["train"]
-            if isinstance(train, SpecDataset):
-                batches = train.batches(self.batch_size)
-            else:
-                view = ClipDataset(train.cache, train.indices, train.labels, train.clip_samples, False)
-                batches = frontend_batches(view, raw, self.batch_size)
-            self.set_frontend_stats(*channel_stats(batches))
-
-    def _store_spectrograms(self, raw) -> None:
-        """Every split's raw spectrograms, computed on the trainer's device into a file of the cache folder by one
-        process per node (local rank 0; the others wait at a barrier), then memory-mapped by every process."""
-        strategy = getattr(self.trainer, "strategy", None)
-        device = getattr(strategy, "root_device", torch.device("cpu"))
-        root = Path(self.cache_dir or default_cache_dir())
-        views, paths = {}, {}
-        for name, ds in self.splits.items():  # training clips as centre crops: one fixed image per clip
-            views[name] = ClipDataset(ds.cache, ds.indices, ds.labels, ds.clip_samples, False, ds.windows)
-            paths[name] = store_path(views[name], raw, self.batch_size, device, root)
-        if getattr(self.trainer, "local_rank", 0) == 0:
-            todo = [name for name, path in paths.items() if not path.is_file()]
-            if todo:
-                log.info("computing the spectrograms of %s on %s into %s", todo, device, root)
-            for name in todo:
-                store_frontend_outputs(views[name], raw, self.batch_size, paths[name], device, self.num_workers)
-        if strategy is not None:
-            strategy.barrier("audiocls_store_spectrograms")
-        for name, path in paths.items():
-            ds = self.splits[name]
-            self.splits[name] = SpecDataset(np.load(path, mmap_mode="r"), ds.labels, ds.indices, ds.cache)
-        shapes = {name: tuple(ds.specs.shape) for name, ds in self.splits.items()}
-        log.info("spectrograms of %s memory-mapped from %s", shapes, root)
+            self.set_frontend_stats(*training_stats(self.splits["train"], raw, self.batch_size))
 
     def set_frontend_stats(self, mean: Sequence[float], std: Sequence[float]) -> None:
         """Normalise with per-channel ``mean``/``std`` from now on; recorded as ``frontend.mean/std``."""
@@ -449,45 +338,18 @@ class AudioDataModule(L.LightningDataModule):
 
     def balanced_sampler(self) -> WeightedRandomSampler:
         """``data.sampler: balanced``: draws from the training split by inverse class frequency, with replacement."""
-        trainer = self.trainer
-        if trainer is not None and trainer.world_size > 1:
-            raise ConfigError(
-                f"data.sampler=balanced does not shard across {trainer.world_size} processes (DDP); "
-                "use model.class_weights=balanced instead, or train on one device"
-            )
-        if self.task == "multilabel":
-            raise ConfigError(
-                "data.sampler=balanced weighs each clip by its one class; this data is multi-label "
-                "(several labels per clip), where that is not defined: remove data.sampler"
-            )
-        labels = self.splits["train"].labels
-        counts = np.bincount(labels, minlength=self.num_classes)
-        weights = torch.as_tensor(1.0 / counts[labels], dtype=torch.double)
-        return WeightedRandomSampler(weights, num_samples=len(labels), replacement=True)
+        return balanced_sampler(self.splits["train"].labels, self.num_classes, self.trainer, self.task)
 
     def _loader(self, name: str) -> DataLoader:
         train = name == "train"
-        sampler, trainer = None, self.trainer
-        if train and self.sampler == "balanced":
-            sampler = self.balanced_sampler()
-        if not train and trainer is not None and trainer.world_size > 1:
-            # several processes (DDP): each evaluates its own share and every clip exactly once, where Lightning's
-            # DistributedSampler would pad with repeats; Lightning keeps a DistributedSampler it is given, and
-            # shards the training set itself. Metrics are torchmetrics, summed over the processes.
-            from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
-
-            sampler = UnrepeatedDistributedSampler(
-                self.splits[name], num_replicas=trainer.world_size, rank=trainer.global_rank, shuffle=False
-            )
-        return DataLoader(
+        sampler = self.balanced_sampler() if train and self.sampler == "balanced" else None
+        return make_loader(
             self.splits[name],
+            train=train,
             batch_size=self.batch_size,
-            shuffle=train and sampler is None,
-            sampler=sampler,
-            drop_last=train,
             num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            pin_memory=_pins_memory(trainer),
+            trainer=self.trainer,
+            sampler=sampler,
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -516,21 +378,12 @@ class AudioDataModule(L.LightningDataModule):
         """
         wave, *rest = batch if isinstance(batch, list | tuple) else (batch,)
         training = self.trainer is not None and self.trainer.training
-        self.frontend.to(wave.device)
-        if self.precompute_frontend:  # the loaders hold raw spectrograms: only the normalisation tail is left
-            spec = normalise(wave, self.frontend)
-            if training:
-                spec = self.spec_augment(spec)
-            return (spec, *rest) if rest else spec
-        pitch_time = None  # augment.pitch_time_mode=spectral: the frontend shifts/stretches the spectrogram
-        if training:
-            wave, pitch_time = self.wave_augment.with_pitch_time(wave)
-        if wave.ndim == 3:
-            b, w, t = wave.shape
-            spec = self.frontend(wave.reshape(b * w, t))  # (B*W, C, F, frames)
-            spec = spec.reshape(b, w, *spec.shape[1:])
-        else:
-            spec = self.frontend(wave, pitch_time)
-        if training:
-            spec = self.spec_augment(spec)
+        spec = to_spectrograms(
+            wave,
+            self.frontend,
+            self.wave_augment,
+            self.spec_augment,
+            training=training,
+            precomputed=self.precompute_frontend,
+        )
         return (spec, *rest) if rest else spec

@@ -1,4 +1,12 @@
-"""The decoded-audio cache: every file decoded and resampled once, stored memory-mapped, rebuilt when files change."""
+"""The decoded-audio cache: every file decoded and resampled once, stored memory-mapped, rebuilt when files change.
+
+The cache holds every clip of a dataset decoded (:func:`~audiocls.data.io.load_audio`) and resampled to the
+target rate, concatenated in one raw float32 file that is memory-mapped, plus an index of offsets. It is keyed
+by a hash of the file list (paths, sizes, modification times) and the sample rate, so it is rebuilt whenever
+files change and an epoch never decodes or resamples again. Files that fail to decode are recorded in the index
+(with the reason) as empty entries; what happens to them (skip or stop) is the datamodule's policy, so changing
+that policy never re-decodes.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +14,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -17,6 +23,7 @@ import numpy as np
 from audiocls.data.io import load_audio
 from audiocls.data.suspicious import AudioFacts, truncation
 from audiocls.errors import AudioLoadError
+from audiocls.files import atomic_folder, hash_files
 
 log = logging.getLogger(__name__)
 
@@ -70,12 +77,7 @@ class DecodedCache:
     def key(self) -> str:
         """Hash of the file list (path, size, mtime) and the sample rate."""
         h = hashlib.sha1(f"{CACHE_VERSION}:{self.sample_rate}".encode())
-        for f in self.files:
-            try:
-                st = f.stat()
-                h.update(f"{f.resolve()}:{st.st_size}:{st.st_mtime_ns}\n".encode())
-            except OSError:
-                h.update(f"{f}:missing\n".encode())
+        hash_files(h, self.files)
         return h.hexdigest()[:16]
 
     @property
@@ -91,10 +93,9 @@ class DecodedCache:
         """
         if self.complete:
             return
-        self.dir.parent.mkdir(parents=True, exist_ok=True)
         log.info("decoding %d files at %d Hz into %s", len(self.files), self.sample_rate, self.dir)
-        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.dir.parent))
-        try:
+        # another process may finish first: then theirs is kept
+        with atomic_folder(self.dir, lambda: self.complete) as tmp:
             lengths, bad = np.zeros(len(self.files), dtype=np.int64), {}
             peaks, truncated = [0.0] * len(self.files), {}
             jobs = [(f, self.sample_rate) for f in self.files]
@@ -112,14 +113,6 @@ class DecodedCache:
             index = {"sample_rate": self.sample_rate, "files": [str(f) for f in self.files], "bad": bad}
             index |= {"peaks": peaks, "truncated": truncated}
             (tmp / "index.json").write_text(json.dumps(index))
-            tmp.rename(self.dir)
-        except OSError:
-            shutil.rmtree(tmp, ignore_errors=True)
-            if not self.complete:  # otherwise another process finished first: keep theirs
-                raise
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         if bad:
             log.warning("%d of %d files could not be decoded (recorded in %s)", len(bad), len(self.files), self.dir)
 

@@ -11,7 +11,9 @@ absolute paths, ``..`` components, links that point outside the target and speci
 from __future__ import annotations
 
 import hashlib
+import importlib
 import logging
+import pkgutil
 import stat
 import tarfile
 import urllib.request
@@ -22,25 +24,26 @@ from types import ModuleType
 
 from audiocls.errors import AudioclsError, AudioLoadError, DataError
 
-__all__ = ["fetch", "safe_extract", "verify_checksum", "DATASETS"]
+__all__ = ["check_layout", "downloadable", "fetch", "safe_extract", "verify", "verify_checksum"]
 
 log = logging.getLogger(__name__)
 
 CHUNK = 1 << 20
 
 
-def _modules() -> dict[str, tuple[ModuleType, type]]:
-    from audiocls.data import esc50, fsdd, gtzan, urbansound8k
+def downloadable() -> dict[str, tuple[ModuleType, type]]:
+    """name -> (module, datamodule class) of every dataset module of this package that declares ``DOWNLOAD``.
 
-    return {
-        "esc50": (esc50, esc50.ESC50DataModule),
-        "urbansound8k": (urbansound8k, urbansound8k.UrbanSound8KDataModule),
-        "gtzan": (gtzan, gtzan.GTZANDataModule),
-        "fsdd": (fsdd, fsdd.FSDDDataModule),
-    }
-
-
-DATASETS = ("esc50", "urbansound8k", "gtzan", "fsdd")
+    A dataset joins ``audiocls data download|verify`` by declaring, in its own module, ``URL``, ``CHECKSUM``,
+    ``ARCHIVE_DIR`` (the folder the archive unpacks to) and ``DOWNLOAD = (name, its datamodule class)``.
+    """
+    found = {}
+    for info in pkgutil.iter_modules([str(Path(__file__).parent)]):
+        module = importlib.import_module(f"{__package__}.{info.name}")
+        if hasattr(module, "DOWNLOAD"):
+            name, cls = module.DOWNLOAD
+            found[name] = (module, cls)
+    return dict(sorted(found.items()))
 
 
 # --- checksum -------------------------------------------------------------------------------------------
@@ -171,7 +174,7 @@ def safe_extract(archive: Path, target: Path) -> None:
 # --- layout check and verify ----------------------------------------------------------------------------
 def _datamodule(name: str, root: Path):
     """The dataset's datamodule at ``root`` or at ``root/ARCHIVE_DIR``."""
-    module, cls = _modules()[name]
+    module, cls = downloadable()[name]
     candidates = [root, root / module.ARCHIVE_DIR]
     err: AudioclsError | None = None
     for path in candidates:

@@ -16,7 +16,6 @@ from audiocls.errors import DataError
 __all__ = ["ESC50DataModule", "read_esc50_meta", "ESC10_TARGETS"]
 
 NUM_CLASSES = 50
-NUM_CLASSES_ESC10 = 10
 #: the ESC-50 targets of the ten ESC-10 classes (dog, rooster, rain, sea waves, crackling fire, crying baby,
 #: sneezing, clock tick, helicopter, chainsaw)
 ESC10_TARGETS = (0, 1, 10, 11, 12, 20, 21, 38, 40, 41)
@@ -114,3 +113,7 @@ class ESC50DataModule(AudioDataModule):
             Clip(self.root / "audio" / r["filename"], label[int(r["target"])], int(r["fold"]), r["src_file"].strip())
             for r in rows
         ]
+
+
+#: ``audiocls data download|verify esc50``: the name, and the datamodule that reads the unpacked release
+DOWNLOAD = ("esc50", ESC50DataModule)

@@ -4,17 +4,19 @@ Official layout (the Zenodo release, unzipped): ``FSD50K.ground_truth/dev.csv`` 
 ``labels`` comma-separated class names, ``split`` ``train``/``val``), ``FSD50K.ground_truth/eval.csv``
 (``fname,labels,mids``), ``FSD50K.ground_truth/vocabulary.csv`` (``index,label,mid``, no header) and the audio in
 ``FSD50K.dev_audio/<fname>.wav`` and ``FSD50K.eval_audio/<fname>.wav``. The splits are the official ones: dev
-``train`` for training, dev ``val`` for validation, eval for the test; the task is ``multilabel``.
+``train`` for training, dev ``val`` for validation, eval for the test; the task is ``multilabel``. That is one
+split, so the dataset has one fold (``audiocls cv`` runs it once).
 """
 
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from pathlib import Path
 
 from audiocls.data.base import AudioDataModule
 from audiocls.data.clips import Clip, read_metadata_csv
-from audiocls.errors import DataError
+from audiocls.errors import ConfigError, DataError
 
 __all__ = ["FSD50KDataModule"]
 
@@ -23,9 +25,8 @@ DEV_CSV, EVAL_CSV, VOCABULARY_CSV = "dev.csv", "eval.csv", "vocabulary.csv"
 DEV_AUDIO, EVAL_AUDIO = "FSD50K.dev_audio", "FSD50K.eval_audio"
 DEV_COLUMNS, EVAL_COLUMNS = ("fname", "labels", "mids", "split"), ("fname", "labels", "mids")
 SAMPLE_RATE = 44100
-NUM_CLASSES = 200
-#: the fold ids the official splits get here (the base class holds out ``fold`` and validates on ``val_fold``)
-TEST_FOLD, VAL_FOLD, TRAIN_FOLD = 1, 2, 3
+#: the one fold: the eval set, held out; the dev clips carry no fold, their ``split`` column says train or val
+TEST_FOLD = 1
 
 
 def _labels(cell: str) -> list[str]:
@@ -40,18 +41,22 @@ class FSD50KDataModule(AudioDataModule):
         sample_rate: rate the clips are resampled to (the release: 44100 Hz).
         clip_seconds: training crop length (clips are 0.3-30 s; shorter ones are zero-padded); evaluate
             longer clips whole with ``data.eval_seconds`` (windows whose logits are averaged).
-        **kwargs: see :class:`~audiocls.data.base.AudioDataModule` (``fold``/``val_fold`` are fixed by the
-            official splits).
+        **kwargs: see :class:`~audiocls.data.base.AudioDataModule`; ``fold`` is 1 (the one official split) and
+            ``val_fold`` null: validation is the dev ``val`` split (``val_fraction`` is not used).
     """
 
-    num_folds = 3
+    num_folds = 1
     task = "multilabel"
 
     def __init__(
         self, root: str | Path | None = None, *, sample_rate: int = SAMPLE_RATE, clip_seconds: float = 10.0, **kwargs
     ):
-        kwargs.update(fold=TEST_FOLD, val_fold=VAL_FOLD)
         super().__init__(root, sample_rate=sample_rate, clip_seconds=clip_seconds, **kwargs)
+        self.check_fold()
+        if self.val_fold is not None:
+            raise ConfigError(
+                f"data.val_fold={self.val_fold}: FSD50K validates on its official dev 'val' split; set it to null"
+            )
         root = self.require_root(f"{GROUND_TRUTH}/, {DEV_AUDIO}/ and {EVAL_AUDIO}/")
         gt = root / GROUND_TRUTH
         hint = f"expected the layout of the FSD50K release ({GROUND_TRUTH}/{DEV_CSV}, {EVAL_CSV}, audio folders)"
@@ -89,7 +94,19 @@ class FSD50KDataModule(AudioDataModule):
                         + (f"hold {unknown[:3]}, not in the vocabulary" if unknown else "are empty")
                     )
                 labels = tuple(dict.fromkeys(index[v] for v in names))
-                fold = TEST_FOLD if audio == EVAL_AUDIO else VAL_FOLD if r["split"] == "val" else TRAIN_FOLD
                 path = self.root / audio / f"{r['fname'].strip()}.wav"
-                clips.append(Clip(path, labels[0], fold, labels=labels))
+                if audio == EVAL_AUDIO:
+                    clips.append(Clip(path, labels[0], TEST_FOLD, labels=labels))
+                else:
+                    clips.append(Clip(path, labels[0], None, labels=labels))
         return clips
+
+    def split(self, clips: Sequence[Clip]) -> dict[str, list[int]]:
+        """The official split: ``test`` the eval set, ``val`` the dev ``val`` clips, ``train`` the dev ``train`` ones."""
+        val = {self.root / DEV_AUDIO / f"{r['fname'].strip()}.wav" for r in self._dev if r["split"] == "val"}
+        parts: dict[str, list[int]] = {"train": [], "val": [], "test": []}
+        for i, c in enumerate(clips):
+            parts["test" if c.fold == TEST_FOLD else "val" if c.path in val else "train"].append(i)
+        if not parts["test"]:
+            raise DataError(f"no clip of {self.root / GROUND_TRUTH / EVAL_CSV} under {self.root / EVAL_AUDIO}")
+        return parts

@@ -21,7 +21,6 @@ __all__ = ["FSDDDataModule", "parse_name"]
 log = logging.getLogger(__name__)
 
 CLASSES = tuple(str(d) for d in range(10))
-NUM_CLASSES = 10
 AUDIO_DIR = "recordings"
 TEST_TAKES = range(0, 5)  # official split: takes 0-4 are the test set
 SAMPLE_RATE = 8000
@@ -96,3 +95,7 @@ class FSDDDataModule(AudioDataModule):
             fold_of = {s: k + 1 for k, s in enumerate(self.speakers)}
             return [Clip(p, d, fold_of[s], s) for p, d, s, _ in self._files]  # validation: whole speakers
         return [Clip(p, d, 1 if take in TEST_TAKES else None) for p, d, _, take in self._files]
+
+
+#: ``audiocls data download|verify fsdd``: the name, and the datamodule that reads the unpacked release
+DOWNLOAD = ("fsdd", FSDDDataModule)

@@ -25,9 +25,7 @@ __all__ = ["GTZANDataModule", "read_split_file", "GENRES"]
 log = logging.getLogger(__name__)
 
 GENRES = ("blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock")
-NUM_CLASSES = 10
 NUM_FOLDS = 10
-TRACKS_PER_GENRE = 100
 SAMPLE_RATE = 22050  # the paper's rate
 CLIP_SECONDS = 30.0
 AUDIO_DIRS = ("genres_original", "genres", ".")
@@ -165,3 +163,7 @@ class GTZANDataModule(AudioDataModule):
             if not out[name]:
                 raise ConfigError(f"the split file gives no {name} tracks")
         return out
+
+
+#: ``audiocls data download|verify gtzan``: the name, and the datamodule that reads the unpacked release
+DOWNLOAD = ("gtzan", GTZANDataModule)

@@ -1,11 +1,8 @@
-"""Audio I/O in one place: decode with soundfile, downmix, resample once, pad or crop, and a decoded-audio cache.
+"""Decoding one file and shaping one wave: :func:`load_audio` (soundfile, downmix to mono, resample),
+:func:`pad_or_crop` and :func:`sliding_windows`.
 
-The cache holds every clip of a dataset decoded and resampled to the target rate, concatenated in one raw
-float32 file that is memory-mapped, plus an index of offsets. It is keyed by a hash of the file list (paths,
-sizes, modification times) and the sample rate, so it is rebuilt whenever files change and an epoch never
-decodes or resamples again. Files that fail to decode are recorded in the index (with the reason) as empty
-entries; what happens to them (skip or stop) is the datamodule's policy, so changing that policy never
-re-decodes.
+Every dataset file is decoded here once, by the decoded-audio cache (:mod:`audiocls.data.cache`); clips and
+the dataset over that cache are in :mod:`audiocls.data.clips`.
 """
 
 from __future__ import annotations

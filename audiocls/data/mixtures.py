@@ -28,8 +28,6 @@ import hashlib
 import io
 import json
 import logging
-import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -40,6 +38,7 @@ from audiocls.data.clips import Clip
 from audiocls.data.esc50 import ESC50DataModule
 from audiocls.data.io import pad_or_crop
 from audiocls.errors import ConfigError, DataError
+from audiocls.files import atomic_folder, hash_files
 
 __all__ = ["plan_mixtures", "mix_waves", "build_mixtures", "ESC50MixturesDataModule", "MIX_VERSION"]
 
@@ -123,12 +122,7 @@ def _hash(sources: Sequence[Clip], sample_rate: int, length: int, settings: dict
     h = hashlib.sha1(
         json.dumps({"v": MIX_VERSION, "sr": sample_rate, "n": length, **settings}, sort_keys=True).encode()
     )
-    for c in sources:
-        try:
-            st = Path(c.path).stat()
-            h.update(f"{Path(c.path).resolve()}:{st.st_size}:{st.st_mtime_ns}:{c.label}:{c.fold}:{c.group}\n".encode())
-        except OSError:
-            h.update(f"{c.path}:missing\n".encode())
+    hash_files(h, [c.path for c in sources], [f"{c.label}:{c.fold}:{c.group}" for c in sources])
     return h.hexdigest()[:16]
 
 
@@ -154,10 +148,9 @@ def build_mixtures(
     if bad:
         first = next(iter(bad.values()))
         raise DataError(f"{len(bad)} source clips of the mixtures cannot be decoded, e.g. {first}; fix or delete them")
-    out.parent.mkdir(parents=True, exist_ok=True)
     log.info("writing %d mixtures at %d Hz into %s", len(plan), sample_rate, out)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=out.parent))
-    try:
+    # another process may finish first: then theirs is kept
+    with atomic_folder(out, (out / "mixtures.csv").is_file) as tmp:
         (tmp / "audio").mkdir()
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
@@ -170,14 +163,6 @@ def build_mixtures(
             files = ";".join(Path(sources[i].path).name for i in m["sources"])
             w.writerow([name, m["fold"], m["pool"], labels, files, ";".join(f"{g:.3f}" for g in m["gains_db"])])
         (tmp / "mixtures.csv").write_text(buf.getvalue())
-        tmp.rename(out)
-    except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if not (out / "mixtures.csv").is_file():  # otherwise another process finished first: keep theirs
-            raise
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 

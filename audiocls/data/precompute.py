@@ -1,12 +1,12 @@
-"""Spectrograms computed once per clip (``data.precompute_frontend``) and per-channel statistics of a split.
+"""Spectrograms computed once per clip (``data.precompute_frontend``), stored and memory-mapped.
 
-Both serve CPU training. Without waveform augmentation every epoch would recompute the same spectrograms, and
+This serves CPU training. Without waveform augmentation every epoch would recompute the same spectrograms, and
 at 44.1 kHz the paper's three-resolution frontend costs about twice what a small backbone does; computing them
 once at ``setup`` and training on the stored images (with the spectrogram-side augmentation per batch) removes
 that. The images are computed batch by batch on the run's device into one ``.npy`` file in the cache folder,
 keyed by the clips and the frontend (:func:`store_path`), written once (atomically) and memory-mapped by every
-process, as the decoded audio is (:mod:`audiocls.data.cache`). :func:`channel_stats` measures the per-channel
-mean and std of the frontend's output on the training split for ``data.normalize: train``.
+process, as the decoded audio is (:mod:`audiocls.data.cache`); :func:`store_spectrograms` does that for every
+split of a datamodule.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict, replace
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from audiocls.audio.frontend import LogMelFrontend, build_frontend
+from audiocls.audio.augment import WAVE, steps_on
+from audiocls.audio.frontend import LogMelFrontend
+from audiocls.data.cache import default_cache_dir
 from audiocls.data.clips import ClipDataset
 from audiocls.errors import ConfigError
 
@@ -35,16 +37,12 @@ __all__ = [
     "store_frontend_outputs",
     "check_speed_settings",
     "precompute_hint",
-    "compute_stats",
     "frontend_batches",
-    "channel_stats",
-    "normalise",
+    "store_spectrograms",
 ]
 
 log = logging.getLogger(__name__)
 
-#: the augmentation steps that act on the waveform, before the frontend (a stored spectrogram cannot have them)
-WAVE_AUGMENT = ("gain_db", "shift", "pitch_shift", "time_stretch")
 #: part of every stored file's key: bump it when the frontend's output changes, so older files are not read
 STORE_VERSION = "v1"
 
@@ -166,37 +164,33 @@ def store_frontend_outputs(
         raise
 
 
-@torch.no_grad()
-def channel_stats(batches: Iterable[torch.Tensor]) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean and std over ``batches`` of spec (B, C, F, T) (float64 sums), rounded to 6 digits."""
-    total = sq = None
-    count = 0
-    for spec in batches:
-        spec = spec.double()
-        s, q = spec.sum((0, 2, 3)), (spec**2).sum((0, 2, 3))
-        total, sq = (s, q) if total is None else (total + s, sq + q)
-        count += spec.numel() // spec.shape[1]
-    if total is None or count == 0:
-        raise ConfigError("data.normalize=train: the training split is empty; check data.root and data.fold")
-    mean = total / count
-    std = (sq / count - mean**2).clamp_min(0).sqrt()
-    if (std <= 0).any():
-        raise ConfigError(f"data.normalize=train: a frontend channel is constant over the training split (std {std})")
-    return tuple(round(v, 6) for v in mean.tolist()), tuple(round(v, 6) for v in std.tolist())
-
-
-def normalise(spec: torch.Tensor, frontend: LogMelFrontend) -> torch.Tensor:
-    """The frontend's own normalisation tail (``- mean``, then ``/ std``) on a raw spec ``(..., C, F, T)``.
-
-    The same float32 operations as :class:`LogMelFrontend.forward`, so a stored raw image normalised here equals
-    the frontend's output exactly.
-    """
-    cfg = frontend.config
-    if cfg.mean is not None:
-        spec = spec - frontend.mean.to(spec.device)
-    if cfg.std is not None:
-        spec = spec / frontend.std.to(spec.device)
-    return spec
+def store_spectrograms(
+    splits: dict[str, ClipDataset], raw: LogMelFrontend, batch_size: int, trainer: Any, cache_dir, num_workers: int
+) -> dict[str, SpecDataset]:
+    """Every split's raw spectrograms, computed on the trainer's device into a file of the cache folder by one
+    process per node (local rank 0; the others wait at a barrier), then memory-mapped by every process."""
+    strategy = getattr(trainer, "strategy", None)
+    device = getattr(strategy, "root_device", torch.device("cpu"))
+    root = Path(cache_dir or default_cache_dir())
+    views, paths = {}, {}
+    for name, ds in splits.items():  # training clips as centre crops: one fixed image per clip
+        views[name] = ClipDataset(ds.cache, ds.indices, ds.labels, ds.clip_samples, False, ds.windows)
+        paths[name] = store_path(views[name], raw, batch_size, device, root)
+    if getattr(trainer, "local_rank", 0) == 0:
+        todo = [name for name, path in paths.items() if not path.is_file()]
+        if todo:
+            log.info("computing the spectrograms of %s on %s into %s", todo, device, root)
+        for name in todo:
+            store_frontend_outputs(views[name], raw, batch_size, paths[name], device, num_workers)
+    if strategy is not None:
+        strategy.barrier("audiocls_store_spectrograms")
+    stored = {}
+    for name, path in paths.items():
+        ds = splits[name]
+        stored[name] = SpecDataset(np.load(path, mmap_mode="r"), ds.labels, ds.indices, ds.cache)
+    shapes = {name: tuple(ds.specs.shape) for name, ds in stored.items()}
+    log.info("spectrograms of %s memory-mapped from %s", shapes, root)
+    return stored
 
 
 def check_speed_settings(frontend, augment, normalize, precompute: bool) -> None:
@@ -208,8 +202,7 @@ def check_speed_settings(frontend, augment, normalize, precompute: bool) -> None
             f"data.normalize=train measures frontend.mean/std, but the config sets them (mean={frontend.mean}, "
             f"std={frontend.std}): set frontend.mean and frontend.std to null, or data.normalize to null"
         )
-    wave = {k: getattr(augment, k) for k in WAVE_AUGMENT}
-    on = {k: v for k, v in wave.items() if v}
+    on = steps_on(augment, WAVE)
     if precompute and on:
         shown = ", ".join(f"augment.{k}={list(v) if isinstance(v, tuple) else v}" for k, v in on.items())
         raise ConfigError(
@@ -230,7 +223,7 @@ def precompute_hint(augment, train: Dataset | None, trainer: Any) -> str | None:
 
     if not isinstance(getattr(trainer, "accelerator", None), CPUAccelerator):
         return None
-    if any(getattr(augment, k) for k in WAVE_AUGMENT) or not isinstance(train, ClipDataset):
+    if steps_on(augment, WAVE) or not isinstance(train, ClipDataset):
         return None
     if any(train.cache.length(i) > train.clip_samples for i in train.indices):
         return None  # random crops: each epoch's clips differ
@@ -240,41 +233,3 @@ def precompute_hint(augment, train: Dataset | None, trainer: Any) -> str | None:
         "and trains on the same images with shorter epochs (the CPU recipes do; benchmarks/input_pipeline.py "
         "measures the difference)"
     )
-
-
-@torch.no_grad()
-def compute_stats(
-    datamodule: Any, max_batches: int | None = None, per_channel: bool = True
-) -> tuple[tuple[float, ...], tuple[float, ...]] | tuple[float, float]:
-    """Mean and std of the frontend's output over a datamodule's training split, without augmentation.
-
-    Put the result in ``frontend.mean`` / ``frontend.std`` to normalise with training-set statistics. The
-    datamodule's own normalisation (if any) is ignored, so the figures are always of the raw log-mel.
-
-    Args:
-        datamodule: set up (or set-up-able) datamodule; its training loader is read once, in order.
-        max_batches: stop after this many batches (``None`` reads the whole training split).
-        per_channel: one (mean, std) per channel when True, one pair for all channels otherwise.
-
-    Returns:
-        ``(means, stds)`` as tuples of floats (one per channel), or two floats when ``per_channel`` is False.
-    """
-    datamodule.setup("fit")
-    frontend = build_frontend(replace(datamodule.frontend.config, mean=None, std=None), datamodule.sample_rate)
-    total = sq = count = None
-    loader = torch.utils.data.DataLoader(datamodule.splits["train"], batch_size=datamodule.batch_size)
-    for i, (wave, *_rest) in enumerate(loader):
-        if max_batches is not None and i >= max_batches:
-            break
-        spec = frontend(wave).double()  # (B, C, n_mels, frames)
-        dims = (0, 2, 3) if per_channel else (0, 1, 2, 3)
-        s, q, n = spec.sum(dims), (spec**2).sum(dims), spec.numel() / (1 if not per_channel else spec.shape[1])
-        total, sq, count = (s, q, n) if total is None else (total + s, sq + q, count + n)
-    if total is None:
-        raise ConfigError("compute_stats: the training split is empty; check data.root and data.fold")
-    mean = total / count
-    std = (sq / count - mean**2).clamp_min(0).sqrt()
-    log.info("frontend statistics over %d values: mean %s std %s", int(count), mean.tolist(), std.tolist())
-    if per_channel:
-        return tuple(round(v, 6) for v in mean.tolist()), tuple(round(v, 6) for v in std.tolist())
-    return round(mean.item(), 6), round(std.item(), 6)

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -26,6 +24,7 @@ from audiocls.data.cache import default_cache_dir
 from audiocls.data.clips import Clip
 from audiocls.data.esc50 import COLUMNS, ESC50DataModule
 from audiocls.errors import ConfigError, DataError
+from audiocls.files import atomic_folder
 
 __all__ = ["SyntheticDataModule", "generate_synthetic", "CLASSES"]
 
@@ -191,36 +190,32 @@ def generate_synthetic(
         raise ConfigError(f"num_classes={num_classes} must lie in 2..{len(CLASSES)}")
     if not 1 <= max_sources <= num_classes:
         raise ConfigError(f"max_sources={max_sources} must lie in 1..num_classes={num_classes}")
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-synthetic-", dir=root.parent))
-    (tmp / "audio").mkdir()
-    (tmp / "meta").mkdir()
-    rng = np.random.default_rng(seed)
-    names = list(CLASSES)[:num_classes]
-    rows = []
-    for fold in range(1, NUM_FOLDS + 1):
-        for label, name in enumerate(names):
-            for take in range(clips_per_fold):
-                src = 100000 + (fold * num_classes + label) * clips_per_fold + take
-                fname = f"{fold}-{src}-A-{label}.wav"
-                if max_sources > 1:
-                    others = [c for c in range(num_classes) if c != label]
-                    extra = rng.choice(others, int(rng.integers(0, max_sources)), replace=False).tolist()
-                    labels = [label, *sorted(extra)]
-                    wave = synth_mixture(labels, sample_rate, seconds, rng)
-                else:
-                    labels, wave = [label], synth_clip(label, sample_rate, seconds, rng)
-                sf.write(tmp / "audio" / fname, wave, sample_rate, subtype="PCM_16")
-                row = [fname, fold, label, name, "True", src, "A"]
-                rows.append(row + [";".join(map(str, labels))] if max_sources > 1 else row)
-    with (tmp / "meta" / "esc50.csv").open("w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow([*COLUMNS, LABELS_COLUMN] if max_sources > 1 else COLUMNS)
-        writer.writerows(rows)
-    try:
-        tmp.rename(root)
-    except OSError:  # written meanwhile by another process
-        shutil.rmtree(tmp)
+    # written meanwhile by another process: theirs is kept
+    with atomic_folder(root, (root / "meta" / "esc50.csv").is_file) as tmp:
+        (tmp / "audio").mkdir()
+        (tmp / "meta").mkdir()
+        rng = np.random.default_rng(seed)
+        names = list(CLASSES)[:num_classes]
+        rows = []
+        for fold in range(1, NUM_FOLDS + 1):
+            for label, name in enumerate(names):
+                for take in range(clips_per_fold):
+                    src = 100000 + (fold * num_classes + label) * clips_per_fold + take
+                    fname = f"{fold}-{src}-A-{label}.wav"
+                    if max_sources > 1:
+                        others = [c for c in range(num_classes) if c != label]
+                        extra = rng.choice(others, int(rng.integers(0, max_sources)), replace=False).tolist()
+                        labels = [label, *sorted(extra)]
+                        wave = synth_mixture(labels, sample_rate, seconds, rng)
+                    else:
+                        labels, wave = [label], synth_clip(label, sample_rate, seconds, rng)
+                    sf.write(tmp / "audio" / fname, wave, sample_rate, subtype="PCM_16")
+                    row = [fname, fold, label, name, "True", src, "A"]
+                    rows.append(row + [";".join(map(str, labels))] if max_sources > 1 else row)
+        with (tmp / "meta" / "esc50.csv").open("w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow([*COLUMNS, LABELS_COLUMN] if max_sources > 1 else COLUMNS)
+            writer.writerows(rows)
     return root
 
 

@@ -27,9 +27,7 @@ CLASSES = (
     "siren",
     "street_music",
 )
-NUM_CLASSES = 10
 NUM_FOLDS = 10
-NUM_CLIPS = 8732
 SAMPLE_RATE = 22050  # the paper's rate
 CLIP_SECONDS = 4.0
 META_FILE = "metadata/UrbanSound8K.csv"
@@ -91,3 +89,7 @@ class UrbanSound8KDataModule(AudioDataModule):
             )
             for r in self._rows
         ]
+
+
+#: ``audiocls data download|verify urbansound8k``: the name, and the datamodule that reads the unpacked release
+DOWNLOAD = ("urbansound8k", UrbanSound8KDataModule)

@@ -26,7 +26,7 @@ from audiocls.errors import ConfigError
 from audiocls.files import atomic_write_text
 from audiocls.models.classifier import AudioClassifier
 from audiocls.models.task import DEFAULT_TASK, TASKS, get_task
-from audiocls.training import preflight, tracking
+from audiocls.training import preflight, run_folder, tracking
 from audiocls.training.arguments import AudioArgumentParser
 from audiocls.training.checkpoints import (
     AtomicCheckpointIO,
@@ -263,7 +263,7 @@ class AudioCLI(LightningCLI):
         if ckpt not in (None, "last", "best"):
             check_checkpoint(ckpt, self.model, self.datamodule)
         if self.trainer.is_global_zero:
-            log.info("%s: writing the run to %s", subcommand, tracking.run_dir(self.trainer).resolve())
+            log.info("%s: writing the run to %s", subcommand, run_folder.run_dir(self.trainer).resolve())
 
     def before_fit(self) -> None:
         self._preflight("fit")
@@ -307,7 +307,7 @@ class AudioCLI(LightningCLI):
         metrics = {k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith("test/")}
         if not self.trainer.is_global_zero or not metrics:
             return
-        run_dir = tracking.run_dir(self.trainer).resolve()  # no collective call: only rank 0 gets here
+        run_dir = run_folder.run_dir(self.trainer).resolve()  # no collective call: only rank 0 gets here
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))
         self._plot_confusion(run_dir, weights)
@@ -364,7 +364,7 @@ def run_cli(
         AudioDataModule,
         subclass_mode_data=True,
         auto_configure_optimizers=False,
-        save_config_callback=tracking.LoggedSaveConfigCallback,
+        save_config_callback=run_folder.LoggedSaveConfigCallback,
         save_config_kwargs={"overwrite": True},
         parser_class=AudioArgumentParser,  # no abbreviated options; parse errors as one line with the closest key
         parser_kwargs={

@@ -162,7 +162,7 @@ class RunInfoCallback(L.Callback):
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if not trainer.is_global_zero or trainer.fast_dev_run:
             return
-        from audiocls.training.tracking import run_dir as _run_dir
+        from audiocls.training.run_folder import run_dir as _run_dir
 
         run_dir = _run_dir(trainer)
         extra = {"subcommand": self.subcommand or stage, "ckpt_path": self.ckpt_path}

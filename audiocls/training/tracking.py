@@ -11,8 +11,8 @@ One config switches a run to W&B (``configs/logger/wandb.yaml``, or ``--trainer.
   the group is ``WANDB_RUN_GROUP`` (the cv driver's name) unless set;
 - adds a ``LearningRateMonitor`` and :class:`WandbMedia` (example spectrograms per class at the start, the test
   confusion matrix and a per-class accuracy table at the end) with :func:`extra_callbacks`;
-- writes ``config.yaml`` and logs the same fully resolved config to the W&B run with
-  :class:`LoggedSaveConfigCallback`;
+- logs the fully resolved config to the W&B run with :func:`log_config` (called by
+  :class:`~audiocls.training.run_folder.LoggedSaveConfigCallback`, which writes the same config to ``config.yaml``);
 - ends the run with :func:`finish_wandb` (also after an error), which returns the ``wandb sync`` line of an
   offline run.
 
@@ -31,20 +31,17 @@ from urllib.parse import urlparse
 
 import numpy as np
 import torch
-import yaml
 from jsonargparse import Namespace
 from lightning import LightningModule, Trainer
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor
-from lightning.pytorch.cli import SaveConfigCallback
-from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger, WandbLogger
+from lightning.pytorch.loggers import WandbLogger
 
 __all__ = [
-    "LoggedSaveConfigCallback",
     "WandbMedia",
     "configure_wandb",
     "extra_callbacks",
     "finish_wandb",
-    "run_dir",
+    "log_config",
     "run_tags",
     "wandb_key_configured",
 ]
@@ -153,30 +150,7 @@ def configure_wandb(config: Namespace) -> bool:
     return found
 
 
-# --- run folder and end of run ------------------------------------------------------------------------------
-def run_dir(trainer: Trainer) -> Path:
-    """The folder of this run, without a collective call (safe on rank 0 alone).
-
-    A CSV/TensorBoard logger's version folder. For a W&B run, the folder that holds its ``checkpoints/``
-    (``checkpoint.dirpath``'s parent when that is a ``checkpoints`` folder, else ``<save_dir>/<project>/<run id>``
-    as ``ModelCheckpoint`` places it), so two runs never share a folder. Otherwise the first logger's
-    ``log_dir``/``save_dir``, or the trainer's ``default_root_dir``.
-    """
-    if not trainer.loggers:
-        return Path(trainer.default_root_dir)
-    logger = trainer.loggers[0]
-    if isinstance(logger, CSVLogger | TensorBoardLogger):
-        return Path(logger.log_dir)
-    if isinstance(logger, WandbLogger):
-        ckpt_dir = getattr(trainer.checkpoint_callback, "dirpath", None)
-        if ckpt_dir and Path(ckpt_dir).name == "checkpoints":
-            return Path(ckpt_dir).parent
-        version = logger.version
-        base = Path(logger.save_dir or trainer.default_root_dir) / str(logger.name)
-        return base / version if isinstance(version, str) else base
-    return Path(getattr(logger, "log_dir", None) or logger.save_dir or trainer.default_root_dir)
-
-
+# --- end of run ---------------------------------------------------------------------------------------------
 def finish_wandb(exit_code: int | None = None) -> str | None:
     """End the current W&B run, if any (no-op when wandb was never imported).
 
@@ -225,42 +199,14 @@ def extra_callbacks(callbacks: object) -> list[Callback]:
 
 
 # --- the resolved config ------------------------------------------------------------------------------------
-class LoggedSaveConfigCallback(SaveConfigCallback):
-    """LightningCLI's ``config.yaml`` in the run's folder (:func:`run_dir`), and the same resolved config in W&B.
+def log_config(trainer: Trainer, resolved: dict) -> None:
+    """Put the fully resolved config in every W&B run of ``trainer`` (a no-op without a ``WandbLogger``).
 
     The run's W&B config then holds every setting (``model.backbone``, ``data.init_args.fold``, ...) next to the
     hyperparameters Lightning logs itself, so runs can be filtered and compared by any of them.
     """
-
-    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        if self.already_saved:
-            return
-        if self.save_to_log_dir:
-            path = run_dir(trainer) / self.config_filename if trainer.is_global_zero else None
-            exists = trainer.strategy.broadcast(bool(path is not None and path.is_file() and not self.overwrite))
-            if exists:
-                raise RuntimeError(
-                    f"{path or self.config_filename} exists already: delete it, or pass "
-                    "save_config_kwargs={'overwrite': True} to overwrite it"
-                )
-            if path is not None:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                self.parser.save(
-                    self.config, str(path), skip_none=False, overwrite=self.overwrite, multifile=self.multifile
-                )
-        if trainer.is_global_zero:
-            self.save_config(trainer, pl_module, stage)
-            self.already_saved = True
-        self.already_saved = trainer.strategy.broadcast(self.already_saved)
-
-    def save_config(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        loggers = _wandb_loggers(trainer)
-        if not loggers:
-            return
-        resolved = yaml.safe_load(self.parser.dump(self.config, skip_none=False))
-        resolved.pop("config", None)  # the paths of the config files, not settings
-        for logger in loggers:
-            logger.experiment.config.update(resolved, allow_val_change=True)
+    for logger in _wandb_loggers(trainer):
+        logger.experiment.config.update(resolved, allow_val_change=True)
 
 
 # --- media --------------------------------------------------------------------------------------------------
