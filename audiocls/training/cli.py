@@ -353,22 +353,22 @@ def run_cli(
     args: list[str] | None = None, *, epilog: str | None = None, cli_class: type[AudioCLI] = AudioCLI, **kwargs
 ) -> AudioCLI:
     """Build and run :class:`AudioCLI` (or ``cli_class``) on ``args`` (any datamodule subclass, the AudioClassifier)."""
-    quiet_third_party()
-    return cli_class(
-        AudioClassifier,
-        AudioDataModule,
-        subclass_mode_data=True,
-        auto_configure_optimizers=False,
-        save_config_callback=tracking.LoggedSaveConfigCallback,
-        save_config_kwargs={"overwrite": True},
-        parser_class=AudioArgumentParser,  # no abbreviated options; parse errors as one line with the closest key
-        parser_kwargs={
-            "description": "audiocls: ImageNet CNNs on mel-spectrograms, trained with Lightning.",
-            "epilog": epilog,
-        },
-        args=args,
-        **kwargs,
-    )
+    with quiet_third_party():
+        return cli_class(
+            AudioClassifier,
+            AudioDataModule,
+            subclass_mode_data=True,
+            auto_configure_optimizers=False,
+            save_config_callback=tracking.LoggedSaveConfigCallback,
+            save_config_kwargs={"overwrite": True},
+            parser_class=AudioArgumentParser,  # no abbreviated options; parse errors as one line with the closest key
+            parser_kwargs={
+                "description": "audiocls: ImageNet CNNs on mel-spectrograms, trained with Lightning.",
+                "epilog": epilog,
+            },
+            args=args,
+            **kwargs,
+        )
 
 
 class _Parsed(Exception):
