@@ -97,6 +97,10 @@ class LastEveryEpochCheckpoint(ModelCheckpoint):
         if stage == "fit" and getattr(trainer.datamodule, "has_validation", None) is False and self.monitor:
             self.monitor, self.save_top_k = None, 0
 
+    # private, no public hook: ModelCheckpoint 2.6 has no public way to ask whether this step was saved or to
+    # write last.ckpt alone (save_last=True/"link" both follow a top-k save); the members used are the ones its own
+    # on_validation_end/on_train_epoch_end use (_should_skip_saving_checkpoint, _should_save_on_train_epoch_end,
+    # _last_global_step_saved, _save_last_checkpoint, _monitor_candidates), so last.ckpt is written as Lightning does
     def _refresh_last(self, trainer) -> None:
         if self.save_last is True and self._last_global_step_saved != trainer.global_step:
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
@@ -231,7 +235,8 @@ class AudioCLI(LightningCLI):
             trainer.strategy.checkpoint_io = AtomicCheckpointIO()
         seed = self._setting(self.config, "seed_everything")
         seed = seed if isinstance(seed, int) and not isinstance(seed, bool) else None
-        self._runinfo = RunInfoCallback(seed, self.subcommand)
+        deterministic = (self._setting(self.config, "trainer") or {}).get("deterministic")
+        self._runinfo = RunInfoCallback(seed, self.subcommand, deterministic=deterministic)
         trainer.callbacks.extend([RandomStateCallback(), self._runinfo])
         return trainer
 
