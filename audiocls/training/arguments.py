@@ -157,6 +157,7 @@ def known_keys(parser, class_path: str | None = None, *, group: str | None = Non
 
             sub = ArgumentParser(exit_on_error=False)
             sub.add_class_arguments(cls, group)
+            # argparse's _actions again, for the same reason
             keys += [opt[2:] for a in sub._actions for opt in a.option_strings if opt.startswith(f"--{group}.")]
         except Exception:  # noqa: BLE001 - a suggestion is a courtesy; never hide the error behind another
             pass
