@@ -67,6 +67,30 @@ def _help_epilog() -> str:
     return f"More commands (audiocls COMMAND --help): {extra}."
 
 
+def configure_process() -> None:
+    """The one place that sets process state, at the start of :func:`main` (the library itself sets none).
+
+    Flush denormals (they slow CPU training by orders of magnitude) and log INFO lines to stderr through one handler,
+    the root logger's: the ``lightning`` package logger has a console handler of its own and also passes its records
+    on to the root, so with both every Lightning line was printed twice (``INFO: Seed set to 0`` and
+    ``INFO lightning.fabric.utilities.seed: Seed set to 0``). Lightning's handler is removed; its lines are printed
+    once, in the same format as audiocls's.
+    """
+    import torch
+
+    torch.set_flush_denormal(True)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # imported after the root handler exists, so lightning.pytorch and lightning.fabric pass their lines on to it
+    # (without one they print them with handlers of their own); the package logger gets its console handler here
+    import lightning  # noqa: F401
+
+    lightning_logger = logging.getLogger("lightning")
+    if logging.getLogger().handlers:  # a handler on the root prints what the lightning logger passes on to it
+        for handler in list(lightning_logger.handlers):
+            if type(handler) is logging.StreamHandler:
+                lightning_logger.removeHandler(handler)
+
+
 def main(args: list[str] | None = None) -> int:
     """Entry point of the ``audiocls`` command; returns the exit code.
 
@@ -78,16 +102,16 @@ def main(args: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(help_text())
         return 0 if argv else 2
-    import torch
+    configure_process()
+    from audiocls.training.console import quiet_third_party
 
-    torch.set_flush_denormal(True)  # denormals slow CPU training by orders of magnitude
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        if argv[0] in COMMANDS:
-            return int(command_module(argv[0]).main(argv[1:]) or 0)
-        from audiocls.training.cli import run_cli
+        with quiet_third_party():
+            if argv[0] in COMMANDS:
+                return int(command_module(argv[0]).main(argv[1:]) or 0)
+            from audiocls.training.cli import run_cli
 
-        run_cli(None if args is None else argv, epilog=_help_epilog())
+            run_cli(None if args is None else argv, epilog=_help_epilog())
     except Exception as err:
         user_error = _find_user_error(err)
         if user_error is None or os.environ.get("AUDIOCLS_DEBUG"):

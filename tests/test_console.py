@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from pathlib import Path
 
@@ -69,19 +70,51 @@ def test_interactive_bar_draws_tqdm(tiny_args, capsys):
     assert "Epoch 1" in out and "\r" in out and "epoch 0 step" not in out
 
 
-def test_quiet_hides_third_party_deprecations_and_the_tip_not_ours(caplog):
-    quiet_third_party()
+def test_quiet_hides_only_the_warnings_it_names_and_the_tip_and_only_inside(caplog):
+    leafspec = "`isinstance(treespec, LeafSpec)` is deprecated, use `isinstance(treespec, TreeSpec)` instead."
+    before = list(warnings.filters)
     with warnings.catch_warnings(record=True) as seen:
-        quiet_third_party()  # catch_warnings restores the filters: install them again inside
-        warnings.warn_explicit("old torch api", FutureWarning, "_pytree.py", 21, module="lightning.pytorch.utils")
-        warnings.warn_explicit("old api", DeprecationWarning, "x.py", 1, module="timm.layers")
-        warnings.warn_explicit("ours", DeprecationWarning, "cli.py", 1, module="audiocls.training.cli")
-        warnings.warn_explicit("a real problem", UserWarning, "x.py", 1, module="lightning.pytorch.trainer")
-    assert sorted(str(w.message) for w in seen) == ["a real problem", "ours"]
+        warnings.simplefilter("always")
+        with quiet_third_party():
+            warnings.warn_explicit(leafspec, FutureWarning, "_pytree.py", 21, module="lightning.pytorch.utilities")
+            warnings.warn_explicit(
+                "instantiate_classes was deprecated", DeprecationWarning, "cli.py", 612, module="lightning.pytorch.cli"
+            )
+            warnings.warn_explicit("old api", DeprecationWarning, "x.py", 1, module="timm.layers")
+            warnings.warn_explicit("ours", DeprecationWarning, "cli.py", 1, module="audiocls.training.cli")
+            warnings.warn_explicit("a real problem", UserWarning, "x.py", 1, module="lightning.pytorch.trainer")
+        warnings.warn_explicit(leafspec, FutureWarning, "_pytree.py", 21, module="lightning.pytorch.utilities")
+    # a third-party deprecation it does not name is shown; after the block the named one is shown again
+    assert sorted(str(w.message) for w in seen) == sorted(["a real problem", leafspec, "old api", "ours"])
+    assert warnings.filters == before
+    rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
     with caplog.at_level(logging.INFO):
-        logging.getLogger("lightning.pytorch.utilities.rank_zero").info("💡 Tip: try installing litlogger")
-        logging.getLogger("lightning.pytorch.utilities.rank_zero").info("GPU available: False")
-    assert [r.getMessage() for r in caplog.records] == ["GPU available: False"]
+        with quiet_third_party():
+            rank_zero.info("💡 Tip: try installing litlogger")
+            rank_zero.info("GPU available: False")
+        assert [r.getMessage() for r in caplog.records] == ["GPU available: False"]
+        rank_zero.info("💡 Tip: outside the block")
+    assert caplog.records[-1].getMessage() == "💡 Tip: outside the block"
+    assert not rank_zero.filters
+
+
+def test_each_log_line_is_printed_once(tiny_args, tmp_path):
+    """Through ``audiocls.cli.main`` in a fresh process (pytest's own log handlers would hide the bug in-process):
+    Lightning's package logger printed every line itself and passed it on to the root handler too."""
+    import subprocess
+    import sys
+
+    args = [*tiny_args, "--trainer.max_epochs=1", "--trainer.limit_train_batches=1", "--test_after_fit=false"]
+    code = f"import sys; from audiocls.cli import main; sys.exit(main({['fit', *args]!r}))"
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = (done.stdout + done.stderr).splitlines()
+    assert [line for line in lines if "Seed set to 0" in line] == [
+        "INFO lightning.fabric.utilities.seed: Seed set to 0"
+    ]
+    assert sum("GPU available" in line for line in lines) == 1
 
 
 def test_fit_output_has_no_tip(tiny_args, capsys, caplog):

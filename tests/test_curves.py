@@ -76,3 +76,22 @@ def test_test_command_writes_the_confusion_matrix(tiny_args, tmp_path, capsys):
     assert len(shown) == 1
     written = Path(shown[0].split(maxsplit=1)[1]).resolve()
     assert written.parent != fit_run and written.read_bytes()[:8] == PNG
+
+
+def test_plots_switch_no_backend_and_leave_no_pyplot_figure(tmp_path, monkeypatch):
+    """The library draws on its own Agg canvas: the user's matplotlib backend and pyplot's figures stay as they are."""
+    import matplotlib
+    import numpy as np
+    from matplotlib import pyplot as plt
+
+    from audiocls.training.curves import plot_confusion, plot_series
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("matplotlib.use called by a library function")
+
+    monkeypatch.setattr(matplotlib, "use", refuse)
+    open_figures = plt.get_fignums()
+    plot_confusion(np.array([[3, 1], [0, 4]]), ["a", "b"], tmp_path / "cm.png", "t")
+    plot_series({"run": {"val/acc": [(0, 0.5), (1, 0.7)]}}, tmp_path / "c.png", (("val/acc", "val acc"),))
+    assert (tmp_path / "cm.png").read_bytes()[:4] == (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
+    assert plt.get_fignums() == open_figures

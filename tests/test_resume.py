@@ -134,11 +134,13 @@ def test_runinfo_records_seed_versions_and_commit(tiny_args, tmp_path):
         "--seed_everything=123",
         "--trainer.max_epochs=1",
         "--trainer.limit_train_batches=2",
+        "--trainer.deterministic=false",  # torch's default: nothing leaks into later tests
         "--test_after_fit=false",
     ]
     assert main(["fit", *tiny_args, *args]) == 0
     info = json.loads((tmp_path / "runs" / "audiocls" / "version_0" / "runinfo.json").read_text())
     assert info["seed"] == 123 and info["subcommand"] == "fit" and info["ckpt_path"] is None
+    assert info["deterministic"] is False  # the trainer's setting, as configured (None when not given)
     for package in ("torch", "torchaudio", "timm", "lightning", "python"):
         assert info["versions"][package], package
     assert info["versions"]["torch"] == torch.__version__

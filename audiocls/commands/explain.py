@@ -118,16 +118,12 @@ def mel_centres_hz(loaded: LoadedModel, n_rows: int) -> np.ndarray:
 
 def plot_saliency(sal: Saliency, loaded: LoadedModel, out: str | Path, *, title: str = "", dpi: int = 100) -> Path:
     """Draw one row per target: ``|grad|`` over each channel's log-mel, then Grad-CAM over their mean."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from audiocls.training.curves import new_figure
 
     n_ch, n_rows, _ = sal.spec.shape
     cols = n_ch + (sal.gradcam is not None)
-    fig, axes = plt.subplots(
-        len(sal.targets), cols, figsize=(3.4 * cols, 2.7 * len(sal.targets)), squeeze=False, constrained_layout=True
-    )
+    fig = new_figure(figsize=(3.4 * cols, 2.7 * len(sal.targets)), constrained_layout=True)
+    axes = fig.subplots(len(sal.targets), cols, squeeze=False)
     extent = (0.0, loaded.clip_seconds, -0.5, n_rows - 0.5)
     hz = mel_centres_hz(loaded, n_rows)
     ticks = np.linspace(0, n_rows - 1, 5).round().astype(int)
@@ -156,7 +152,6 @@ def plot_saliency(sal: Saliency, loaded: LoadedModel, out: str | Path, *, title:
     buf = io.BytesIO()
     fig.savefig(buf, dpi=dpi, format="png")
     atomic_write_bytes(out, buf.getvalue())
-    plt.close(fig)
     return out
 
 

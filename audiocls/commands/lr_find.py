@@ -60,6 +60,8 @@ def find_lr(fit_args: list[str], *, min_lr: float, max_lr: float, num_training: 
     if not interactive:
         print(f"lr range test: {num_training} steps, lr {min_lr:g} -> {max_lr:g}", file=sys.stderr, flush=True)
     try:
+        # private, no public hook: Lightning 2.6's _lr_find builds its tqdm bar with progress_bar_refresh_rate=1
+        # hard-coded and tqdm reads TQDM_DISABLE only at import; the module's tqdm is swapped for this call only
         lightning_lr_finder.tqdm = functools.partial(bar, disable=not interactive)
         return Tuner(cli.trainer).lr_find(
             cli.model, datamodule=datamodule, min_lr=min_lr, max_lr=max_lr, num_training=num_training, attr_name="lr"
@@ -83,10 +85,10 @@ def main(argv: list[str]) -> int:
         raise ConfigError("the LR finder did not run (trainer.fast_dev_run is set): unset it")
     suggestion = finder.suggestion()
 
-    import matplotlib
+    from audiocls.training.curves import new_figure
 
-    matplotlib.use("Agg")
-    fig = finder.plot(suggest=suggestion is not None, show=False)
+    fig = new_figure()
+    finder.plot(suggest=suggestion is not None, show=False, ax=fig.subplots())
     fig.axes[0].set_title(f"suggested lr: {suggestion:.3g}" if suggestion is not None else "no suggestion")
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")

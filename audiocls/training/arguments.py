@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import os
 import re
 import sys
 from pathlib import Path
@@ -47,25 +48,28 @@ class AudioArgumentParser(LightningArgumentParser):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
-
-    #: the command line of the latest parse, for :meth:`error` (called on the root or on a subcommand's parser)
-    argv: list[str] = []
+        #: the command line this parser was last given, for :meth:`error` (the root parser gets the whole line)
+        self.argv: list[str] = []
 
     def parse_args(self, args=None, *pargs, **kwargs):
-        if self._subcommands_action is not None:  # the root parser: the whole command line (subcommands get a part)
-            AudioArgumentParser.argv = list(sys.argv[1:] if args is None else args)
+        self.argv = list(sys.argv[1:] if args is None else args)
         return super().parse_args(args, *pargs, **kwargs)
 
     def error(self, message: str, ex: Exception | None = None) -> NoReturn:
         """One line naming the key, the file it came from and the closest valid key; exit 2."""
-        from jsonargparse._common import debug_mode_active  # jsonargparse's own switch (JSONARGPARSE_DEBUG)
-
-        if not self.exit_on_error or debug_mode_active():
+        if not self.exit_on_error or _jsonargparse_debug():
             super().error(message, ex)
-        parser = _subcommand_parser(getattr(ex, "subcommand_parser", None) or self, self.argv)
-        self._logger.error(message)
-        sys.stderr.write(f"{_prog_name(parser.prog)}: error: {explain_parse_error(message, parser, self.argv)}\n")
+        # jsonargparse sets a subcommand parser's parent_parser to the root, which parse_args gave the whole line
+        argv = self.argv or getattr(getattr(self, "parent_parser", None), "argv", None) or sys.argv[1:]
+        parser = _subcommand_parser(getattr(ex, "subcommand_parser", None) or self, argv)
+        self.logger.error(message)
+        sys.stderr.write(f"{_prog_name(parser.prog)}: error: {explain_parse_error(message, parser, argv)}\n")
         self.exit(2)
+
+
+def _jsonargparse_debug() -> bool:
+    """jsonargparse's documented switch ``JSONARGPARSE_DEBUG=true``: its own errors, with tracebacks."""
+    return os.environ.get("JSONARGPARSE_DEBUG", "").lower() == "true"
 
 
 def _prog_name(prog: str) -> str:
@@ -76,6 +80,7 @@ def _prog_name(prog: str) -> str:
 
 def _subcommand_parser(parser, argv: list[str]):
     """The parser of the subcommand named in ``argv`` (fit/validate/test), or ``parser`` itself."""
+    # private, no public accessor: jsonargparse keeps the subcommand parsers only in its _ActionSubCommands
     actions = getattr(parser, "_subcommands_action", None)
     choices = getattr(actions, "_name_parser_map", None) or {}
     for arg in argv:
@@ -137,6 +142,7 @@ def _no_config(argv: list[str]) -> bool:
 
 def known_keys(parser, class_path: str | None = None, *, group: str | None = None) -> list[str]:
     """The dotted keys ``parser`` accepts (``trainer.max_epochs``), or ``group.<init arg>`` of ``class_path``."""
+    # argparse's _actions: the standard library has no public list of a parser's options
     keys = [
         opt[2:]
         for action in getattr(parser, "_actions", [])
@@ -151,6 +157,7 @@ def known_keys(parser, class_path: str | None = None, *, group: str | None = Non
 
             sub = ArgumentParser(exit_on_error=False)
             sub.add_class_arguments(cls, group)
+            # argparse's _actions again, for the same reason
             keys += [opt[2:] for a in sub._actions for opt in a.option_strings if opt.startswith(f"--{group}.")]
         except Exception:  # noqa: BLE001 - a suggestion is a courtesy; never hide the error behind another
             pass

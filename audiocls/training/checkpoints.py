@@ -105,6 +105,8 @@ def resolve_last_checkpoint(trainer: Any, ckpt_path: str | None, *, resume: bool
             raise ConfigError(f"ckpt_path=last: no {root}/version_*/checkpoints/last.ckpt; pass the checkpoint's path")
         log.warning("ckpt_path=last: no checkpoint under %s/version_*/checkpoints; training starts from scratch", root)
         return None
+    # private, no public hook: a CSV/TensorBoard logger takes its version only at construction, and here the logger
+    # exists already; _version is set before _experiment (its writer) is created, so the resumed run's folder is used
     if resume and hasattr(logger, "_version") and getattr(logger, "_experiment", None) is None:
         run_dir = found.parent.parent
         logger._version = run_dir.name

@@ -17,7 +17,7 @@ import yaml
 from jsonargparse import Namespace, lazy_instance
 from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.pytorch import Trainer
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint, ProgressBar
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
@@ -99,6 +99,10 @@ class LastEveryEpochCheckpoint(ModelCheckpoint):
         if stage == "fit" and getattr(trainer.datamodule, "has_validation", None) is False and self.monitor:
             self.monitor, self.save_top_k = None, 0
 
+    # private, no public hook: ModelCheckpoint 2.6 has no public way to ask whether this step was saved or to
+    # write last.ckpt alone (save_last=True/"link" both follow a top-k save); the members used are the ones its own
+    # on_validation_end/on_train_epoch_end use (_should_skip_saving_checkpoint, _should_save_on_train_epoch_end,
+    # _last_global_step_saved, _save_last_checkpoint, _monitor_candidates), so last.ckpt is written as Lightning does
     def _refresh_last(self, trainer) -> None:
         if self.save_last is True and self._last_global_step_saved != trainer.global_step:
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
@@ -157,22 +161,34 @@ class AudioCLI(LightningCLI):
 
     def __init__(self, *args, **kwargs) -> None:
         failed = True
+        self._new_run_dir: Path | None = None  # set by _preflight when this run is about to create its folder
         try:
             super().__init__(*args, **kwargs)
             failed = False
+        except BaseException:
+            # a run that fails leaves no version_N folder it created and left empty (only the config,
+            # hyperparameters and run record: :func:`~audiocls.training.record.discard_failed_run_dir`)
+            run = self._new_run_dir
+            if run is not None and discard_failed_run_dir(run):
+                log.info("%s failed: removed %s, which it had created and left without results", self.subcommand, run)
+            raise
         finally:  # W&B (audiocls.training.tracking): end the run, also after an error, so the next run starts its own
             hint = tracking.finish_wandb(exit_code=1 if failed else None) if kwargs.get("run", True) else None
             if hint:
                 print(hint)
 
-    def _parse_ckpt_path(self) -> None:
-        """Read ``--ckpt_path`` safely first: Lightning's own read (for the hyperparameters) would end a damaged
-        file in torch's traceback; this gives one line naming the file (:func:`read_lightning_checkpoint`)."""
+    def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
+        """Parse, then read ``--ckpt_path`` safely: Lightning's own read right after (for the hyperparameters) would
+        end a damaged file in torch's traceback; this gives one line naming the file (:func:`read_lightning_checkpoint`)."""
+        super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
         if ckpt_path and Path(ckpt_path).is_file():
             read_lightning_checkpoint(ckpt_path)
-        super()._parse_ckpt_path()
+
+    def _setting(self, config: Namespace, key: str, default=None):
+        """``key`` of the running subcommand's part of ``config`` (of the whole config without a subcommand)."""
+        return config.get(str(self.subcommand), config).get(key, default)
 
     def before_instantiate_classes(self) -> None:
         """One run folder (:func:`resolve_save_dir`); W&B: offline without a key, tags and name from the config,
@@ -208,46 +224,32 @@ class AudioCLI(LightningCLI):
             help="after fit, test the final-epoch weights on the held-out fold (the honest figure)",
         )
 
-    def _instantiate_trainer(self, config: dict, callbacks: list[Callback]) -> Trainer:
-        """Add :class:`~audiocls.training.console.AudioProgressBar` unless the bar is off or another one is set."""
-        configured = config.get("callbacks") or []
-        configured = configured if isinstance(configured, list) else [configured]
-        if config.get("enable_progress_bar") is not False and not any(
-            isinstance(c, ProgressBar) for c in [*configured, *callbacks]
-        ):
-            callbacks = [*callbacks, AudioProgressBar()]
-        return super()._instantiate_trainer(config, callbacks)
-
     # --- reliability (docs/RELIABILITY.md): crash-safe checkpoints, exact resume, run record, early checks ------
     def instantiate_trainer(self, **kwargs) -> Trainer:
-        """The trainer, with atomic checkpoint files, random states in checkpoints and ``runinfo.json``."""
+        """The trainer, with atomic checkpoint files, random states in checkpoints and ``runinfo.json``, and
+        :class:`~audiocls.training.console.AudioProgressBar` in place of the bar Lightning adds by default (a bar
+        the config names is kept; ``trainer.enable_progress_bar: false`` has none)."""
         trainer = super().instantiate_trainer(**kwargs)
+        bar = trainer.progress_bar_callback
+        configured = (self._setting(self.config_init, "trainer") or {}).get("callbacks") or []
+        if bar is not None and not any(c is bar for c in configured):  # Lightning's default bar
+            trainer.callbacks[trainer.callbacks.index(bar)] = AudioProgressBar()
         monitor_follows_task(trainer, self.model)
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # keep a CheckpointIO the user chose
             trainer.strategy.checkpoint_io = AtomicCheckpointIO()
-        seed = self._get(self.config, "seed_everything", default=None)
+        seed = self._setting(self.config, "seed_everything")
         seed = seed if isinstance(seed, int) and not isinstance(seed, bool) else None
-        self._runinfo = RunInfoCallback(seed, self.subcommand)
+        deterministic = (self._setting(self.config, "trainer") or {}).get("deterministic")
+        self._runinfo = RunInfoCallback(seed, self.subcommand, deterministic=deterministic)
         trainer.callbacks.extend([RandomStateCallback(), self._runinfo])
         return trainer
 
-    def _run_subcommand(self, subcommand: str) -> None:
-        """Run fit/validate/test; a run that fails leaves no ``version_N`` folder it created and left empty
-        (only the config, hyperparameters and run record: :func:`~audiocls.training.record.discard_failed_run_dir`)."""
-        logger = self.trainer.logger
-        run = None
-        if self.trainer.is_global_zero and isinstance(logger, CSVLogger | TensorBoardLogger):
-            run = Path(logger.log_dir)
-        created = run is not None and not run.exists()
-        try:
-            super()._run_subcommand(subcommand)
-        except BaseException:
-            if created and discard_failed_run_dir(run):
-                log.info("%s failed: removed %s, which it had created and left without results", subcommand, run)
-            raise
-
     def _preflight(self, subcommand: str) -> None:
         """Resolve ``--ckpt_path last`` and fail before the first step on a bad folder, root or checkpoint."""
+        logger = self.trainer.logger
+        if self.trainer.is_global_zero and isinstance(logger, CSVLogger | TensorBoardLogger):
+            run = Path(logger.log_dir)
+            self._new_run_dir = None if run.exists() else run  # removed again if the run fails (see __init__)
         config = self.config_init[subcommand]
         ckpt = resolve_last_checkpoint(self.trainer, config.get("ckpt_path"), resume=subcommand == "fit")
         config["ckpt_path"] = ckpt
@@ -279,7 +281,7 @@ class AudioCLI(LightningCLI):
 
     def after_fit(self) -> None:
         self._plot_curves()
-        if self.trainer.interrupted or not self._get(self.config, "test_after_fit", False):
+        if self.trainer.interrupted or not self._setting(self.config, "test_after_fit", False):
             return
         if self.trainer.fast_dev_run:
             return
@@ -358,38 +360,45 @@ def run_cli(
     args: list[str] | None = None, *, epilog: str | None = None, cli_class: type[AudioCLI] = AudioCLI, **kwargs
 ) -> AudioCLI:
     """Build and run :class:`AudioCLI` (or ``cli_class``) on ``args`` (any datamodule subclass, the AudioClassifier)."""
-    quiet_third_party()
-    return cli_class(
-        AudioClassifier,
-        AudioDataModule,
-        subclass_mode_data=True,
-        auto_configure_optimizers=False,
-        save_config_callback=run_folder.LoggedSaveConfigCallback,
-        save_config_kwargs={"overwrite": True},
-        parser_class=AudioArgumentParser,  # no abbreviated options; parse errors as one line with the closest key
-        parser_kwargs={
-            "description": "audiocls: ImageNet CNNs on mel-spectrograms, trained with Lightning.",
-            "epilog": epilog,
-        },
-        args=args,
-        **kwargs,
-    )
-
-
-class _Parsed(Exception):
-    """Raised by :class:`_ParseOnly` once the arguments are parsed: carries the parser and the config."""
-
-    def __init__(self, parser: LightningArgumentParser, config) -> None:
-        super().__init__("parsed")
-        self.parser, self.config = parser, config
+    with quiet_third_party():
+        return cli_class(
+            AudioClassifier,
+            AudioDataModule,
+            subclass_mode_data=True,
+            auto_configure_optimizers=False,
+            save_config_callback=run_folder.LoggedSaveConfigCallback,
+            save_config_kwargs={"overwrite": True},
+            parser_class=AudioArgumentParser,  # no abbreviated options; parse errors as one line with the closest key
+            parser_kwargs={
+                "description": "audiocls: ImageNet CNNs on mel-spectrograms, trained with Lightning.",
+                "epilog": epilog,
+            },
+            args=args,
+            **kwargs,
+        )
 
 
 class _ParseOnly(AudioCLI):
-    """AudioCLI that stops right after parsing: no seed is drawn, nothing is instantiated, nothing runs."""
+    """AudioCLI that only parses: the parsed config is kept in :attr:`parsed`; no seed is drawn, nothing is
+    instantiated, nothing runs.
+
+    LightningCLI has no parse-only switch (``run=False`` still seeds and instantiates), so after parsing
+    :attr:`config` is left with no subcommand and ``seed_everything: false``, on which the rest of
+    ``LightningCLI.__init__`` reads no checkpoint, draws no seed and runs nothing, and the two public
+    instantiation hooks do nothing.
+    """
+
+    parsed: Namespace
 
     def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
-        super().parse_arguments(parser, args)
-        raise _Parsed(parser, self.config)
+        LightningCLI.parse_arguments(self, parser, args)  # not AudioCLI's: no checkpoint is read
+        self.parsed, self.config = self.config, Namespace(subcommand=None, seed_everything=False)
+
+    def before_instantiate_classes(self) -> None:
+        pass
+
+    def instantiate_classes(self) -> None:
+        pass
 
 
 def resolve_config(args: list[str], subcommand: str = "fit") -> dict:
@@ -398,13 +407,10 @@ def resolve_config(args: list[str], subcommand: str = "fit") -> dict:
     Parsed by AudioCLI's own parser (configs, overrides, defaults and validation as for the real command), and
     dumped as ``--print_config`` would print it, so the result is a valid ``--config`` file for that subcommand.
     """
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*args parameter is intended.*")
-            run_cli([subcommand, *args], cli_class=_ParseOnly)
-    except _Parsed as parsed:
-        return yaml.safe_load(parsed.parser.dump(parsed.config, skip_none=False))[subcommand]
-    raise RuntimeError("AudioCLI ran instead of stopping after parsing")  # pragma: no cover
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*args parameter is intended.*")
+        cli = run_cli([subcommand, *args], cli_class=_ParseOnly, load_from_checkpoint_support=False)
+    return yaml.safe_load(cli.parser.dump(cli.parsed, skip_unset=False))[subcommand]
 
 
 def build_datamodule(cfg: dict) -> AudioDataModule:

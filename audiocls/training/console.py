@@ -5,22 +5,25 @@ Lightning draws its bar) is not a terminal (CI, ``nohup``, a pipe) the bars are 
 steps and after every validation, so a log file reads like a log. ``AudioCLI`` adds it to every run unless
 ``trainer.enable_progress_bar`` is false or another progress bar is configured.
 
-:func:`quiet_third_party` hides what is noise for an audiocls user: Lightning's tip advertising another product
-and deprecation warnings raised inside third-party packages. Warnings issued by audiocls itself stay visible.
+:func:`quiet_third_party` hides, for the run it wraps, what is noise for an audiocls user: Lightning's tip advertising
+another product, and the third-party deprecation warnings in :data:`QUIET_WARNINGS`, each by its message. Every
+other warning stays visible, and nothing stays changed after the run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm
 from lightning.pytorch.trainer.states import TrainerFn
 
-__all__ = ["AudioProgressBar", "quiet_third_party", "format_metrics"]
+__all__ = ["AudioProgressBar", "QUIET_WARNINGS", "quiet_third_party", "format_metrics"]
 
 #: Lightning loggers whose info lines carry the "💡 Tip ... litlogger" advertisement
 _LIGHTNING_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero")
@@ -37,26 +40,35 @@ class _DropTips(logging.Filter):
 _DROP_TIPS = _DropTips()
 
 
-def quiet_third_party() -> None:
-    """Silence Lightning's tip line and third-party deprecation warnings; idempotent.
+#: third-party warnings an audiocls user can do nothing about, as ``warnings.filterwarnings`` arguments: the message
+#: (a regex matched at its start) and the module the warning is attributed to (the line that called the API)
+QUIET_WARNINGS = (
+    # torch >= 2.10 deprecates LeafSpec; Lightning 2.6's utilities/_pytree.py still builds one every step
+    {"category": FutureWarning, "message": r"`isinstance\(treespec, LeafSpec\)` is deprecated"},
+    # Lightning 2.6's LightningCLI still calls jsonargparse API deprecated in 4.49 (instantiate_classes, skip_none)
+    {"category": DeprecationWarning, "message": "", "module": r"lightning\.pytorch\.cli$"},
+)
 
-    ``DeprecationWarning``/``FutureWarning`` are ignored unless the code that triggers them is an audiocls module
-    (for example torch's ``LeafSpec`` deprecation raised from Lightning's ``_pytree.py`` is hidden, a deprecation
-    warning raised by ``audiocls.*`` is shown); jsonargparse's deprecation notices are hidden too. Other warning
-    categories are untouched.
+
+@contextlib.contextmanager
+def quiet_third_party() -> Iterator[None]:
+    """Within the block: drop Lightning's tip line and ignore the warnings of :data:`QUIET_WARNINGS`.
+
+    The warning filters and the log filter are restored on exit (``warnings.catch_warnings``), so the process keeps
+    no trace of them; every other warning, third-party deprecations included, is shown as Python shows it.
     """
-    for name in _LIGHTNING_LOGGERS:
-        logger = logging.getLogger(name)
-        if _DROP_TIPS not in logger.filters:
+    loggers = [logging.getLogger(name) for name in _LIGHTNING_LOGGERS]
+    added = [logger for logger in loggers if _DROP_TIPS not in logger.filters]
+    with warnings.catch_warnings():
+        for quiet in QUIET_WARNINGS:
+            warnings.filterwarnings("ignore", **quiet)
+        for logger in added:
             logger.addFilter(_DROP_TIPS)
-    for category in (DeprecationWarning, FutureWarning):
-        warnings.filterwarnings("ignore", category=category)
-        warnings.filterwarnings("default", category=category, module=r"audiocls(\.|$)")  # first match wins
-    try:  # jsonargparse's own deprecations name the calling line (audiocls code calling its API): still third-party
-        from jsonargparse._deprecated import JsonargparseDeprecationWarning
-    except ImportError:  # pragma: no cover - another jsonargparse layout
-        return
-    warnings.filterwarnings("ignore", category=JsonargparseDeprecationWarning)
+        try:
+            yield
+        finally:
+            for logger in added:
+                logger.removeFilter(_DROP_TIPS)
 
 
 def format_metrics(metrics: dict[str, Any]) -> str:

@@ -20,7 +20,7 @@ import numpy as np
 from audiocls.files import atomic_write_bytes
 from audiocls.models.task import DEFAULT_TASK, get_task
 
-__all__ = ["read_epoch_metrics", "plot_curves", "plot_series", "plot_confusion"]
+__all__ = ["read_epoch_metrics", "plot_curves", "plot_series", "plot_confusion", "new_figure"]
 
 log = logging.getLogger(__name__)
 
@@ -58,13 +58,10 @@ def plot_series(
     """
     if not any(points for series in runs.values() for points in series.values()):
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.5), squeeze=False)
+    fig = new_figure(figsize=(5 * len(panels), 3.5))
+    axes = fig.subplots(1, len(panels), squeeze=False)
     for ax, (key, name) in zip(axes[0], panels, strict=True):
         for label, series in runs.items():
             points = series.get(key) or []
@@ -80,21 +77,16 @@ def plot_series(
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
     atomic_write_bytes(out, buf.getvalue())
     return Path(out)
 
 
 def plot_confusion(cm: np.ndarray, names: list[str], path: Path, title: str) -> None:
     """Save ``cm`` (C, C) (rows true, columns predicted) as a PNG with the counts written in the cells."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     n = len(names)
     side = max(5.0, 0.28 * n + 2)
-    fig, ax = plt.subplots(figsize=(side, side))
+    fig = new_figure(figsize=(side, side))
+    ax = fig.subplots()
     ax.imshow(cm, cmap="Blues")
     ax.set_xticks(range(n), names, rotation=90, fontsize=8 if n <= 20 else 5)
     ax.set_yticks(range(n), names, fontsize=8 if n <= 20 else 5)
@@ -109,4 +101,14 @@ def plot_confusion(cm: np.ndarray, names: list[str], path: Path, title: str) -> 
                     ax.text(j, i, int(cm[i, j]), ha="center", va="center", color="w" if cm[i, j] > top / 2 else "k")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
+
+
+def new_figure(**kwargs):
+    """A matplotlib ``Figure`` drawn by the Agg canvas (PNG): no pyplot, so no backend is switched and no figure
+    is kept open in pyplot's registry; ``kwargs`` go to ``Figure`` (``figsize``, ``constrained_layout``)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(**kwargs)
+    FigureCanvasAgg(fig)
+    return fig

@@ -153,10 +153,18 @@ class RunInfoCallback(L.Callback):
         seed: the seed the run was started with.
         subcommand: ``fit``, ``test``, ...
         ckpt_path: the checkpoint the run starts from (a resume, or the weights tested), if any.
+        deterministic: the trainer's ``deterministic`` setting (``None`` when not given).
     """
 
-    def __init__(self, seed: int | None, subcommand: str | None = None, ckpt_path: str | None = None):
+    def __init__(
+        self,
+        seed: int | None,
+        subcommand: str | None = None,
+        ckpt_path: str | None = None,
+        deterministic: bool | str | None = None,
+    ):
         self.seed, self.subcommand, self.ckpt_path = seed, subcommand, ckpt_path
+        self.deterministic = deterministic
         self.path: Path | None = None
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
@@ -166,7 +174,7 @@ class RunInfoCallback(L.Callback):
 
         run_dir = _run_dir(trainer)
         extra = {"subcommand": self.subcommand or stage, "ckpt_path": self.ckpt_path}
-        extra["deterministic"] = getattr(trainer._accelerator_connector, "deterministic", None)
+        extra["deterministic"] = self.deterministic
         self.path = write_runinfo(run_dir, collect_runinfo(self.seed, **extra))
 
 
