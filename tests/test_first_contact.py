@@ -132,17 +132,17 @@ def test_pretrained_without_network_fails_fast_with_the_message(monkeypatch, tmp
     monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # the discard port: connection refused
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))  # an empty cache
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    attempts = []
-    real_connect = socket.socket.connect
+    attempts = []  # every host looked up on the way to a connection: each try of every HTTP client starts so
+    real_getaddrinfo = socket.getaddrinfo
 
-    def connect(self, address):
-        attempts.append(address)
-        return real_connect(self, address)
+    def getaddrinfo(host, port, *args, **kwargs):
+        attempts.append((host, port))
+        return real_getaddrinfo(host, port, *args, **kwargs)
 
-    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
     with pytest.raises(ConfigError, match=r"model.backbone='test_resnet.r160_in1k'.*model.weights=") as exc:
         build_backbone("test_resnet.r160_in1k", num_classes=3, pretrained=True)
-    # one probe, no retries (huggingface_hub alone would retry the refused server with back-off)
+    # one probe and no retries: without it, timm's download would retry the hub with back-off (for ~45 s)
     assert attempts == [("127.0.0.1", 9)], attempts
     assert "127.0.0.1:9" in str(exc.value)
 
