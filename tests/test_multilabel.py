@@ -319,3 +319,4 @@ def test_reported_map_and_f1_are_sklearns_on_imbalanced_class_sorted_data():
     for a in ("micro", "macro"):
         want = f1_score(target, probs >= thresholds, average=a, zero_division=0)
         assert got[f"test/f1_{a}_tuned"] == pytest.approx(want, abs=1e-6), a
+    assert f1_score(target, probs >= thresholds, average="macro") > f1["macro"] + 0.05  # not the F1 at 0.5
