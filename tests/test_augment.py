@@ -96,7 +96,7 @@ def test_pitch_time_batched_equals_per_item():
     assert torch.allclose(batched[0], wave[0], atol=1e-4)  # rate 1, 0 semitones: the clip itself
 
 
-def test_pitch_draws_follow_the_grid_and_probability():
+def test_pitch_time_p_changes_about_that_share_of_clips():
     torch.manual_seed(0)
     cfg = AugmentConfig(pitch_shift=(-2.0, 2.0), time_stretch=(0.9, 1.2), pitch_time_p=0.5, pitch_time_mode="vocoder")
     wave = _tone(500, 0.25)[None].repeat(64, 1)
@@ -105,6 +105,38 @@ def test_pitch_draws_follow_the_grid_and_probability():
     assert 16 <= int(changed.sum()) <= 48  # about half, not none and not all
     untouched = WaveAugment(AugmentConfig(pitch_shift=(-2.0, 2.0), pitch_time_p=0.0, pitch_time_mode="vocoder"))(wave)
     assert torch.equal(untouched, wave)
+
+
+def test_pitch_draws_lie_on_the_configured_grid_and_stretches_in_the_range(monkeypatch):
+    """Every drawn semitone value is exactly ``low + k * pitch_step`` within [low, high], every grid point is drawn,
+    rates lie in the stretch range, and exactly the chosen clips are changed."""
+    torch.manual_seed(0)
+    cfg = AugmentConfig(pitch_shift=(-1.5, 2.0), pitch_step=0.5, time_stretch=(0.9, 1.2), pitch_time_p=0.5)
+    aug = WaveAugment(cfg)
+    chosen, rates, semis = aug.draw(4000, torch.device("cpu"))
+    assert semis.dtype == torch.float64
+    k = (semis + 1.5) / 0.5
+    assert torch.equal(k, k.round())  # on the grid exactly
+    assert set(semis.tolist()) == {-1.5 + 0.5 * i for i in range(8)}  # -1.5 .. 2.0, both ends drawn
+    assert rates.min() >= 0.9 and rates.max() < 1.2 and len(set(rates.tolist())) == len(rates)  # continuous
+    assert abs(len(chosen) / 4000 - 0.5) < 0.04  # p = 0.5: 6 standard deviations
+    # the vocoder changes exactly the clips drawn, as draw() reports them
+    seen = {}
+    real = WaveAugment.draw
+
+    def record(self, batch, device):
+        seen["draws"] = real(self, batch, device)
+        return seen["draws"]
+
+    monkeypatch.setattr(WaveAugment, "draw", record)
+    wave = _tone(500, 0.25)[None].repeat(32, 1)
+    vocoder = WaveAugment(AugmentConfig(pitch_shift=(-2.0, 2.0), time_stretch=(0.9, 1.2), pitch_time_p=0.5,
+                                        pitch_time_mode="vocoder"))  # fmt: skip
+    out = vocoder(wave)
+    picked, _, semis = seen["draws"]
+    assert torch.equal(semis, semis.round())  # pitch_step 1: whole semitones
+    changed = torch.nonzero((out - wave).abs().amax(1) > 1e-3).squeeze(1)
+    assert torch.equal(changed, picked.sort().values)
 
 
 def test_masks_cover_the_configured_widths_and_all_channels():

@@ -112,14 +112,30 @@ def test_bad_fold_and_batch_size_are_refused(tiny_root):
         dm.setup("fit")
 
 
-def test_batches_become_spectrograms_on_the_device(tiny_root):
+def test_batches_become_spectrograms_on_the_device(tiny_root, monkeypatch):
+    """The device hook moves the frontend (its window and filterbank buffers) to the device the batch arrived
+    on before it computes: recorded through the frontend's ``.to`` (CPU-only machines have no second device)."""
     dm = ESC50DataModule(tiny_root, sample_rate=8000, clip_seconds=1.0, frontend=_tiny(), batch_size=4, num_workers=0)
     dm.prepare_data()
     dm.setup("fit")
     wave, y = next(iter(dm.train_dataloader()))
     assert wave.shape == (4, 8000) and y.dtype == torch.int64
+    moves, real_to, real_forward = [], dm.frontend.to, dm.frontend.forward
+
+    def to(*args, **kwargs):
+        moves.append(torch.device(args[0] if args else kwargs["device"]))
+        return real_to(*args, **kwargs)
+
+    def forward(*args, **kwargs):
+        assert moves, "the frontend computed before it was moved to the batch's device"
+        return real_forward(*args, **kwargs)
+
+    monkeypatch.setattr(dm.frontend, "to", to)
+    monkeypatch.setattr(dm.frontend, "forward", forward)
     spec, y2 = dm.on_after_batch_transfer((wave, y), 0)
-    assert spec.shape == (4, 3, 32, 64) and torch.equal(y, y2)
+    assert moves == [wave.device]
+    assert spec.shape == (4, 3, 32, 64) and torch.equal(y, y2) and spec.device == wave.device
+    assert all(b.device == wave.device for b in dm.frontend.buffers())
 
 
 # --- formats, bad files, the cache build, sliding windows ---------------------------------------------------

@@ -334,8 +334,39 @@ DATASETS = {
 }
 
 
+#: what each fake release above must give through the CLI (test fold 1, or 2 for synthetic): the class names, the
+#: clips of each split and the folds they come from (``None``: a clip of no fold), worked out from the generators:
+#: - esc50: 3 classes x 5 folds x 2 sources x 3 takes; test = fold 1 (3 x 6 = 18); validation takes whole sources,
+#:   per class round(24 * 0.1) = 2 clips asked, the nearest whole-source count is 3: 9; train 72 - 9 = 63
+#: - esc10: the same tree with targets 0, 1 and 10, all ESC-10 classes
+#: - urbansound8k: 10 folds x 4 clips; test fold 1, val_fold 2, train the other 8 folds (32)
+#: - gtzan: 10 genres x 10 readable clips (jazz.00054 is unreadable) dealt 1 per genre into 10 folds: 10, 10, 80
+#: - fsdd: 3 speakers x 10 digits x 7 takes; the official test set is takes 0-4 (150); each of the 60 other clips is
+#:   its own group, per digit round(6 * 0.2) = 1 to validation (10), 50 train
+#: - folder and csv: 3 classes x 10 clips dealt 2 per class into 5 folds: test fold 1 (6), val_fold 2 (6), 18
+#: - synthetic: 3 classes x 5 folds x 2 clips, each its own source; test fold 2 (6), 1 per class to validation (3), 21
+EXPECTED = {
+    "esc50": (["c0", "c1", "c2"], (63, 9, 18), ({2, 3, 4, 5}, {2, 3, 4, 5}, {1})),
+    "esc10": (["c0", "c1", "c10"], (63, 9, 18), ({2, 3, 4, 5}, {2, 3, 4, 5}, {1})),
+    "urbansound8k": ("urbansound8k", (32, 4, 4), (set(range(3, 11)), {2}, {1})),
+    "gtzan": ("gtzan", (80, 10, 10), (set(range(3, 11)), {2}, {1})),
+    "fsdd": ([str(d) for d in range(10)], (50, 10, 150), ({None}, {None}, {1})),
+    "folder": (["cat", "dog", "owl"], (18, 6, 6), ({3, 4, 5}, {2}, {1})),
+    "csv": (["cat", "dog", "owl"], (18, 6, 6), ({3, 4, 5}, {2}, {1})),
+    "synthetic": (["tone", "chirp_up", "chirp_down"], (21, 3, 6), ({1, 3, 4, 5}, {1, 3, 4, 5}, {2})),
+}
+
+
 @pytest.mark.parametrize("name", sorted(DATASETS))
-def test_fit_through_the_cli_on_every_datamodule(tmp_path, name):
+def test_fit_through_the_cli_on_every_datamodule(tmp_path, name, monkeypatch):
+    """Each datamodule, through the CLI, gives the clips, classes and folds its fake release was built to give."""
+    from audiocls.data.gtzan import GENRES
+    from audiocls.data.urbansound8k import CLASSES as US8K_CLASSES
+    from audiocls.training import cli as training_cli
+
+    clis = []
+    real_run_cli = training_cli.run_cli
+    monkeypatch.setattr(training_cli, "run_cli", lambda *a, **k: clis.append(real_run_cli(*a, **k)) or clis[-1])
     args = DATASETS[name](tmp_path / name)
     if name in ("esc50", "esc10", "synthetic"):
         args += ["--data.sample_rate=8000", "--data.clip_seconds=" + ("0.5" if name == "synthetic" else "1.0")]
@@ -344,6 +375,22 @@ def test_fit_through_the_cli_on_every_datamodule(tmp_path, name):
     metrics = json.loads(next(tmp_path.rglob("metrics.json")).read_text())  # under default_root_dir (issue 15)
     assert "test/acc" in metrics and np.isfinite(metrics["test/acc"])
     assert not Path("runs").exists()
+
+    names, sizes, folds = EXPECTED[name]
+    names = {"urbansound8k": list(US8K_CLASSES), "gtzan": list(GENRES)}.get(name, names)
+    (cli,) = clis
+    dm = cli.datamodule
+    assert dm.class_names == names and cli.model.class_names == names and cli.model.num_classes == len(names)
+    clips = dm.list_clips()
+    split = {k: dm.splits[k].indices for k in ("train", "val", "test")}
+    assert tuple(len(split[k]) for k in ("train", "val", "test")) == sizes
+    train, val, test = (set(split[k]) for k in ("train", "val", "test"))
+    assert not train & val and not (train | val) & test
+    assert {clips[i].fold for i in split["test"]} == folds[2]
+    assert {clips[i].fold for i in split["val"]} <= folds[1] and {clips[i].fold for i in split["train"]} == folds[0]
+    # every class is in the test split, in the numbers the layout gives
+    test_labels = sorted(clips[i].label for i in split["test"])
+    assert set(test_labels) == ({1, 2, 3, 4} if name == "urbansound8k" else set(range(len(names))))
 
 
 def test_normalisation_is_restored_from_the_checkpoint(tmp_path):

@@ -75,6 +75,11 @@ def test_saliency_sits_on_the_tone(detector, freq, start):
     assert mask[np.unravel_index(cam.argmax(), mask.shape)]
     assert cam[mask].sum() / cam.sum() > 4 * mask.mean()  # a smooth map, but dense on the tone
     assert cam.min() >= 0.0 and cam.max() == pytest.approx(1.0)
+    # Grad-CAM of the detector, worked out by hand: d log(max A) / d A is 1 / max A at the peak and 0 elsewhere, so
+    # every weight (its spatial mean) is 1 / (max A * h * w), the map A / (max A * h * w) is positive, the upsampling
+    # to the same size is the identity, and the normalised map is A / max A: exp(pooled - max pooled) of the input
+    pooled = F.avg_pool2d(torch.from_numpy(sal.spec).double().mean(0)[None, None], 3, stride=1, padding=1)[0, 0]
+    np.testing.assert_allclose(cam, (pooled - pooled.max()).exp().numpy(), rtol=1e-4, atol=1e-6)
     # the spectrogram itself is loudest there too: the arrays share one orientation
     assert mask[np.unravel_index(sal.spec.mean(0).argmax(), mask.shape)]
 

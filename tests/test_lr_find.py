@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pytest
 import torch
 
@@ -40,6 +41,13 @@ def test_lr_find_prints_a_suggestion_and_saves_the_plot(tiny_args, tmp_path, cap
     suggested = float(re.search(r"suggested lr: (\S+)", captured.out).group(1))
     lrs = seen["finder"].results["lr"]
     assert len(lrs) > 12 and lrs[0] == pytest.approx(1e-5, rel=0.5) and lrs[-1] > 50 * lrs[0]  # the lr did rise
+    # the suggestion, computed here from the recorded curve: the lr of the steepest descent of the loss over the lr,
+    # the first 10 and the last point left out (Lightning's default), non-finite losses dropped
+    lr, loss = np.array(lrs[10:-1]), np.array(seen["finder"].results["loss"][10:-1])
+    finite = np.isfinite(loss)
+    slope = np.gradient(loss[finite], lr[finite])
+    assert suggested == pytest.approx(lr[finite][np.argmin(slope)], rel=1e-5)
+    assert np.ptp(loss[finite]) > 0  # a curve that moved: an off-by-one in the index would pick another lr
     assert 1e-5 <= suggested <= 0.1 and suggested == pytest.approx(seen["finder"].suggestion(), rel=1e-5)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"wrote {out}" in captured.err
     assert "\r" not in captured.err and "Finding best initial lr" not in captured.err  # off a terminal: no bar

@@ -16,6 +16,7 @@ from audiocls.cli import main
 from audiocls.data.mixtures import PEAK, ESC50MixturesDataModule, mix_waves
 from audiocls.errors import ConfigError
 from tests.conftest import TINY_FRONTEND
+from tests.test_multilabel import sklearn_tagging_figures
 
 SMALL = dict(esc10=False, sample_rate=8000, clip_seconds=1.0, batch_size=4, num_workers=0, val_fraction=0.25)
 
@@ -119,10 +120,17 @@ def test_esc10_mixtures_config_fits_on_a_fake_release(tiny_root, tmp_path):
         "--model.backbone=test_resnet", "--model.pretrained=false", "--trainer.max_epochs=1",
         "--trainer.limit_train_batches=3", "--trainer.enable_progress_bar=false",
         "--trainer.logger.init_args.save_dir=runs", "--checkpoint.dirpath=ckpt",
+        "--trainer.callbacks+=" + json.dumps({"class_path": "audiocls.commands.cv.TestFoldEachEpoch",
+                                               "init_args": {"dirpath": "fold"}}),  # saves the test scores
     ]  # fmt: skip
     assert main(args) == 0
     metrics = json.loads(next(Path("runs").rglob("metrics.json")).read_text())
-    assert 0 <= metrics["test/mAP"] <= 1 and 0 < metrics["test/mAP_baseline"] < 1
+    # the test figures are sklearn's on the scores of the test fold (fold 1), saved by the callback
+    saved = np.load(Path("fold") / "predictions.npz")
+    probs, target = saved["probs"].astype(np.float64), saved["labels"]
+    assert probs.shape == target.shape == (12, 4) and target.sum(1).max() > 1  # 4 classes, 12 mixtures
+    for key, want in sklearn_tagging_figures(probs, target).items():
+        assert metrics[f"test/{key}"] == pytest.approx(want, abs=1e-5), key
     ckpt = torch.load("ckpt/best.ckpt", weights_only=True)
     assert ckpt["datamodule_hyper_parameters"]["max_sources"] == 3 and bool(ckpt["state_dict"]["thresholds_tuned"])
     assert any("val/mAP" in k for k in ckpt["callbacks"])

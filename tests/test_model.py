@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import pytest
 import timm
 import torch
@@ -85,9 +86,20 @@ def test_mixup_mixes_inputs_and_partners():
     spec = torch.arange(8.0).view(8, 1, 1, 1).expand(8, 1, 2, 2).clone()
     y = torch.arange(8)
     mixed, y_b, lam = mixup(spec, y, alpha=0.4)
-    assert 0 <= lam <= 1
+    assert sorted(y_b.tolist()) == y.tolist()  # the partners are a permutation of the batch
     # each mixed input is lam * its own + (1 - lam) * its partner's, the partner being the one of y_b
     torch.testing.assert_close(mixed, lam * spec + (1 - lam) * spec[y_b])
+
+
+def test_mixup_lambda_is_drawn_from_beta_alpha_alpha():
+    """lam ~ Beta(alpha, alpha): mean 1/2 and variance 1 / (4 (2 alpha + 1)), 0.139 for alpha 0.4 (a uniform draw
+    has 1/12 = 0.083, Beta(alpha, 1) a mean of 0.29); the standard errors of 4000 draws are 0.006 and 0.002."""
+    torch.manual_seed(0)
+    spec, y = torch.zeros(2, 1, 1, 1), torch.arange(2)
+    lams = np.array([mixup(spec, y, alpha=0.4)[2] for _ in range(4000)])
+    assert abs(lams.mean() - 0.5) < 0.03
+    assert abs(lams.var() - 1 / (4 * (2 * 0.4 + 1))) < 0.012
+    assert mixup(spec, y, alpha=100.0)[2] == pytest.approx(0.5, abs=0.1)  # the alpha is the one passed
 
 
 def test_mixup_loss_is_the_mixed_cross_entropy(monkeypatch):
@@ -136,6 +148,23 @@ def test_fit_and_test_log_the_metrics_and_keep_the_confusion(tiny_args, tmp_path
     assert float(metrics["test/acc"]) == pytest.approx(float(confusion.diag().sum()) / n_test)
     per_class = confusion.diag() / confusion.sum(1)
     torch.testing.assert_close(model.test_per_class_acc, per_class.float())
+    # the predictions, computed here: the tested (final) weights on the test split, in eval mode
+    from sklearn.metrics import confusion_matrix
+
+    dm = cli.datamodule
+    model.eval()
+    preds, labels = [], []
+    with torch.no_grad():
+        for batch in dm.test_dataloader():
+            spec, y = dm.on_after_batch_transfer(batch, 0)
+            preds.append(model(spec).argmax(-1))
+            labels.append(y)
+    pred, true = torch.cat(preds).numpy(), torch.cat(labels).numpy()
+    assert len(true) == n_test
+    want = [float((pred[true == c] == c).mean()) for c in range(4)]  # each class's share of clips right
+    np.testing.assert_allclose(model.test_per_class_acc.numpy(), want, atol=1e-6)
+    np.testing.assert_array_equal(confusion.numpy(), confusion_matrix(true, pred, labels=range(4)))
+    assert float(metrics["test/acc"]) == pytest.approx(float((pred == true).mean()), abs=1e-6)
     assert json.loads(next(tmp_path.rglob("metrics.json")).read_text())["test/acc"] == pytest.approx(
         float(metrics["test/acc"])
     )
@@ -311,3 +340,66 @@ def test_test_metrics_equal_sklearn_on_a_class_sorted_set(noise):
     recall = recall_score(true, pred, average=None, labels=list(range(k)), zero_division=0)
     for i in range(k):
         assert got[f"test/acc_class/c{i}"] == pytest.approx(recall[i], abs=1e-6)
+
+
+class _Lookup(torch.nn.Module):
+    """logits (B, K) = ``table[i]`` for the input whose every value is the clip index ``i``: fixed outputs, whatever
+    the weights. ``0 * weight`` keeps a gradient path, so a fit runs (and leaves the outputs as they are)."""
+
+    def __init__(self, table: torch.Tensor):
+        super().__init__()
+        self.register_buffer("table", table.float())
+        self.weight = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, spec):
+        return self.table[spec[:, 0, 0, 0].long()] + 0 * self.weight
+
+
+def fixed_output_run(model: AudioClassifier, table: torch.Tensor, y: torch.Tensor, batch_size: int = 8) -> dict:
+    """One epoch of fit (train and val on the same clips, unshuffled) then test, with ``model``'s backbone giving
+    ``table[i]`` for clip ``i``; every figure the trainer reported."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    model.backbone = _Lookup(table)
+    spec = torch.arange(len(y), dtype=torch.float32).view(-1, 1, 1, 1).expand(-1, 3, 2, 2).contiguous()
+    loader = DataLoader(TensorDataset(spec, y), batch_size=batch_size)  # in the given (class-sorted) order
+    trainer = L.Trainer(
+        accelerator="cpu", max_epochs=1, logger=False, enable_progress_bar=False, enable_model_summary=False,
+        enable_checkpointing=False, num_sanity_val_steps=0,
+    )  # fmt: skip
+    trainer.fit(model, loader, loader)
+    fitted = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    (tested,) = trainer.test(model, loader, verbose=False)
+    return {**fitted, **tested}
+
+
+#: an imbalanced test set sorted by class (24, 12, 6 and 2 clips), the frequent classes mostly right and the rare ones
+#: mostly wrong: accuracy (micro) and balanced accuracy (macro), micro and macro F1 all differ
+IMBALANCED = torch.arange(4).repeat_interleave(torch.tensor([24, 12, 6, 2]))
+
+
+def test_reported_accuracy_and_f1_are_sklearns_on_imbalanced_class_sorted_data():
+    """Issue 25: train/val/test accuracy is micro (the share of clips right), F1 macro, per-class accuracy the recall
+    of each class, all as sklearn computes them on the same predictions; on balanced data micro and macro
+    accuracy are equal and a switched ``average`` would pass unseen."""
+    from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score, recall_score
+
+    y = IMBALANCED
+    g = torch.Generator().manual_seed(0)
+    table = torch.randn(len(y), 4, generator=g)
+    table[torch.arange(len(y)), y] += torch.tensor([2.0, 1.0, 0.0, -1.0])[y]  # frequent classes easy, rare hard
+    pred, true = table.argmax(1).numpy(), y.numpy()
+    acc = accuracy_score(true, pred)
+    assert abs(acc - balanced_accuracy_score(true, pred)) > 0.1  # the data tells micro from macro
+    assert abs(f1_score(true, pred, average="macro") - f1_score(true, pred, average="micro")) > 0.1
+
+    model = AudioClassifier("test_resnet", num_classes=4, class_names=["a", "b", "c", "d"])
+    got = fixed_output_run(model, table, y)
+    for key in ("train/acc", "val/acc", "val/acc_best", "test/acc"):
+        assert got[key] == pytest.approx(acc, abs=1e-6), key
+    assert got["test/f1_macro"] == pytest.approx(f1_score(true, pred, average="macro"), abs=1e-6)
+    recall = recall_score(true, pred, average=None, labels=[0, 1, 2, 3])
+    for i, name in enumerate("abcd"):
+        assert got[f"test/acc_class/{name}"] == pytest.approx(recall[i], abs=1e-6)
+    np.testing.assert_allclose(model.test_per_class_acc.numpy(), recall, atol=1e-6)
+    np.testing.assert_array_equal(model.test_confusion.numpy(), confusion_matrix(true, pred, labels=[0, 1, 2, 3]))

@@ -85,12 +85,49 @@ def _fit_args(root: Path, epochs: int, extra: list[str] = ()) -> list[str]:
     ]
 
 
+def split_scores(ckpt: str | Path, root: Path, split: str = "test"):
+    """(sigmoid scores (N, K), multi-hot targets (N, K)) as numpy, of the checkpoint's model (eval mode) on a split
+    of the :data:`POLY` set at ``root``, computed here from the datamodule's batches."""
+    import numpy as np
+
+    from audiocls.training.checkpoints import load_checkpoint
+    from tests.conftest import tiny_frontend_config
+
+    model = load_checkpoint(ckpt).model.eval()
+    dm = SyntheticDataModule(root, **POLY, batch_size=4, frontend=tiny_frontend_config())
+    dm.setup("fit")
+    probs, target = [], []
+    with torch.no_grad():
+        for batch in getattr(dm, f"{split}_dataloader")():
+            spec, y = dm.on_after_batch_transfer(batch, 0)
+            probs.append(model(spec).double().sigmoid())
+            target.append(y)
+    return torch.cat(probs).numpy(), torch.cat(target).numpy().astype(np.int64)
+
+
+def sklearn_tagging_figures(probs, target, thresholds=0.5) -> dict[str, float]:
+    """mAP over the classes with positives, F1 micro/macro at ``thresholds``, the label-frequency baseline."""
+    from sklearn.metrics import average_precision_score, f1_score
+
+    present = target.sum(0) > 0
+    pred = probs >= thresholds
+    return {
+        "mAP": float(average_precision_score(target[:, present], probs[:, present], average="macro")),
+        "f1_micro": float(f1_score(target, pred, average="micro", zero_division=0)),
+        "f1_macro": float(f1_score(target, pred, average="macro", zero_division=0)),
+        "mAP_baseline": float(target.mean(0)[present].mean()),
+    }
+
+
 def test_multilabel_fit_monitors_map_and_predict_thresholds(tmp_path, capsys):
     root = tmp_path / "poly"
     assert main(_fit_args(root, 1, ["--model.mixup_alpha=0.4"])) == 0
     metrics = json.loads(next(Path("runs").rglob("metrics.json")).read_text())
-    for key in ("test/mAP", "test/f1_micro", "test/f1_macro", "test/mAP_baseline"):
-        assert 0 <= metrics[key] <= 1, key
+    # the test figures are sklearn's on the final weights' scores of the test split (fold 1: 4 classes x 3 clips)
+    probs, target = split_scores("ckpt/last.ckpt", root)
+    assert target.shape == (12, 4)
+    for key, want in sklearn_tagging_figures(probs, target).items():
+        assert metrics[f"test/{key}"] == pytest.approx(want, abs=1e-5), key
     assert any(k.startswith("test/ap_class/") for k in metrics) and "test/acc" not in metrics
     ckpt = torch.load("ckpt/best.ckpt", weights_only=False)  # saved: val/mAP is the monitor, not val/acc
     assert any("val/mAP" in k for k in ckpt["callbacks"])
@@ -242,3 +279,45 @@ def test_probabilities_of_bf16_logits_are_float32(task, monkeypatch):
     probs = model.predict_step(spec, 0)
     assert probs.dtype == torch.float32
     assert probs[:, 0].tolist() == pytest.approx(BF16_LOGITS.double().sigmoid().tolist(), abs=1e-7)
+
+
+def test_reported_map_and_f1_are_sklearns_on_imbalanced_class_sorted_data():
+    """Issue 25: val/test mAP is the macro AP (the mean over classes, as sklearn's), F1 micro and macro at 0.5, the
+    per-class AP, the baseline and the F1 at the tuned thresholds, all as sklearn computes them on the same scores,
+    on tags whose frequencies differ (30, 12, 5 and 2 of 40 clips), the clips sorted by their first tag."""
+    import numpy as np
+    from sklearn.metrics import average_precision_score, f1_score
+
+    from tests.test_model import fixed_output_run
+
+    rng = np.random.default_rng(0)
+    n, counts = 40, [30, 12, 5, 2]
+    target = np.zeros((n, 4), dtype=np.int64)
+    for k, c in enumerate(counts):
+        target[rng.choice(n, c, replace=False), k] = 1
+    first = np.where(target.any(1), target.argmax(1), 4)  # a clip without a tag goes last
+    target = target[np.argsort(first, kind="stable")]  # sorted by first tag: class 0's clips first
+    logits = rng.standard_normal((n, 4)) + np.where(target == 1, [2.0, 1.0, 0.3, 0.0], 0.0)
+    probs = 1 / (1 + np.exp(-logits))
+    sk_map = average_precision_score(target, probs, average="macro")
+    assert abs(sk_map - average_precision_score(target, probs, average="micro")) > 0.05  # micro and macro differ
+    f1 = {a: f1_score(target, probs >= 0.5, average=a, zero_division=0) for a in ("micro", "macro")}
+    assert abs(f1["micro"] - f1["macro"]) > 0.05
+
+    model = AudioClassifier("test_resnet", num_classes=4, task="multilabel", class_names=list("abcd"))
+    got = fixed_output_run(model, torch.from_numpy(logits), torch.from_numpy(target).float())
+    for stage in ("val", "test"):
+        assert got[f"{stage}/mAP"] == pytest.approx(sk_map, abs=1e-5), stage
+        for a in ("micro", "macro"):
+            assert got[f"{stage}/f1_{a}"] == pytest.approx(f1[a], abs=1e-6), (stage, a)
+    assert got["val/mAP_best"] == pytest.approx(sk_map, abs=1e-5)
+    ap = average_precision_score(target, probs, average=None)
+    for k, name in enumerate("abcd"):
+        assert got[f"test/ap_class/{name}"] == pytest.approx(ap[k], abs=1e-5), name
+    assert got["test/mAP_baseline"] == pytest.approx(np.mean(np.array(counts) / n))
+    thresholds = model.thresholds.numpy()  # tuned on the validation pass over the same clips
+    assert bool(model.thresholds_tuned) and not np.allclose(thresholds, 0.5)
+    for a in ("micro", "macro"):
+        want = f1_score(target, probs >= thresholds, average=a, zero_division=0)
+        assert got[f"test/f1_{a}_tuned"] == pytest.approx(want, abs=1e-6), a
+    assert f1_score(target, probs >= thresholds, average="macro") > f1["macro"] + 0.05  # not the F1 at 0.5

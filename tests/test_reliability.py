@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import tarfile
-import time
 from collections import namedtuple
 from pathlib import Path
 
@@ -49,29 +48,44 @@ def _fails_before_training(args: list[str], capsys, *needles: str) -> str:
 
 # --- crash-safe files ---------------------------------------------------------------------------------------
 SAVER = """
-import sys, torch
+import io, os, sys, time, torch
 from audiocls.training.checkpoints import AtomicCheckpointIO
-io, big = AtomicCheckpointIO(), torch.arange(4_000_000, dtype=torch.float32)
-print("ready", flush=True)
-for i in range(10**6):
-    io.save_checkpoint({"i": i, "x": big + i}, sys.argv[1])
+saver, big, done = AtomicCheckpointIO(), torch.arange(4_000_000, dtype=torch.float32), int(sys.argv[2])
+for i in range(done):
+    saver.save_checkpoint({"i": i, "x": big + i}, sys.argv[1])
+real_save = torch.save
+
+
+def half_then_stall(obj, f, *args, **kwargs):  # torch.save that writes half the bytes, says so, waits to be killed
+    buf = io.BytesIO()
+    real_save(obj, buf, *args, **kwargs)
+    f = open(f, "wb") if isinstance(f, (str, os.PathLike)) else f
+    f.write(buf.getvalue()[: len(buf.getvalue()) // 2])
+    f.flush()
+    print("mid-write", obj["i"], flush=True)
+    time.sleep(600)
+
+
+torch.save = half_then_stall
+saver.save_checkpoint({"i": done, "x": big + done}, sys.argv[1])
 """
 
 
 @pytest.mark.slow
 def test_sigkill_during_checkpoint_saves_never_leaves_a_truncated_file(tmp_path):
-    """A writer saving 16 MB checkpoints in a loop is SIGKILLed twice mid-loop: the file always loads whole."""
+    """A writer that saved 16 MB checkpoints 1 (then 3) times is SIGKILLed halfway through writing the next one (it
+    says when it is there): the file loads whole every time, and is the last save completed."""
     target = tmp_path / "last.ckpt"
-    for delay in (0.5, 1.2):
-        proc = subprocess.Popen([sys.executable, "-c", SAVER, str(target)], stdout=subprocess.PIPE, text=True)
-        assert proc.stdout.readline().strip() == "ready"
-        time.sleep(delay)
+    for done in (1, 3):
+        cmd = [sys.executable, "-c", SAVER, str(target), str(done)]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+        line = proc.stdout.readline()  # blocks until the writer is halfway through save number `done`
+        assert line.split() == ["mid-write", str(done)], f"the writer ended early: rc {proc.wait()}"
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
-        if target.exists():
-            ckpt = AtomicCheckpointIO().load_checkpoint(target)
-            assert torch.equal(ckpt["x"], torch.arange(4_000_000, dtype=torch.float32) + ckpt["i"])
-    assert target.exists(), "at least one save should have completed"
+        ckpt = AtomicCheckpointIO().load_checkpoint(target)
+        assert ckpt["i"] == done - 1
+        assert torch.equal(ckpt["x"], torch.arange(4_000_000, dtype=torch.float32) + ckpt["i"])
 
 
 def test_failed_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):

@@ -9,7 +9,7 @@ import torch
 
 from audiocls.cli import main
 from audiocls.models.multilabel import THRESHOLD, ThresholdTuner, tune_thresholds
-from tests.test_multilabel import POLY, _fit_args
+from tests.test_multilabel import POLY, _fit_args, sklearn_tagging_figures, split_scores
 
 
 def _best_f1_sklearn(scores: np.ndarray, target: np.ndarray) -> float:
@@ -64,7 +64,13 @@ def test_thresholds_tuned_on_validation_round_trip_and_drive_predict(fitted, tmp
     ckpt = torch.load("ckpt/best.ckpt", weights_only=True)
     assert bool(ckpt["state_dict"]["thresholds_tuned"])
     metrics = json.loads(next(Path("runs").rglob("metrics.json")).read_text())  # test F1 at the tuned thresholds
-    assert 0 <= metrics["test/f1_macro_tuned"] <= 1 and 0 <= metrics["test/f1_micro_tuned"] <= 1
+    # ... which are sklearn's F1 of the final weights' test scores at the final thresholds, computed here
+    final = torch.load("ckpt/last.ckpt", weights_only=True)["state_dict"]["thresholds"].numpy()
+    probs, target = split_scores("ckpt/last.ckpt", fitted)
+    tuned = sklearn_tagging_figures(probs, target, final)
+    assert not (final == THRESHOLD).all()  # tuned: F1 at 0.5 would be another figure
+    for key in ("f1_micro", "f1_macro"):
+        assert metrics[f"test/{key}_tuned"] == pytest.approx(tuned[key], abs=1e-6), key
     loaded = load_checkpoint("ckpt/best.ckpt")
     stored = loaded.model.thresholds
     assert torch.equal(stored, ckpt["state_dict"]["thresholds"])
