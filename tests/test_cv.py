@@ -93,6 +93,7 @@ def test_callback_records_each_epoch_and_final_predictions(tiny_args, tmp_path):
                 *tiny_args,
                 "--trainer.max_epochs=2",
                 "--trainer.limit_train_batches=3",
+                "--data.validate_test_fold=true",
                 f"--trainer.callbacks+={json.dumps(callback)}",
             ]
         )
@@ -322,3 +323,20 @@ def test_fsd50k_under_cv_runs_its_one_official_split_once(tmp_path, monkeypatch,
     assert "choose among [1]" in capsys.readouterr().err
     assert main(["fit", "--data.fold=2", "--trainer.max_epochs=1", *args]) == 2
     assert "data.fold=2 is not a fold of FSD50KDataModule: choose 1..1" in capsys.readouterr().err
+
+
+def test_the_test_fold_callback_does_not_switch_the_datamodule_itself(tiny_args, tmp_path, capsys):
+    """The held-out fold as validation dataloader 1 is the datamodule's own setting (data.validate_test_fold, which
+    the fold command passes), not state a callback flips on it; the callback without it is one line."""
+    callback = {"class_path": "audiocls.commands.cv.TestFoldEachEpoch", "init_args": {"dirpath": str(tmp_path)}}
+    args = ["fit", *tiny_args, "--trainer.max_epochs=1", f"--trainer.callbacks+={json.dumps(callback)}"]
+    assert main(args) == 2
+    assert "set data.validate_test_fold=true with it" in capsys.readouterr().err
+    cmd = fold_command(
+        {"trainer": {"logger": {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {}}}},
+        tmp_path,
+        "x",
+        1,
+        devices_one=False,
+    )
+    assert "--data.validate_test_fold=true" in cmd

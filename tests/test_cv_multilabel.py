@@ -109,7 +109,14 @@ def test_callback_saves_sigmoid_outputs_and_multi_hot_targets(tmp_path):
     """The fold callback on a multi-label fit: per-epoch mAP, predictions.npz, and the CLI's test/mAP agree."""
     out = tmp_path / "fold"
     callback = {"class_path": "audiocls.commands.cv.TestFoldEachEpoch", "init_args": {"dirpath": str(out)}}
-    assert main(_fit_args(tmp_path / "poly", 2, [f"--trainer.callbacks+={json.dumps(callback)}"])) == 0
+    assert (
+        main(
+            _fit_args(
+                tmp_path / "poly", 2, [f"--trainer.callbacks+={json.dumps(callback)}", "--data.validate_test_fold=true"]
+            )
+        )
+        == 0
+    )
     data = np.load(out / cv.PREDICTIONS)
     probs, labels = data["probs"], data["labels"]
     assert probs.shape == labels.shape == (12, 4) and set(np.unique(labels)) <= {0, 1} and labels.sum(1).min() >= 1

@@ -118,7 +118,7 @@ def test_ddp_cv_fold_predictions_equal_single_process_evaluation(odd_root, tmp_p
     callback = {"class_path": "audiocls.commands.cv.TestFoldEachEpoch", "init_args": {"dirpath": str(out)}}
     env = dict(os.environ, WANDB_MODE="disabled", HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
     cmd = [sys.executable, "-m", "audiocls.cli", "fit", "--config", str(DDP_CPU), *odd_args(odd_root)]
-    cmd += ["--trainer.max_epochs=1", f"--trainer.callbacks+={json.dumps(callback)}"]
+    cmd += ["--trainer.max_epochs=1", "--data.validate_test_fold=true", f"--trainer.callbacks+={json.dumps(callback)}"]
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=420)
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-4000:]

@@ -120,6 +120,7 @@ def test_esc10_mixtures_config_fits_on_a_fake_release(tiny_root, tmp_path):
         "--model.backbone=test_resnet", "--model.pretrained=false", "--trainer.max_epochs=1",
         "--trainer.limit_train_batches=3", "--trainer.enable_progress_bar=false",
         "--trainer.logger.init_args.save_dir=runs", "--checkpoint.dirpath=ckpt",
+        "--data.validate_test_fold=true",
         "--trainer.callbacks+=" + json.dumps({"class_path": "audiocls.commands.cv.TestFoldEachEpoch",
                                                "init_args": {"dirpath": "fold"}}),  # saves the test scores
     ]  # fmt: skip

@@ -78,7 +78,14 @@ def test_a_multilabel_fit_carries_its_task_everywhere(tmp_path, monkeypatch):
     out = tmp_path / "fold"
     callback = {"class_path": "audiocls.commands.cv_callback.TestFoldEachEpoch", "init_args": {"dirpath": str(out)}}
     drawn = _drawn_panels(monkeypatch)
-    assert main(_fit_args(tmp_path / "poly", 2, [f"--trainer.callbacks+={json.dumps(callback)}"])) == 0
+    assert (
+        main(
+            _fit_args(
+                tmp_path / "poly", 2, [f"--trainer.callbacks+={json.dumps(callback)}", "--data.validate_test_fold=true"]
+            )
+        )
+        == 0
+    )
     val = [y for title, y in _titled(drawn) if title == "val mAP"]
     assert len(val) == 1 and len(val[0]) == 2  # the validation panel: val/mAP of both epochs
 

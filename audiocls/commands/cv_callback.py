@@ -11,6 +11,7 @@ import torch
 from lightning.pytorch import Callback
 
 from audiocls.commands.cv_report import EPOCHS, PREDICTIONS, write_json
+from audiocls.errors import ConfigError
 from audiocls.files import atomic_write_bytes
 
 __all__ = ["TestFoldEachEpoch", "gather_fold"]
@@ -64,8 +65,9 @@ class TestFoldEachEpoch(Callback):
     ``test_each_epoch/acc``, ``"acc"`` in the history; mAP for a multi-label model) and ``predictions.npz`` holds
     the task's scores (softmax, or sigmoids and multi-hot labels (N, num_classes)) and the task's name.
 
-    During ``fit`` the datamodule's held-out fold is a second validation dataloader
-    (``AudioDataModule.validate_test_fold``), evaluated by Lightning's own loop (device, precision, DDP shards)
+    During ``fit`` the datamodule's held-out fold is a second validation dataloader (the datamodule's
+    ``validate_test_fold=true``, which ``audiocls cv`` passes), evaluated by Lightning's own loop (device, precision,
+    DDP shards)
     and gathered over the processes. The per-epoch figures are the paper's protocol (picking the best of them
     flatters the result); they are logged as ``test_each_epoch/acc`` and written to ``test_each_epoch.json``.
     At the end of ``test`` (which ``audiocls fit`` runs on the final weights) the softmax outputs, labels, file
@@ -87,8 +89,11 @@ class TestFoldEachEpoch(Callback):
         return path
 
     def setup(self, trainer, pl_module, stage: str) -> None:
-        if stage == "fit" and trainer.datamodule is not None:
-            trainer.datamodule.validate_test_fold = True  # before Lightning asks for the validation loaders
+        if stage == "fit" and not getattr(trainer.datamodule, "validate_test_fold", False):
+            raise ConfigError(
+                "TestFoldEachEpoch scores the held-out fold as validation dataloader 1: set "
+                "data.validate_test_fold=true with it (audiocls cv does)"
+            )
 
     def _keep(self, outputs, batch) -> None:
         self._rows.append((outputs.detach(), batch[1].detach()))

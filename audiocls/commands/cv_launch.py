@@ -47,7 +47,8 @@ def fold_command(cfg: dict, out: Path, name: str, fold: int, devices_one: bool) 
     fold_dir = out / f"fold_{fold}"
     callback = {"class_path": CALLBACK, "init_args": {"dirpath": str(fold_dir)}}
     cmd = [sys.executable, "-m", "audiocls.cli", "fit", "--config", str(out / "cv_config.yaml")]
-    cmd += [f"--data.fold={fold}", f"--trainer.default_root_dir={fold_dir}", "--test_after_fit=true"]
+    cmd += [f"--data.fold={fold}", "--data.validate_test_fold=true", f"--trainer.default_root_dir={fold_dir}"]
+    cmd += ["--test_after_fit=true"]
     cmd += [f"--checkpoint.dirpath={fold_dir / 'checkpoints'}", f"--trainer.callbacks+={json.dumps(callback)}"]
     cmd += _logger_args(cfg, out, fold_dir, name, fold)
     if devices_one:

@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 #: dotted config keys left out of the config hash: where a run lives and how it is displayed or scheduled
 HASH_IGNORED = (
     "data.init_args.fold",
+    "data.init_args.validate_test_fold",
     "data.init_args.num_workers",
     "data.init_args.cache_dir",
     "trainer.logger",

@@ -82,6 +82,9 @@ class AudioDataModule(L.LightningDataModule):
             ``1 / (clips of its class in the training split)``, so every class is drawn equally often on average
             (``len(train)`` draws per epoch); validation and test are untouched. ``None`` shuffles. Not
             available with several processes (DDP): use ``model.class_weights: balanced`` there.
+        validate_test_fold: ``val_dataloader`` returns ``[val, test]``: the held-out fold is evaluated after every
+            validation epoch as dataloader 1, for the paper's best-epoch figure (``audiocls cv`` sets it in each
+            fold's command, with :class:`audiocls.commands.cv_callback.TestFoldEachEpoch`).
     """
 
     num_folds: int = 1
@@ -89,9 +92,6 @@ class AudioDataModule(L.LightningDataModule):
     #: ``multiclass`` (one label per clip) or ``multilabel`` (several: multi-hot targets); linked to ``model.task``.
     #: A dataset module with several labels per clip sets it in ``__init__`` and fills :attr:`Clip.labels`.
     task: str = "multiclass"
-    #: when True, ``val_dataloader`` returns ``[val, test]``: the held-out fold is evaluated after every validation
-    #: epoch as dataloader 1 (set by :class:`audiocls.commands.cv.TestFoldEachEpoch`, not a user setting)
-    validate_test_fold: bool = False
 
     def __init__(
         self,
@@ -114,6 +114,7 @@ class AudioDataModule(L.LightningDataModule):
         normalize: Literal["train"] | None = None,
         precompute_frontend: bool = False,
         sampler: Literal["balanced"] | None = None,
+        validate_test_fold: bool = False,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -126,6 +127,7 @@ class AudioDataModule(L.LightningDataModule):
         self.sample_rate, self.clip_samples = int(sample_rate), round(clip_seconds * sample_rate)
         self.batch_size, self.num_workers = batch_size, num_workers
         self.cache_dir, self.seed = cache_dir, seed
+        self.validate_test_fold = validate_test_fold
         if sampler not in (None, "balanced"):
             raise ConfigError(f"data.sampler={sampler!r} is not one of: balanced, null")
         self.sampler = sampler
