@@ -13,7 +13,7 @@ from audiocls.cli import main
 from audiocls.errors import ConfigError
 from audiocls.models.schedules import WarmupCosine, takes_total_steps
 from audiocls.training.averaging import RunEMA, ema_decay
-from audiocls.training.cli import effective_batch_line
+from audiocls.training.console import effective_batch_line
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 

@@ -34,7 +34,7 @@ from audiocls.training.checkpoints import (
     read_lightning_checkpoint,
     resolve_last_checkpoint,
 )
-from audiocls.training.console import AudioProgressBar, quiet_third_party
+from audiocls.training.console import AudioProgressBar, effective_batch_line, quiet_third_party, summary_lines
 from audiocls.training.curves import plot_confusion, plot_curves
 from audiocls.training.record import RandomStateCallback, RunInfoCallback, discard_failed_run_dir
 
@@ -46,7 +46,6 @@ __all__ = [
     "run_cli",
     "resolve_config",
     "build_datamodule",
-    "summary_lines",
 ]
 
 log = logging.getLogger(__name__)
@@ -134,19 +133,6 @@ def monitor_follows_task(trainer: Trainer, model) -> None:
             )
         log.info("%s monitor %s -> %s for a %s model", name, callback.monitor, task.monitor, task.name)
         callback.monitor = task.monitor
-
-
-def effective_batch_line(trainer: Trainer, batch_size: int | None) -> str | None:
-    """One line saying how many clips an optimizer step sees when several processes or accumulation multiply
-    ``data.batch_size``; ``None`` when a step sees exactly one batch."""
-    world, accumulate = trainer.world_size, trainer.accumulate_grad_batches
-    if batch_size is None or world * accumulate == 1:
-        return None
-    parts = [f"{world} processes" if world > 1 else "", f"{accumulate} accumulated batches" if accumulate > 1 else ""]
-    return (
-        f"effective batch {world * accumulate * batch_size} clips per optimizer step: data.batch_size={batch_size} x "
-        f"{' x '.join(p for p in parts if p)}; the learning rate is not scaled (see configs/trainer/ddp.yaml)"
-    )
 
 
 class AudioCLI(LightningCLI):
@@ -326,34 +312,6 @@ class AudioCLI(LightningCLI):
             )
         except OSError as err:  # the figures are in metrics.json already; a failed plot must not fail the run
             log.warning("confusion.png not written to %s: %s", run_dir, err)
-
-
-def summary_lines(trainer: Trainer, metrics: dict[str, float], run_dir: Path, *, weights: str) -> list[str]:
-    """The end-of-run summary: headline test figures of ``weights`` (per-class accuracy is in ``metrics.json``),
-    where the run and its checkpoints are."""
-    headline = {k: v for k, v in sorted(metrics.items()) if not k.startswith("test/acc_class/")}
-    per_class = len(metrics) - len(headline)
-    lines = ["=" * 72, f"test ({weights}):  " + "  ".join(f"{k}={v:.4f}" for k, v in headline.items())]
-    callback = trainer.checkpoint_callback
-    best = getattr(callback, "best_model_score", None)
-    if best is not None:
-        monitor = getattr(callback, "monitor", None) or "monitored value"
-        lines.append(f"best {monitor}={float(best):.4f} (checkpoint selection only, not a test figure)")
-    if trainer.current_epoch or trainer.global_step:
-        lines.append(f"trained {trainer.current_epoch} epochs, {trainer.global_step} steps")
-    lines.append(f"run written to    {run_dir}")
-    lines.append(
-        f"metrics:          {run_dir / 'metrics.json'}" + (f" ({per_class} per-class figures)" if per_class else "")
-    )
-    for name in ("curves", "confusion"):
-        if (run_dir / f"{name}.png").is_file():
-            lines.append(f"{name + ':':<17} {run_dir / f'{name}.png'}")
-    for label, path in (("last checkpoint:", getattr(callback, "last_model_path", "")),
-                        ("best checkpoint:", getattr(callback, "best_model_path", ""))):  # fmt: skip
-        if path:
-            lines.append(f"{label:<17} {path}")
-    lines.append("=" * 72)
-    return lines
 
 
 def run_cli(
