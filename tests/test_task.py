@@ -97,3 +97,19 @@ def test_a_multilabel_fit_carries_its_task_everywhere(tmp_path, monkeypatch):
     assert main(["export", "--ckpt_path=ckpt/last.ckpt", "--format=torchscript", f"--out={exported}"]) == 0
     meta = read_metadata(exported)
     assert meta["task"] == "multilabel" and meta["activation"] == "sigmoid"
+
+
+def test_trackers_ask_the_task_for_a_targets_classes_and_its_per_class_test_figure():
+    """W&B's example picker and its test table used a rank test and a ``multilabel`` flag; the Task answers now."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from audiocls.models.task import get_task
+
+    single, multi = get_task("multiclass"), get_task("multilabel")
+    assert single.classes_of(torch.tensor(3)) == (3,) and single.classes_of(2) == (2,)
+    assert multi.classes_of(torch.tensor([0.0, 1.0, 0.0, 1.0])) == (1, 3)
+    ap = torch.tensor([0.5, 1.0])
+    assert multi.per_class_test_figure(SimpleNamespace(test_per_class_ap=ap)) == ("AP", ap)
+    assert single.per_class_test_figure(SimpleNamespace(test_per_class_ap=ap)) is None  # it has a confusion matrix

@@ -136,11 +136,6 @@ class AudioClassifier(L.LightningModule):
         self.task_type.check(class_weights=class_weights)
         self.task_type.build_metrics(self, num_classes)
 
-    @property
-    def multilabel(self) -> bool:
-        """Whether predictions are labels over thresholds (kept for callers that ask; the Task says it)."""
-        return self.task_type.thresholded
-
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         """logits (B, K) -> scores (B, K) float32: the task's activation (softmax, or independent sigmoids).
 

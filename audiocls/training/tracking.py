@@ -36,6 +36,8 @@ from lightning import LightningModule, Trainer
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor
 from lightning.pytorch.loggers import WandbLogger
 
+from audiocls.models.task import DEFAULT_TASK, get_task
+
 __all__ = [
     "WandbMedia",
     "configure_wandb",
@@ -230,13 +232,6 @@ def spectrogram_image(spec: torch.Tensor, cmap: str = "magma") -> np.ndarray:
     return (rgba[..., :3] * 255).round().astype(np.uint8)
 
 
-def _label_set(y) -> tuple[int, ...]:
-    """The classes of a target: ``(y,)`` for a class index, the 1s of a multi-hot (num_classes,) target."""
-    if isinstance(y, torch.Tensor) and y.ndim == 1:
-        return tuple(int(k) for k in (y > 0.5).nonzero().flatten())
-    return (int(y),)
-
-
 class WandbMedia(Callback):
     """Pictures and tables for a W&B run.
 
@@ -265,7 +260,8 @@ class WandbMedia(Callback):
         dataset = getattr(datamodule, "splits", {}).get("train")
         if dataset is None or not len(dataset):
             return
-        label_sets = [_label_set(y) for y in dataset.labels]  # class indices, or the classes of a multi-hot target
+        task = get_task(getattr(pl_module, "task", DEFAULT_TASK))
+        label_sets = [task.classes_of(y) for y in dataset.labels]  # class indices, or the classes of a multi-hot target
         names = getattr(pl_module, "class_names", None) or [
             str(i) for i in range(max(max(s, default=0) for s in label_sets) + 1)
         ]
@@ -312,12 +308,13 @@ class WandbMedia(Callback):
         """After the model's ``on_test_epoch_end``: its ``test_confusion`` (a torchmetrics state, synced over processes)."""
         if not _wandb_loggers(trainer) or not trainer.is_global_zero:
             return
-        ap = getattr(pl_module, "test_per_class_ap", None)  # multi-label: per-class AP, no confusion matrix
-        if getattr(pl_module, "multilabel", False) and isinstance(ap, torch.Tensor):
+        figure = get_task(getattr(pl_module, "task", DEFAULT_TASK)).per_class_test_figure(pl_module)
+        if figure is not None:  # e.g. multi-label: per-class AP, no confusion matrix
+            name, values = figure
             names = list(pl_module.class_names)
-            rows = [[n, None if a != a else float(a)] for n, a in zip(names, ap.tolist(), strict=True)]
+            rows = [[n, None if a != a else float(a)] for n, a in zip(names, values.tolist(), strict=True)]
             for logger in _wandb_loggers(trainer):
-                logger.log_table(key="test/per_class", columns=["class", "AP"], data=rows)
+                logger.log_table(key="test/per_class", columns=["class", name], data=rows)
             return
         counts = getattr(pl_module, "test_confusion", None)
         if not isinstance(counts, torch.Tensor) or counts.ndim != 2 or counts.numel() == 0:

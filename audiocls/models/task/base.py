@@ -43,6 +43,16 @@ class Task:
         """``(metrics.csv column, title)`` of the panels of ``curves.png``: the training loss and the monitor."""
         return (("train/loss_epoch", "train loss"), (self.monitor, self.monitor_title))
 
+    # --- labels and per-class test figures, for trackers ---------------------------------------------------------
+    def classes_of(self, target) -> tuple[int, ...]:
+        """The classes of one training target (a class index here)."""
+        return (int(target),)
+
+    def per_class_test_figure(self, module) -> tuple[str, torch.Tensor] | None:
+        """``(name, (num_classes,) values)`` a tracker shows per class after test instead of a confusion matrix,
+        or ``None`` when the task has a confusion matrix (``module.test_confusion``)."""
+        return None
+
     # --- the model side ------------------------------------------------------------------------------------------
     def check(self, *, class_weights: Any) -> None:
         """Raise :class:`ConfigError` for model settings this task cannot use."""

@@ -49,6 +49,14 @@ class Multilabel(Task):
         "class reaches. std is the sample standard deviation over folds."
     )
 
+    def classes_of(self, target) -> tuple[int, ...]:
+        """The 1s of a multi-hot (num_classes,) target."""
+        return tuple(int(k) for k in (torch.as_tensor(target) > 0.5).nonzero().flatten())
+
+    def per_class_test_figure(self, module) -> tuple[str, torch.Tensor] | None:
+        ap = getattr(module, "test_per_class_ap", None)
+        return ("AP", ap) if isinstance(ap, torch.Tensor) else None
+
     def check(self, *, class_weights) -> None:
         if class_weights is not None:
             raise ConfigError(
