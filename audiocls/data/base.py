@@ -160,7 +160,10 @@ class AudioDataModule(L.LightningDataModule):
         self.has_validation: bool | None = None
 
     def record_hparam(self, key: str, value) -> None:
-        """Set a hyperparameter after ``__init__`` (a derived value), in the checkpoint and in the logged copy."""
+        """Set a hyperparameter discovered after ``__init__``: only ``class_names`` read from the data (a folder's
+        sub-folders, a manifest's labels), which must equal the model's linked ``class_names``, since Lightning
+        merges both modules' hyperparameters for the logger and refuses a key with two values. Writes the logged
+        copy too: Lightning has no public setter for ``hparams_initial`` (the private ``_hparams_initial``)."""
         self.hparams[key] = value
         if hasattr(self, "_hparams_initial"):
             self._hparams_initial[key] = copy.deepcopy(value)
@@ -312,11 +315,11 @@ class AudioDataModule(L.LightningDataModule):
             self.set_frontend_stats(*training_stats(self.splits["train"], raw, self.batch_size))
 
     def set_frontend_stats(self, mean: Sequence[float], std: Sequence[float]) -> None:
-        """Normalise with per-channel ``mean``/``std`` from now on; recorded as ``frontend.mean/std``."""
+        """Normalise with per-channel ``mean``/``std`` from now on. They are measured state, not settings: the
+        checkpoint keeps them in the datamodule's :meth:`state_dict` (the hyperparameters stay as configured)."""
         config = replace(self.frontend.config, mean=tuple(mean), std=tuple(std))
         check_frontend(config, self.sample_rate)
         self.frontend = build_frontend(config, self.sample_rate)
-        self.record_hparam("frontend", _plain(config))
         log.info("frontend statistics of the training split: mean %s std %s", list(mean), list(std))
 
     def state_dict(self) -> dict:

@@ -198,6 +198,17 @@ def read_lightning_checkpoint(path: str | Path) -> dict:
     return ckpt
 
 
+def _measured_frontend(ckpt: dict, config: Mapping) -> dict:
+    """The frontend settings with the statistics measured on the training split (``data.normalize: train``), which
+    Lightning saved with the datamodule's state (``AudioDataModule.state_dict``) under the datamodule's class name.
+    Checkpoints written before the statistics moved there carry them in ``config`` already."""
+    config = dict(config)
+    for value in ckpt.values():
+        if isinstance(value, Mapping) and value.get("frontend_mean") is not None:
+            config.update(mean=list(value["frontend_mean"]), std=list(value["frontend_std"]))
+    return config
+
+
 def check_checkpoint(ckpt_path: str | Path, model: torch.nn.Module, datamodule: Any = None) -> None:
     """Refuse a checkpoint written by an incompatible config, before any data is decoded.
 
@@ -317,7 +328,7 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
 
     sample_rate = int(dm["sample_rate"])  # the values in force, stored by AudioDataModule.__init__
     clip_samples = round(float(dm["clip_seconds"]) * sample_rate)
-    frontend = build_frontend(dm.get("frontend") or {}, sample_rate).eval()
+    frontend = build_frontend(_measured_frontend(ckpt, dm.get("frontend") or {}), sample_rate).eval()
     if frontend.out_channels != hp.get("in_chans", frontend.out_channels):
         raise ConfigError(
             f"checkpoint {path}: the frontend makes {frontend.out_channels} channels but the model expects "
