@@ -8,6 +8,8 @@ the dataset over that cache are in :mod:`audiocls.data.clips`.
 from __future__ import annotations
 
 import logging
+import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -59,7 +61,10 @@ def load_audio(path: str | Path, sample_rate: int) -> np.ndarray:
     if not path.is_file():
         raise AudioLoadError(f"audio file {path} does not exist")
     try:
-        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+        # bytes as the file system holds them: soundfile encodes a str path strictly, so a name that is not
+        # UTF-8 (a lone surrogate in Python) would fail to open
+        source = str(path) if sys.platform == "win32" else os.fsencode(path)
+        data, sr = sf.read(source, dtype="float32", always_2d=True)
     except Exception as err:  # soundfile raises LibsndfileError, RuntimeError, TypeError, ... on bad input
         raise AudioLoadError(f"cannot decode audio file {path}: {err}") from err
     if data.size == 0:
