@@ -24,10 +24,10 @@ import torch
 
 from audiocls.commands.parser import command_parser
 from audiocls.commands.predict import expand_files
-from audiocls.commands.scoring import map_windows
+from audiocls.commands.scoring import map_windows, shown
 from audiocls.data.io import load_audio
 from audiocls.errors import AudioLoadError, ConfigError
-from audiocls.files import atomic_write_bytes, atomic_write_text, check_output_file
+from audiocls.files import atomic_write_bytes, check_output_file
 from audiocls.training.checkpoints import LoadedModel, load_checkpoint
 
 __all__ = ["embed_files", "write_embeddings", "main"]
@@ -76,14 +76,17 @@ def names_file(out: Path) -> Path:
 
 
 def write_embeddings(out: Path, embeddings: np.ndarray, names: list[str]) -> list[Path]:
-    """Write ``embeddings (N, D)`` and ``names`` to ``out`` (``.npy``, ``.npz`` or ``.csv``); returns the paths."""
+    """Write ``embeddings (N, D)`` and ``names`` to ``out`` (``.npy``, ``.npz`` or ``.csv``); returns the paths.
+
+    Names are written as the file system gives them: UTF-8, and the original bytes of a name that is not UTF-8.
+    """
     suffix = out.suffix.lower()
     if suffix == ".csv":
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
         writer.writerow(["file", *(f"e{i}" for i in range(embeddings.shape[1]))])
         writer.writerows([name, *(repr(float(v)) for v in row)] for name, row in zip(names, embeddings, strict=True))
-        atomic_write_text(out, buf.getvalue())
+        atomic_write_bytes(out, buf.getvalue().encode("utf-8", "surrogateescape"))
         return [out]
     buf = io.BytesIO()
     if suffix == ".npz":
@@ -92,7 +95,7 @@ def write_embeddings(out: Path, embeddings: np.ndarray, names: list[str]) -> lis
         return [out]
     np.save(buf, embeddings)
     atomic_write_bytes(out, buf.getvalue())
-    atomic_write_text(names_file(out), "".join(f"{name}\n" for name in names))
+    atomic_write_bytes(names_file(out), "".join(f"{name}\n" for name in names).encode("utf-8", "surrogateescape"))
     return [out, names_file(out)]
 
 
@@ -128,6 +131,8 @@ def main(argv: list[str]) -> int:
         print(f"wrote {path}", file=sys.stderr)
     print(f"{len(names)} embeddings of dimension {embeddings.shape[1]}", file=sys.stderr)
     if errors:
-        print(f"audiocls embed: {len(errors)} of {len(files)} files failed: {'; '.join(errors)}", file=sys.stderr)
+        print(
+            f"audiocls embed: {len(errors)} of {len(files)} files failed: {shown('; '.join(errors))}", file=sys.stderr
+        )
         return 1
     return 0

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from audiocls.commands.parser import command_parser
-from audiocls.commands.scoring import score_wave, suspicious_input
+from audiocls.commands.scoring import score_wave, shown, suspicious_input
 from audiocls.data.io import load_audio, pad_or_crop
 from audiocls.errors import ConfigError
 from audiocls.files import atomic_write_bytes, check_output_file
@@ -203,11 +203,11 @@ def main(argv: list[str]) -> int:
         targets = p.argsort(descending=True)[: min(args.top_k, len(names))].tolist()
     sal = compute_saliency(loaded, segment, targets)
     span = f"{start / sr:.2f}-{(start + len(segment)) / sr:.2f} s"
-    out = plot_saliency(sal, loaded, args.out, title=f"{args.file.name} [{span}]", dpi=args.dpi)
+    out = plot_saliency(sal, loaded, args.out, title=f"{shown(args.file.name)} [{span}]", dpi=args.dpi)
     if args.save_arrays is not None:
         np.savez_compressed(
             args.save_arrays, spec=sal.spec, grad=sal.grad, targets=np.array(sal.targets), probs=sal.probs,
             **({"gradcam": sal.gradcam} if sal.gradcam is not None else {}),
         )  # fmt: skip
-    print(f"wrote {out}: {', '.join(names[t] for t in targets)} on {args.file} [{span}]")
+    print(f"wrote {out}: {', '.join(names[t] for t in targets)} on {shown(args.file)} [{span}]")
     return 0

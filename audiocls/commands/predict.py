@@ -22,11 +22,11 @@ import numpy as np
 import torch
 
 from audiocls.commands.parser import command_parser
-from audiocls.commands.scoring import score_wave, suspicious_input
+from audiocls.commands.scoring import score_wave, shown, suspicious_input
 from audiocls.data.io import AUDIO_EXTENSIONS, load_audio
 from audiocls.data.suspicious import WarningSummary
 from audiocls.errors import AudioLoadError, ConfigError
-from audiocls.files import atomic_write_text, check_output_file
+from audiocls.files import atomic_write_bytes, check_output_file
 from audiocls.models.multilabel import THRESHOLD
 from audiocls.training.checkpoints import LoadedModel, load_checkpoint
 
@@ -145,6 +145,10 @@ def format_results(results: list[dict], fmt: str = "table", *, per_window: bool 
 
     CSV has one row per (file, rank) with ``scope=file``, plus per-window rows (``scope=window``) when
     ``per_window``; a failed file is one row with the ``error`` column set.
+
+    A file name that is not UTF-8 is kept as the file system gives it in CSV (lone surrogates, written back as
+    the original bytes by :func:`write_output`), escaped in JSON (``\\udce9``) and shown as ``\\xe9`` in the
+    table.
     """
     if fmt == "json":
         return json.dumps(results, indent=2) + "\n"
@@ -178,7 +182,27 @@ def format_results(results: list[dict], fmt: str = "table", *, per_window: bool 
         for win in r["windows"] if per_window and n > 1 else []:
             best = ", ".join(f"{t['label']} {t['probability']:.2%}" for t in win["top"][:3])
             lines.append(f"    [{win['start_s']:8.2f} - {win['end_s']:8.2f} s]  {best}")
-    return "\n".join(lines) + "\n"
+    return "\n".join(map(shown, lines)) + "\n"
+
+
+def write_output(text: str, out: Path | None = None) -> None:
+    """Write :func:`format_results` text to ``out`` (UTF-8), or to stdout, whatever stdout's encoding. A file name
+    that is not UTF-8 (only CSV holds one unescaped) is written back as its original bytes."""
+    if out is not None:
+        atomic_write_bytes(out, text.encode("utf-8", "surrogateescape"))
+        print(f"wrote {shown(out)}", file=sys.stderr)
+        return
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a name that is not UTF-8: its bytes, beside UTF-8 text
+        buffer = getattr(sys.stdout, "buffer", None)
+        if buffer is not None:
+            sys.stdout.flush()
+            buffer.write(text.encode("utf-8", "surrogateescape"))
+            buffer.flush()
+            return
+        text = shown(text)  # a text stream with no bytes underneath
+    sys.stdout.write(text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -224,17 +248,15 @@ def main(argv: list[str]) -> int:
     )  # fmt: skip
     elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     text = format_results(results, args.format, per_window=args.per_window)
-    if out is not None:
-        atomic_write_text(out, text)
-        print(f"wrote {out}", file=sys.stderr)
-    else:
-        sys.stdout.write(text)
+    write_output(text, out)
     failed = [r["file"] for r in results if "error" in r]
     log.info(
         "scored %d files in %.2f s wall (%.2f files/s), %.2f CPU-s per file",
         len(results) - len(failed), elapsed, len(files) / elapsed, cpu / max(1, len(files)),
     )  # fmt: skip
     if failed:
-        print(f"audiocls predict: {len(failed)} of {len(files)} files failed: {', '.join(failed)}", file=sys.stderr)
+        print(
+            f"audiocls predict: {len(failed)} of {len(files)} files failed: {shown(', '.join(failed))}", file=sys.stderr
+        )
         return 1
     return 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -20,12 +21,18 @@ from audiocls.data.suspicious import audio_facts, suspicious_audio
 from audiocls.errors import ConfigError
 from audiocls.training.checkpoints import LoadedModel
 
-__all__ = ["window_starts", "score_wave", "map_windows", "suspicious_input"]
+__all__ = ["shown", "window_starts", "score_wave", "map_windows", "suspicious_input"]
 
 log = logging.getLogger(__name__)
 
 #: a recording at most this fraction longer than the clip is centre-cropped to one window, not slid over
 SLACK = 0.05
+
+
+def shown(text: str | Path) -> str:
+    """``text`` (a path, or a line naming one) for people: the bytes of a file name that is not UTF-8, which
+    Python holds as lone surrogates, shown as ``\\xe9`` escapes, so a strict UTF-8 stream prints it."""
+    return os.fsencode(str(text)).decode("utf-8", "backslashreplace")
 
 
 def suspicious_input(loaded: LoadedModel, path: Path, wave: np.ndarray, action: str) -> str | None:
