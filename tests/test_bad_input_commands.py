@@ -16,7 +16,10 @@ import pytest
 import soundfile as sf
 
 from audiocls.cli import main
-from tests.test_predict import make_checkpoint, noise
+from audiocls.errors import ConfigError
+from audiocls.models.classifier import AudioClassifier
+from audiocls.training.checkpoints import check_checkpoint
+from tests.test_predict import CLASSES, make_checkpoint, noise
 
 #: a name Linux accepts that is not UTF-8 (Latin-1 "café.wav"), as Python gives it: with a lone surrogate
 ODD = os.fsdecode(b"caf\xe9.wav")
@@ -99,3 +102,16 @@ def test_predict_on_a_strict_utf8_stdout_prints_every_result(ckpt, audio_dir, fm
         results = json.loads(out.decode("utf-8"))
         assert sorted(Path(r["file"]).name for r in results) == sorted(["a.wav", "b.wav", ODD])
         assert all("error" not in r for r in results)
+
+
+def test_checkpoint_of_the_other_task_is_named(tmp_path):
+    """A single-label checkpoint given to a multi-label run with the same classes: one line naming the tasks."""
+    ckpt = make_checkpoint(tmp_path / "single.ckpt")
+    model = AudioClassifier("test_resnet", num_classes=len(CLASSES), in_chans=3, class_names=CLASSES, task="multilabel")
+    with pytest.raises(ConfigError) as err:
+        check_checkpoint(ckpt, model)
+    message = str(err.value)
+    assert "single-label (multiclass)" in message
+    assert "multi-label (multilabel)" in message
+    assert "missing keys" not in message
+    assert "\n" not in message

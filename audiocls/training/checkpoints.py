@@ -25,6 +25,7 @@ from audiocls.audio.frontend import LogMelFrontend, build_frontend
 from audiocls.errors import ConfigError
 from audiocls.files import _atomic_write, is_local_path, load_torch_file
 from audiocls.models.classifier import AudioClassifier
+from audiocls.models.task import DEFAULT_TASK, get_task
 from audiocls.models.wave import WaveClassifier
 
 __all__ = [
@@ -214,7 +215,8 @@ def check_checkpoint(ckpt_path: str | Path, model: torch.nn.Module, datamodule: 
 
     Compares the checkpoint's model hyperparameters (:data:`MODEL_KEYS`: backbone, num_classes, in_chans,
     class_names), its datamodule hyperparameters (:data:`DATA_KEYS`: sample_rate, clip_seconds, frontend) and
-    its weights' names and shapes with the configured ``model`` and ``datamodule``.
+    its weights' names and shapes with the configured ``model`` and ``datamodule``; first its task (single- or
+    multi-label), named alone since the rest would only list metric states.
 
     Raises:
         ConfigError: the file is missing or unreadable, or differs in any of the above; the message names the
@@ -226,6 +228,7 @@ def check_checkpoint(ckpt_path: str | Path, model: torch.nn.Module, datamodule: 
         "use the config the checkpoint was trained with (its run folder holds config.yaml: --config <run>/config.yaml), "
         "or start a new run without --ckpt_path"
     )
+    _check_task(path, ckpt.get("hyper_parameters"), getattr(model, "hparams", {}))
     diffs = []
     sources = [("model", ckpt.get("hyper_parameters"), getattr(model, "hparams", {}), MODEL_KEYS)]
     if datamodule is not None:
@@ -245,6 +248,20 @@ def check_checkpoint(ckpt_path: str | Path, model: torch.nn.Module, datamodule: 
     mismatch = state_dict_mismatch(model.state_dict(), ckpt["state_dict"])
     if any(mismatch):
         raise ConfigError(f"ckpt_path={path} does not fit the configured model: {_summary(*mismatch)}; {fix}")
+
+
+def _check_task(path: Path, saved: Any, current: Any) -> None:
+    """Refuse a checkpoint of the other task (single-label weights for multi-label data, or the reverse) in one
+    line naming both, before its metrics' state names mismatch (``val_acc_best`` vs ``val_map_best``)."""
+    if not isinstance(saved, Mapping) or not isinstance(current, Mapping) or "task" not in current:
+        return
+    ckpt_task = get_task(saved.get("task", DEFAULT_TASK))  # checkpoints from before model.task were single-label
+    want = get_task(current["task"])
+    if ckpt_task.name != want.name:
+        raise ConfigError(
+            f"ckpt_path={path} is {ckpt_task.description} ({ckpt_task.name}), the data is {want.description} "
+            f"({want.name}): use a checkpoint trained on this kind of data"
+        )
 
 
 @dataclass
