@@ -115,3 +115,21 @@ def test_checkpoint_of_the_other_task_is_named(tmp_path):
     assert "multi-label (multilabel)" in message
     assert "missing keys" not in message
     assert "\n" not in message
+
+
+def test_a_long_predict_run_reports_progress_on_stderr(ckpt, tmp_path, capsys, monkeypatch):
+    """Progress lines on stderr, per file and within a long file; stdout holds the JSON alone."""
+    from audiocls.commands import predict
+
+    monkeypatch.setattr(
+        predict, "PROGRESS_SECONDS", 0.0, raising=False
+    )  # a line at every step, as each minute of a long run
+    sf.write(tmp_path / "long.wav", noise(4.0, 8000), 8000)
+    sf.write(tmp_path / "short.wav", noise(0.5, 8000), 8000)
+    code = main(["predict", f"--ckpt_path={ckpt}", "--files", str(tmp_path), "--format=json", "--batch_size=2"])
+    assert code == 0
+    captured = capsys.readouterr()
+    assert len(json.loads(captured.out)) == 2
+    lines = [line for line in captured.err.splitlines() if line.startswith("predict: ")]
+    assert any("long.wav" in line and "windows" in line for line in lines)  # 7 windows of the 4 s file, 2 a batch
+    assert any(line.startswith("predict: 2 of 2 files") for line in lines)

@@ -30,11 +30,44 @@ from audiocls.files import atomic_write_bytes, check_output_file
 from audiocls.models.multilabel import THRESHOLD
 from audiocls.training.checkpoints import LoadedModel, load_checkpoint
 
-__all__ = ["expand_files", "predict_files", "format_results", "main"]
+__all__ = ["expand_files", "predict_files", "format_results", "write_output", "Progress", "main"]
 
 log = logging.getLogger(__name__)
 
 FORMATS = ("table", "json", "csv")
+#: seconds between progress lines on stderr (files done, and windows done within a long file)
+PROGRESS_SECONDS = 60.0
+#: files between progress lines, however fast they go
+PROGRESS_FILES = 100
+
+
+class Progress:
+    """Progress lines on stderr for a long run (stdout stays the results alone): after every
+    :data:`PROGRESS_FILES` files, and once :data:`PROGRESS_SECONDS` have passed since the last line, within a
+    long file too."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.done, self.name = total, 0, ""
+        self.t0 = self.last = time.monotonic()
+
+    def _due(self) -> bool:
+        return time.monotonic() - self.last >= PROGRESS_SECONDS
+
+    def _say(self, text: str) -> None:
+        self.last = time.monotonic()
+        print(f"predict: {text}, {self.last - self.t0:.0f} s elapsed", file=sys.stderr, flush=True)
+
+    def start(self, path: Path) -> None:
+        self.name = shown(path)
+
+    def windows(self, done: int, total: int) -> None:
+        if done < total and self._due():
+            self._say(f"file {self.done + 1} of {self.total} ({self.name}): {done} of {total} windows")
+
+    def file_done(self) -> None:
+        self.done += 1
+        if self._due() or self.done % PROGRESS_FILES == 0:
+            self._say(f"{self.done} of {self.total} files")
 
 
 def expand_files(paths: list[str | Path]) -> list[Path]:
@@ -75,11 +108,13 @@ def predict_files(
     hop_seconds: float | None = None,
     batch_size: int = 16,
     threshold: float | np.ndarray | None = None,
+    progress: Progress | None = None,
 ) -> list[dict]:
     """Score every file; a file that fails gives ``{"file", "error"}`` instead of stopping the batch.
 
     A suspicious file (truncated, silent, far shorter than the model's clip) is scored all the same, with a
-    warning logged (the first few in full, then a count) and kept in its result as ``warning``.
+    warning logged (the first few in full, then a count) and kept in its result as ``warning``. A ``progress``
+    hears of each file and of each batch of windows.
 
     Returns:
         One dict per file: ``file``, ``duration_s``, ``top`` (the ``top_k`` classes of the averaged
@@ -92,15 +127,22 @@ def predict_files(
     names, sr = loaded.class_names, loaded.sample_rate
     summary = WarningSummary(log.warning)
     for f in files:
+        if progress is not None:
+            progress.start(f)
         try:
             wave = load_audio(f, sr)
         except AudioLoadError as err:
             log.warning("%s", err)
             results.append({"file": str(f), "error": str(err)})
+            if progress is not None:
+                progress.file_done()
             continue
         warning = suspicious_input(loaded, f, wave, "scored anyway")
         summary.add(warning)
-        probs, window_probs, starts = score_wave(loaded, wave, hop_seconds=hop_seconds, batch_size=batch_size)
+        probs, window_probs, starts = score_wave(
+            loaded, wave, hop_seconds=hop_seconds, batch_size=batch_size,
+            progress=progress.windows if progress is not None else None,
+        )  # fmt: skip
         windows = [
             {
                 "start_s": round(s / sr, 4),
@@ -118,6 +160,8 @@ def predict_files(
             }
             | ({"warning": warning} if warning else {})
         )
+        if progress is not None:
+            progress.file_done()
     summary.close()
     return results
 
@@ -244,7 +288,7 @@ def main(argv: list[str]) -> int:
     t0, cpu0 = time.perf_counter(), time.process_time()
     results = predict_files(
         loaded, files, top_k=min(args.top_k, len(loaded.class_names)), hop_seconds=args.hop_seconds,
-        batch_size=args.batch_size, threshold=threshold,
+        batch_size=args.batch_size, threshold=threshold, progress=Progress(len(files)),
     )  # fmt: skip
     elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     text = format_results(results, args.format, per_window=args.per_window)

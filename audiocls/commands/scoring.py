@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -67,7 +68,12 @@ def window_starts(num_samples: int, clip_samples: int, hop_samples: int) -> list
 
 @torch.no_grad()
 def score_wave(
-    loaded: LoadedModel, wave: np.ndarray, *, hop_seconds: float | None = None, batch_size: int = 16
+    loaded: LoadedModel,
+    wave: np.ndarray,
+    *,
+    hop_seconds: float | None = None,
+    batch_size: int = 16,
+    progress: Callable[[int, int], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Class probabilities of a recording of any length.
 
@@ -77,6 +83,7 @@ def score_wave(
         hop_seconds: step between windows; ``None`` is half the clip length. A recording up to :data:`SLACK`
             longer than the clip is centre-cropped to one window.
         batch_size: windows per forward pass.
+        progress: called as ``progress(windows done, windows)`` after each batch.
 
     Returns:
         ``probs (num_classes,)`` the mean of the window probabilities, ``window_probs (W, num_classes)`` and
@@ -86,7 +93,7 @@ def score_wave(
     def probabilities(spec: torch.Tensor) -> torch.Tensor:
         return loaded.model.probabilities(loaded.model(spec).float())  # the task's activation
 
-    return map_windows(loaded, wave, probabilities, hop_seconds=hop_seconds, batch_size=batch_size)
+    return map_windows(loaded, wave, probabilities, hop_seconds=hop_seconds, batch_size=batch_size, progress=progress)
 
 
 @torch.no_grad()
@@ -97,6 +104,7 @@ def map_windows(
     *,
     hop_seconds: float | None = None,
     batch_size: int = 16,
+    progress: Callable[[int, int], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``fn`` over the sliding windows of a recording, averaged: the windowing of :func:`score_wave`.
 
@@ -106,6 +114,7 @@ def map_windows(
         fn: ``spec (b, C, n_mels, frames) -> (b, D)`` on the model's device (class probabilities, embeddings).
         hop_seconds: as for :func:`score_wave`.
         batch_size: windows per forward pass.
+        progress: called as ``progress(windows done, windows)`` after each batch.
 
     Returns:
         ``mean (D,)`` over the windows, ``per_window (W, D)`` and ``starts (W,)`` the window start in samples.
@@ -123,5 +132,7 @@ def map_windows(
         batch = np.stack([pad_or_crop(wave[s : s + clip], clip) for s in starts[i : i + batch_size]])
         spec = loaded.frontend(torch.from_numpy(batch).to(device))  # (b, C, n_mels, frames)
         chunks.append(fn(spec).float().cpu())
+        if progress is not None:
+            progress(min(i + batch_size, len(starts)), len(starts))
     per_window = torch.cat(chunks).numpy()  # (W, D)
     return per_window.mean(0), per_window, np.asarray(starts)
