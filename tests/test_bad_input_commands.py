@@ -133,3 +133,14 @@ def test_a_long_predict_run_reports_progress_on_stderr(ckpt, tmp_path, capsys, m
     lines = [line for line in captured.err.splitlines() if line.startswith("predict: ")]
     assert any("long.wav" in line and "windows" in line for line in lines)  # 7 windows of the 4 s file, 2 a batch
     assert any(line.startswith("predict: 2 of 2 files") for line in lines)
+
+
+def test_an_undecodable_file_whose_name_is_not_utf8_is_named_escaped(ckpt, tmp_path, caplog, capsys):
+    (tmp_path / "x.wav").write_bytes(b"not audio")
+    (tmp_path / "x.wav").rename(tmp_path / os.fsdecode(b"bad\xff.wav"))
+    sf.write(tmp_path / "ok.wav", noise(0.5, 8000), 8000)
+    assert main(["predict", f"--ckpt_path={ckpt}", "--files", str(tmp_path)]) == 1
+    assert "bad\\xff.wav: FAILED" in capsys.readouterr().out
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("audio file" in m and "bad\\xff.wav" in m for m in warnings)
+    assert not any("\udcff" in m for m in warnings)  # shown as people read it, as in the table

@@ -58,7 +58,7 @@ def embed_files(
         try:
             wave = load_audio(f, loaded.sample_rate)
         except AudioLoadError as err:
-            log.warning("%s", err)
+            log.warning("%s", shown(err))
             errors.append(str(err))
             continue
         mean, _, _ = map_windows(

@@ -132,7 +132,7 @@ def predict_files(
         try:
             wave = load_audio(f, sr)
         except AudioLoadError as err:
-            log.warning("%s", err)
+            log.warning("%s", shown(err))
             results.append({"file": str(f), "error": str(err)})
             if progress is not None:
                 progress.file_done()
