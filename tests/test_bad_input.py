@@ -1,7 +1,9 @@
-"""Input that used to break (issue 28)."""
+"""Input that used to break (issue 28): manifest headers, a class with no training clip."""
 
 from __future__ import annotations
 
+import csv
+import logging
 from pathlib import Path
 
 import pytest
@@ -30,3 +32,28 @@ def test_csv_header_with_bom_or_spaces_is_accepted(tmp_path, header, sep, encodi
     assert dm.class_names == ["cat", "owl"] and dm.num_folds == 2
     dm.setup("fit")
     assert len(dm.splits["test"]) == 6
+
+
+def test_class_without_training_clip_is_named(tmp_path, caplog):
+    rows = [*((p, c, f) for p, c, f in ROWS if c == "cat"), *((p, c, 2) for p, c, _ in ROWS if c == "owl")]
+    man = tmp_path / "clips.csv"
+    make_folder(tmp_path / "audio")
+    with man.open("w", newline="") as fh:
+        csv.writer(fh).writerows([("path", "label", "fold"), *rows])
+    dm = CSVDataModule(man, fold=2, sample_rate=8000, clip_seconds=0.25, **SMALL)
+    with caplog.at_level(logging.WARNING, logger="audiocls"):
+        dm.setup("fit")
+    lines = [r.getMessage() for r in caplog.records if "no training clip" in r.getMessage()]
+    assert len(lines) == 1, lines
+    assert "owl" in lines[0] and "cat" not in lines[0] and "data.fold=2" in lines[0]
+    assert dm.train_class_counts()[dm.class_names.index("owl")] == 0
+
+
+def test_every_class_in_training_gives_no_such_warning(tmp_path, caplog):
+    man = tmp_path / "clips.csv"
+    make_folder(tmp_path / "audio")
+    with man.open("w", newline="") as fh:
+        csv.writer(fh).writerows([("path", "label", "fold"), *ROWS])
+    with caplog.at_level(logging.WARNING, logger="audiocls"):
+        CSVDataModule(man, fold=2, sample_rate=8000, clip_seconds=0.25, **SMALL).setup("fit")
+    assert not [r for r in caplog.records if "no training clip" in r.getMessage()]

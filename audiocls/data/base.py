@@ -30,7 +30,14 @@ from audiocls.data.clips import Clip, ClipDataset
 from audiocls.data.loaders import balanced_sampler, make_loader
 from audiocls.data.on_device import to_spectrograms
 from audiocls.data.precompute import SpecDataset, check_speed_settings, precompute_hint, store_spectrograms
-from audiocls.data.split import check_clips, check_fold, check_split_sizes, no_validation_cause, split_clips
+from audiocls.data.split import (
+    check_clips,
+    check_fold,
+    check_split_sizes,
+    no_validation_cause,
+    split_clips,
+    warn_untrained_classes,
+)
 from audiocls.data.statistics import training_stats
 from audiocls.errors import ConfigError
 
@@ -247,8 +254,10 @@ class AudioDataModule(L.LightningDataModule):
         skip = apply_bad_file_policy(clips, cache, self.skip_bad_files)
         if self._is_rank_zero():
             warn_suspicious(clips, cache, skip, type(self).__name__)
-        for name, idx in self.split(clips).items():
-            idx = [i for i in idx if i not in skip]
+        kept = {name: [i for i in idx if i not in skip] for name, idx in self.split(clips).items()}
+        if self._is_rank_zero():
+            warn_untrained_classes(clips, kept, self.class_names, fold=self.fold)
+        for name, idx in kept.items():
             self.splits[name] = ClipDataset(
                 cache,
                 idx,
