@@ -1,4 +1,5 @@
-"""Input that used to break (issue 28): manifest headers, a class with no training clip."""
+"""Input that used to break (issue 28): manifest headers, a class with no training clip, a sample rate too low
+for the mel bands."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from audiocls.data import CSVDataModule
+from audiocls.audio.frontend import FrontendConfig
+from audiocls.data import CSVDataModule, FolderDataModule
+from audiocls.errors import ConfigError
 from tests.test_datasets import SMALL, make_folder
 
 ROWS = [(f"audio/{c}/{i}.{('wav', 'flac', 'ogg')[i % 3]}", c, 1 + i % 2) for c in ("owl", "cat") for i in range(6)]
@@ -57,3 +60,20 @@ def test_every_class_in_training_gives_no_such_warning(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="audiocls"):
         CSVDataModule(man, fold=2, sample_rate=8000, clip_seconds=0.25, **SMALL).setup("fit")
     assert not [r for r in caplog.records if "no training clip" in r.getMessage()]
+
+
+def test_sample_rate_too_low_for_n_mels_is_one_config_error(tmp_path, recwarn):
+    root = make_folder(tmp_path / "mine")
+    frontend = FrontendConfig.logmel(window_ms=25, hop_ms=10, n_mels=128)
+    with pytest.raises(ConfigError) as err:
+        FolderDataModule(root, sample_rate=8000, clip_seconds=0.25, frontend=frontend, num_workers=0, batch_size=2)
+    text = str(err.value)
+    assert "data.sample_rate=8000" in text and "data.frontend.n_mels=128" in text
+    assert "at most" in text  # the largest n_mels that works is named
+    assert not [w for w in recwarn if "all zero values" in str(w.message)]
+
+
+def test_n_mels_that_fits_is_accepted(tmp_path):
+    root = make_folder(tmp_path / "mine")
+    frontend = FrontendConfig.logmel(window_ms=25, hop_ms=10, n_mels=64)
+    FolderDataModule(root, sample_rate=8000, clip_seconds=0.25, frontend=frontend, num_workers=0, batch_size=2)

@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, WeightedRandomSampler
 
 from audiocls.audio.augment import AugmentConfig, SpecAugment, WaveAugment
 from audiocls.audio.frontend import FrontendConfig, build_frontend, check_frontend
+from audiocls.audio.frontend_config import check_mel_bands
 from audiocls.data.bad_files import apply_bad_file_policy, warn_suspicious
 from audiocls.data.cache import DecodedCache
 from audiocls.data.clips import Clip, ClipDataset
@@ -157,6 +158,7 @@ class AudioDataModule(L.LightningDataModule):
                 "set it to null or at least clip_seconds"
             )
         check_frontend(frontend, self.sample_rate, self.clip_samples)
+        check_mel_bands(frontend, self.sample_rate)
         check_speed_settings(frontend, augment, normalize, precompute_frontend)
         self.normalize, self.precompute_frontend = normalize, precompute_frontend
         self.frontend = build_frontend(frontend, self.sample_rate)
