@@ -1,18 +1,20 @@
 """Input that used to break (issue 28): manifest headers, a class with no training clip, a sample rate too low
-for the mel bands."""
+for the mel bands, file names that are not valid UTF-8."""
 
 from __future__ import annotations
 
 import csv
 import logging
+import os
 from pathlib import Path
 
 import pytest
+import soundfile as sf
 
 from audiocls.audio.frontend import FrontendConfig
 from audiocls.data import CSVDataModule, FolderDataModule
 from audiocls.errors import ConfigError
-from tests.test_datasets import SMALL, make_folder
+from tests.test_datasets import SMALL, _tone, make_folder
 
 ROWS = [(f"audio/{c}/{i}.{('wav', 'flac', 'ogg')[i % 3]}", c, 1 + i % 2) for c in ("owl", "cat") for i in range(6)]
 
@@ -77,3 +79,16 @@ def test_n_mels_that_fits_is_accepted(tmp_path):
     root = make_folder(tmp_path / "mine")
     frontend = FrontendConfig.logmel(window_ms=25, hop_ms=10, n_mels=64)
     FolderDataModule(root, sample_rate=8000, clip_seconds=0.25, frontend=frontend, num_workers=0, batch_size=2)
+
+
+def test_file_name_not_utf8_trains(tmp_path):
+    root = make_folder(tmp_path / "mine", n=10)
+    odd = os.fsdecode(os.path.join(os.fsencode(root / "cat"), b"caf\xe9.wav"))  # surrogate-escaped, as listed
+    sf.write(root / "cat" / "0.wav", _tone(0.25, 8000, 300), 8000)
+    os.rename(root / "cat" / "0.wav", odd)
+    dm = FolderDataModule(root, fold=5, sample_rate=8000, clip_seconds=0.25, **SMALL)
+    assert any(c.path == Path(odd) for c in dm.list_clips())
+    dm.setup("fit")
+    cache = dm.splits["train"].cache
+    assert cache.bad == {}
+    assert Path(odd) in cache.files

@@ -8,6 +8,7 @@ the dataset over that cache are in :mod:`audiocls.data.clips`.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -59,7 +60,9 @@ def load_audio(path: str | Path, sample_rate: int) -> np.ndarray:
     if not path.is_file():
         raise AudioLoadError(f"audio file {path} does not exist")
     try:
-        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+        # os.fsencode: the bytes the file system gave (soundfile would encode a str strictly, failing on a name
+        # that is not valid UTF-8)
+        data, sr = sf.read(os.fsencode(path), dtype="float32", always_2d=True)
     except Exception as err:  # soundfile raises LibsndfileError, RuntimeError, TypeError, ... on bad input
         raise AudioLoadError(f"cannot decode audio file {path}: {err}") from err
     if data.size == 0:
