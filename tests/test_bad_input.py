@@ -4,15 +4,18 @@ for the mel bands, file names that are not valid UTF-8."""
 from __future__ import annotations
 
 import csv
+import errno
 import logging
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile as sf
 
 from audiocls.audio.frontend import FrontendConfig
 from audiocls.data import CSVDataModule, FolderDataModule
+from audiocls.data.cache import DecodedCache
 from audiocls.errors import ConfigError
 from tests.test_datasets import SMALL, _tone, make_folder
 
@@ -92,3 +95,38 @@ def test_file_name_not_utf8_trains(tmp_path):
     cache = dm.splits["train"].cache
     assert cache.bad == {}
     assert Path(odd) in cache.files
+
+
+def _one_file(tmp_path: Path) -> list[Path]:
+    path = tmp_path / "a.wav"
+    sf.write(path, _tone(0.25, 8000, 300), 8000)
+    return [path]
+
+
+def test_cache_folder_that_cannot_be_created_is_named(tmp_path, monkeypatch):
+    (tmp_path / "file").write_text("not a folder")
+    monkeypatch.setenv("AUDIOCLS_CACHE", str(tmp_path / "file" / "cache"))
+    with pytest.raises(ConfigError, match=r"cache folder .*file/cache.* not writable.*AUDIOCLS_CACHE"):
+        DecodedCache(_one_file(tmp_path), 8000).build()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into a read-only folder")
+def test_read_only_cache_folder_is_named(tmp_path, monkeypatch):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o500)
+    monkeypatch.setenv("AUDIOCLS_CACHE", str(folder))
+    with pytest.raises(ConfigError, match=r"cache folder .*ro.* not writable.*AUDIOCLS_CACHE"):
+        DecodedCache(_one_file(tmp_path), 8000).build()
+
+
+def test_cache_disk_full_is_named_and_leaves_nothing(tmp_path, monkeypatch):
+    cache_dir = tmp_path / "cache"
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(np, "save", full)
+    with pytest.raises(ConfigError, match=r"cache folder .*cache.* has no space left.*AUDIOCLS_CACHE"):
+        DecodedCache(_one_file(tmp_path), 8000, cache_dir).build()
+    assert list(cache_dir.iterdir()) == []
