@@ -147,10 +147,11 @@ def hash_files(h, paths: Sequence[str | Path], extras: Sequence[str] | None = No
         try:
             st = path.stat()
         except OSError:
-            h.update(f"{path}:missing\n".encode())
+            h.update(os.fsencode(path) + b":missing\n")
             continue
         tail = f":{extras[i]}" if extras is not None else ""
-        h.update(f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}{tail}\n".encode())
+        # os.fsencode: the path's bytes as the file system gives them (a name that is not valid UTF-8 included)
+        h.update(os.fsencode(path.resolve()) + f":{st.st_size}:{st.st_mtime_ns}{tail}\n".encode())
 
 
 def _why_unreadable(err: Exception) -> str:

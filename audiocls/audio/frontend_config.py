@@ -7,6 +7,7 @@ The frontend itself is :class:`audiocls.audio.frontend.LogMelFrontend`; both nam
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -14,7 +15,7 @@ import torch
 
 from audiocls.errors import ConfigError
 
-__all__ = ["FrontendConfig", "check_frontend", "per_channel"]
+__all__ = ["FrontendConfig", "check_frontend", "check_mel_bands", "empty_mel_bands", "per_channel"]
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,50 @@ def check_frontend(config: FrontendConfig, sample_rate: int, clip_samples: int |
             f"clip of {clip_samples} samples is shorter than the longest window "
             f"({max(config.windows_ms)} ms = {longest} samples); raise clip_seconds"
         )
+
+
+def empty_mel_bands(config: FrontendConfig, sample_rate: int, n_mels: int | None = None) -> int:
+    """How many of the ``n_mels`` (default ``config.n_mels``) mel bands contain no FFT bin, so their row of the
+    filterbank is all zero (torchaudio's "At least one mel filterbank has all zero values"): their output is
+    ``log(eps)`` whatever the audio."""
+    import torchaudio.functional as AF
+
+    n_fft = config.n_fft or max(round(w * sample_rate / 1000) for w in config.windows_ms)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the condition is computed here, not read from the warning
+        fb = AF.melscale_fbanks(
+            n_fft // 2 + 1,
+            config.f_min,
+            config.f_max if config.f_max is not None else sample_rate / 2,
+            n_mels or config.n_mels,
+            sample_rate,
+            config.mel_norm,
+            config.mel_scale,
+        )
+    return int((fb.max(dim=0).values == 0).sum())
+
+
+def check_mel_bands(config: FrontendConfig, sample_rate: int) -> None:
+    """:class:`ConfigError` when a mel band holds no FFT bin (see :func:`empty_mel_bands`), naming the largest
+    ``n_mels`` that works at this sample rate and FFT size.
+
+    Checked where a dataset is configured (training), not when a frontend is rebuilt from a checkpoint, so a
+    model trained before this check still loads."""
+    empty = empty_mel_bands(config, sample_rate)
+    if not empty:
+        return
+    fits = next((n for n in range(config.n_mels - 1, 0, -1) if not empty_mel_bands(config, sample_rate, n)), 0)
+    n_fft = config.n_fft or max(round(w * sample_rate / 1000) for w in config.windows_ms)
+    higher = next(
+        (r for r in (16000, 22050, 32000, 44100, 48000) if r > sample_rate and not empty_mel_bands(config, r)), None
+    )
+    rate = f", raise data.sample_rate to {higher}" if higher and config.n_fft is None else ""
+    raise ConfigError(
+        f"data.sample_rate={sample_rate} is too low for data.frontend.n_mels={config.n_mels}: {empty} mel bands "
+        f"fall between two FFT bins ({sample_rate / n_fft:g} Hz apart, n_fft={n_fft}) and would stay empty; "
+        f"lower data.frontend.n_mels to at most {fits}{rate}, or use a longer window "
+        "(data.frontend.windows_ms, data.frontend.n_fft)"
+    )
 
 
 def per_channel(value: float | tuple[float, ...] | None, channels: int, default: float) -> torch.Tensor:

@@ -24,13 +24,21 @@ from torch.utils.data import DataLoader, WeightedRandomSampler
 
 from audiocls.audio.augment import AugmentConfig, SpecAugment, WaveAugment
 from audiocls.audio.frontend import FrontendConfig, build_frontend, check_frontend
+from audiocls.audio.frontend_config import check_mel_bands
 from audiocls.data.bad_files import apply_bad_file_policy, warn_suspicious
 from audiocls.data.cache import DecodedCache
 from audiocls.data.clips import Clip, ClipDataset
 from audiocls.data.loaders import balanced_sampler, make_loader
 from audiocls.data.on_device import to_spectrograms
 from audiocls.data.precompute import SpecDataset, check_speed_settings, precompute_hint, store_spectrograms
-from audiocls.data.split import check_clips, check_fold, check_split_sizes, no_validation_cause, split_clips
+from audiocls.data.split import (
+    check_clips,
+    check_fold,
+    check_split_sizes,
+    no_validation_cause,
+    split_clips,
+    warn_untrained_classes,
+)
 from audiocls.data.statistics import training_stats
 from audiocls.errors import ConfigError
 
@@ -150,6 +158,7 @@ class AudioDataModule(L.LightningDataModule):
                 "set it to null or at least clip_seconds"
             )
         check_frontend(frontend, self.sample_rate, self.clip_samples)
+        check_mel_bands(frontend, self.sample_rate)
         check_speed_settings(frontend, augment, normalize, precompute_frontend)
         self.normalize, self.precompute_frontend = normalize, precompute_frontend
         self.frontend = build_frontend(frontend, self.sample_rate)
@@ -247,8 +256,10 @@ class AudioDataModule(L.LightningDataModule):
         skip = apply_bad_file_policy(clips, cache, self.skip_bad_files)
         if self._is_rank_zero():
             warn_suspicious(clips, cache, skip, type(self).__name__)
-        for name, idx in self.split(clips).items():
-            idx = [i for i in idx if i not in skip]
+        kept = {name: [i for i in idx if i not in skip] for name, idx in self.split(clips).items()}
+        if self._is_rank_zero():
+            warn_untrained_classes(clips, kept, self.class_names, fold=self.fold)
+        for name, idx in kept.items():
             self.splits[name] = ClipDataset(
                 cache,
                 idx,

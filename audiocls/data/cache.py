@@ -10,10 +10,12 @@ that policy never re-decodes.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
 import os
+import tempfile
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -22,12 +24,12 @@ import numpy as np
 
 from audiocls.data.io import load_audio
 from audiocls.data.suspicious import AudioFacts, truncation
-from audiocls.errors import AudioLoadError
+from audiocls.errors import AudioLoadError, ConfigError
 from audiocls.files import atomic_folder, hash_files
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DecodedCache", "default_cache_dir", "CACHE_VERSION"]
+__all__ = ["DecodedCache", "default_cache_dir", "check_cache_dir", "CACHE_VERSION"]
 
 
 CACHE_VERSION = "v2"
@@ -36,6 +38,28 @@ CACHE_VERSION = "v2"
 def default_cache_dir() -> Path:
     """``$AUDIOCLS_CACHE`` or ``~/.cache/audiocls``."""
     return Path(os.environ.get("AUDIOCLS_CACHE", Path.home() / ".cache" / "audiocls"))
+
+
+#: what the errors about the cache folder advise
+_FIX = "set AUDIOCLS_CACHE (or data.cache_dir) to a writable folder with free space"
+#: write errors that the cache folder's place causes (full, over quota, read-only, no permission)
+_DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+def check_cache_dir(folder: Path) -> None:
+    """Create ``folder`` if needed and prove it writable, before a cache is written there.
+
+    Raises:
+        ConfigError: naming the folder and ``AUDIOCLS_CACHE`` (a read-only ``$HOME``, a path through a file, ...).
+    """
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".audiocls-write-test-"):
+            pass
+    except OSError as err:
+        raise ConfigError(
+            f"the decoded-audio cache folder {folder} is not writable ({err.strerror or err}); {_FIX}"
+        ) from err
 
 
 def _decode(args: tuple[Path, int]) -> tuple[np.ndarray, str | None] | str:
@@ -93,7 +117,23 @@ class DecodedCache:
         """
         if self.complete:
             return
+        check_cache_dir(self.dir.parent)
         log.info("decoding %d files at %d Hz into %s", len(self.files), self.sample_rate, self.dir)
+        try:
+            bad = self._write()
+        except OSError as err:
+            if err.errno not in _DISK_ERRNOS:
+                raise
+            why = "has no space left" if err.errno in (errno.ENOSPC, errno.EDQUOT) else "refused a write"
+            raise ConfigError(
+                f"the decoded-audio cache folder {self.dir.parent} {why} while decoding {len(self.files)} files "
+                f"({err.strerror or err}; the partial cache was removed); {_FIX}"
+            ) from err
+        if bad:
+            log.warning("%d of %d files could not be decoded (recorded in %s)", len(bad), len(self.files), self.dir)
+
+    def _write(self) -> dict[int, str]:
+        """Decode into a temporary folder renamed to :attr:`dir`; returns the files that failed to decode."""
         # another process may finish first: then theirs is kept
         with atomic_folder(self.dir, lambda: self.complete) as tmp:
             lengths, bad = np.zeros(len(self.files), dtype=np.int64), {}
@@ -113,8 +153,7 @@ class DecodedCache:
             index = {"sample_rate": self.sample_rate, "files": [str(f) for f in self.files], "bad": bad}
             index |= {"peaks": peaks, "truncated": truncated}
             (tmp / "index.json").write_text(json.dumps(index))
-        if bad:
-            log.warning("%d of %d files could not be decoded (recorded in %s)", len(bad), len(self.files), self.dir)
+        return bad
 
     def _read_index(self) -> dict:
         if self._index is None:

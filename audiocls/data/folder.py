@@ -103,8 +103,12 @@ class CSVDataModule(AudioDataModule):
             raise DataError(
                 f"data.manifest={manifest} does not exist; expected a CSV with the header path,label[,fold]"
             )
-        with manifest.open(newline="") as fh:
-            rows = list(csv.DictReader(fh))
+        # utf-8-sig: a byte-order mark (as spreadsheet programs write) is not part of the first column's name
+        with manifest.open(newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh, skipinitialspace=True)
+            if reader.fieldnames:  # "path, label" and "path ,label" name the same columns
+                reader.fieldnames = [name.strip() for name in reader.fieldnames]
+            rows = list(reader)
         if not rows or not {"path", "label"} <= set(rows[0]):
             raise DataError(f"{manifest} needs the header path,label[,fold] and at least one row")
         cells = [[v.strip() for v in (r["label"] or "").split(";") if v.strip()] for r in rows]

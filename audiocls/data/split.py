@@ -14,7 +14,14 @@ from pathlib import Path
 from audiocls.data.clips import Clip, grouped_val_split
 from audiocls.errors import ConfigError, DataError
 
-__all__ = ["check_clips", "check_fold", "check_split_sizes", "no_validation_cause", "split_clips"]
+__all__ = [
+    "check_clips",
+    "check_fold",
+    "check_split_sizes",
+    "no_validation_cause",
+    "split_clips",
+    "warn_untrained_classes",
+]
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +90,31 @@ def split_clips(
             )  # fmt: skip
     in_val = set(val)
     return {"train": [i for i in rest if i not in in_val], "val": sorted(val), "test": test}
+
+
+def warn_untrained_classes(
+    clips: Sequence[Clip], splits: dict[str, list[int]], class_names: Sequence[str], *, fold: int
+) -> list[int]:
+    """Log one warning naming the classes that have clips but none in the training split (e.g. every clip of a
+    rare class in the test fold, or left out as bad files): the model cannot learn them, their class weight is 0
+    and their F1 is 0. Returns their indices."""
+
+    def labels(idx: list[int]) -> set[int]:
+        return {y for i in idx for y in (clips[i].labels if clips[i].labels is not None else (clips[i].label,))}
+
+    trained = labels(splits.get("train", []))
+    where = {name: labels(idx) for name, idx in splits.items() if name != "train"}
+    missing = sorted(set().union(*where.values()) - trained)
+    if missing:
+        names = ", ".join(
+            f"{class_names[y]} ({'/'.join(n for n, ys in where.items() if y in ys)})" for y in missing[:10]
+        ) + (" ..." if len(missing) > 10 else "")
+        log.warning(
+            "data.fold=%s: %d class(es) have no training clip, only clips in validation/test, so the model cannot "
+            "learn them (class weight 0, F1 0): %s; move some of their clips to another fold, or drop the class",
+            fold, len(missing), names,
+        )  # fmt: skip
+    return missing
 
 
 def check_split_sizes(

@@ -8,6 +8,7 @@ past :data:`SHOWN` files the rest are only counted (:class:`WarningSummary`).
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -56,7 +57,7 @@ def truncation(path: str | Path) -> str | None:
     OGG files cut short fail to decode instead, which :func:`~audiocls.data.io.load_audio` reports.
     """
     try:
-        text = sf.info(str(path)).extra_info
+        text = sf.info(os.fsencode(path)).extra_info  # bytes: any name the file system allows
     except Exception:  # unreadable: load_audio has said so already
         return None
     m = _SHORT_CHUNK.search(text)
