@@ -22,7 +22,30 @@ from audiocls.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
+
+def writable_dir(path: str | Path, what: str, fix: str) -> Path:
+    """Create the folder ``path`` if needed and prove it writable (a temporary file), before any work for it.
+
+    Args:
+        path: the folder.
+        what: what it holds, for the message (``output folder``, ``the weights folder``).
+        fix: the way out, for the message (the setting or environment variable that chose it).
+
+    Raises:
+        ConfigError: one line naming the folder, why (a read-only disk, a path through a file, ...) and ``fix``.
+    """
+    path = Path(path).expanduser()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".audiocls-write-test-"):
+            pass
+    except OSError as err:
+        raise ConfigError(f"{what} {path} is not writable ({err.strerror or err}); {fix}") from err
+    return path
+
+
 __all__ = [
+    "writable_dir",
     "atomic_folder",
     "atomic_write_bytes",
     "atomic_write_text",

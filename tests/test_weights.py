@@ -294,3 +294,15 @@ def test_real_weights_folder_loads_strictly_with_pretrained(name, kwargs, shared
     assert file is not None and file.parent == shared_weights
     model = build_backbone(name, num_classes=1000, pretrained=True, **kwargs)
     _assert_same(model.state_dict(), read_state_dict(file))
+
+
+def test_add_to_a_folder_that_cannot_be_written_is_one_line(tmp_path, monkeypatch, capsys):
+    """A weights folder under a file (or on a read-only disk) was a NotADirectoryError traceback from mkdir."""
+    from audiocls.cli import main
+
+    (tmp_path / "afile").write_text("")
+    monkeypatch.setenv("AUDIOCLS_WEIGHTS", str(tmp_path / "afile" / "weights"))
+    assert main(["weights", "add", str(tmp_path / "missing.safetensors"), "--model", "test_resnet"]) == 2
+    err = capsys.readouterr().err
+    assert f"the weights folder {tmp_path / 'afile' / 'weights'} is not writable" in err
+    assert "set $AUDIOCLS_WEIGHTS to a writable folder" in err and "Traceback" not in err

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from audiocls.commands.parser import command_parser
 from audiocls.errors import ConfigError
-from audiocls.files import atomic_write_bytes
+from audiocls.files import atomic_write_bytes, writable_dir
 from audiocls.models.weights import WEIGHTS_ENV, split_name, weights_dir
 
 log = logging.getLogger(__name__)
@@ -79,6 +79,7 @@ def add_weights(file: str | Path, name: str, *, force: bool = False, folder: Pat
     from audiocls.models.weights import load_weights, read_state_dict
 
     folder = weights_dir() if folder is None else folder
+    writable_dir(folder, "the weights folder", f"set ${WEIGHTS_ENV} to a writable folder")  # before any reading
     check_backbone_name(name, setting="--model")
     arch = name.split(".")[0]
     state = read_state_dict(file, setting="FILE")

@@ -15,7 +15,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -25,7 +24,7 @@ import numpy as np
 from audiocls.data.io import load_audio
 from audiocls.data.suspicious import AudioFacts, truncation
 from audiocls.errors import AudioLoadError, ConfigError
-from audiocls.files import atomic_folder, hash_files
+from audiocls.files import atomic_folder, hash_files, writable_dir
 
 log = logging.getLogger(__name__)
 
@@ -52,14 +51,7 @@ def check_cache_dir(folder: Path) -> None:
     Raises:
         ConfigError: naming the folder and ``AUDIOCLS_CACHE`` (a read-only ``$HOME``, a path through a file, ...).
     """
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".audiocls-write-test-"):
-            pass
-    except OSError as err:
-        raise ConfigError(
-            f"the decoded-audio cache folder {folder} is not writable ({err.strerror or err}); {_FIX}"
-        ) from err
+    writable_dir(folder, "the decoded-audio cache folder", _FIX)
 
 
 def _decode(args: tuple[Path, int]) -> tuple[np.ndarray, str | None] | str:

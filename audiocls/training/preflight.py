@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import logging
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from audiocls.errors import ConfigError, DataError
+from audiocls.files import writable_dir
 
 __all__ = ["check_output_dir", "estimate_checkpoint_bytes", "check_data_root"]
 
@@ -44,14 +44,8 @@ def check_output_dir(path: str | Path, *, need_bytes: int = 0, setting: str = "t
     Raises:
         ConfigError: the folder cannot be created, is not writable, or its disk has too little free space.
     """
-    path = Path(path).expanduser()
     fix = f"pass a writable folder with --{setting}=<dir>"
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path, prefix=".audiocls-write-test-"):
-            pass
-    except OSError as err:
-        raise ConfigError(f"output folder {path} is not writable ({err.strerror or err}); {fix}") from err
+    path = writable_dir(path, "output folder", fix)
     free = shutil.disk_usage(path).free
     if free < need_bytes + MARGIN_BYTES:
         raise ConfigError(
