@@ -36,6 +36,7 @@ COMMANDS = {
     "data": ("audiocls.commands.data", "download and verify the public datasets"),
     "weights": ("audiocls.commands.weights", "add ImageNet weights to the weights folder that model.pretrained reads; list it"),
     "embed": ("audiocls.commands.embed", "pooled penultimate features of audio files from a checkpoint (--out emb.npy|.npz|.csv)"),
+    "study": ("audiocls.commands.study", "settings x seeds x folds on Optuna, validation objective, resumable (--config configs/studies/X.yaml)"),
     "lr_find": ("audiocls.commands.lr_find", "learning-rate range test on a fit config (--config X), suggested lr and plot PNG"),
 }  # fmt: skip
 

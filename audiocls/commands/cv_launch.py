@@ -20,7 +20,7 @@ from audiocls.commands.cv_records import finish
 from audiocls.commands.cv_report import LOG
 from audiocls.errors import ConfigError
 
-__all__ = ["fold_command", "run_fold_job", "make_executor", "submit_folds", "run_folds"]
+__all__ = ["logger_args", "fold_command", "run_fold_job", "make_executor", "submit_folds", "run_folds"]
 
 log = logging.getLogger(__name__)
 
@@ -28,18 +28,16 @@ log = logging.getLogger(__name__)
 CALLBACK = "audiocls.commands.cv_callback.TestFoldEachEpoch"
 
 
-def _logger_args(cfg: dict, out: Path, fold_dir: Path, name: str, fold: int) -> list[str]:
+def logger_args(cfg: dict, run_dir: Path, run_name: str, group: str) -> list[str]:
+    """Arguments that put the config's logger's files in ``run_dir`` (CSV, TensorBoard: ``log_dir`` = ``run_dir``)
+    or, for W&B, name the run ``run_name`` in the group ``group`` (a cv's folds, a study's fits)."""
     logger = cfg.get("trainer", {}).get("logger")
     path = logger.get("class_path", "") if isinstance(logger, dict) else ""
     pre = "--trainer.logger.init_args"
-    if path.endswith(("CSVLogger", "TensorBoardLogger")):  # log_dir = save_dir/name/version = out/fold_K
-        return [f"{pre}.save_dir={out}", f"{pre}.name=", f"{pre}.version={fold_dir.name}"]
-    if path.endswith("WandbLogger"):  # one W&B run per fold, grouped by the cv name
-        return [
-            f"{pre}.save_dir={fold_dir}",
-            f"{pre}.name={name}-fold{fold}",
-            f"--trainer.logger.dict_kwargs.group={name}",
-        ]
+    if path.endswith(("CSVLogger", "TensorBoardLogger")):  # log_dir = save_dir/name/version
+        return [f"{pre}.save_dir={run_dir.parent}", f"{pre}.name=", f"{pre}.version={run_dir.name}"]
+    if path.endswith("WandbLogger"):
+        return [f"{pre}.save_dir={run_dir}", f"{pre}.name={run_name}", f"--trainer.logger.dict_kwargs.group={group}"]
     return []
 
 
@@ -50,7 +48,7 @@ def fold_command(cfg: dict, out: Path, name: str, fold: int, devices_one: bool) 
     cmd += [f"--data.fold={fold}", "--data.validate_test_fold=true", f"--trainer.default_root_dir={fold_dir}"]
     cmd += ["--test_after_fit=true"]
     cmd += [f"--checkpoint.dirpath={fold_dir / 'checkpoints'}", f"--trainer.callbacks+={json.dumps(callback)}"]
-    cmd += _logger_args(cfg, out, fold_dir, name, fold)
+    cmd += logger_args(cfg, fold_dir, f"{name}-fold{fold}", name)
     if devices_one:
         cmd.append("--trainer.devices=1")
     last = fold_dir / "checkpoints" / "last.ckpt"
