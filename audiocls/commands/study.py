@@ -236,7 +236,7 @@ def main(argv: list[str]) -> int:
     monitor = spec.metric or task.monitor
     mode = task.mode if monitor == task.monitor else ("min" if "loss" in monitor else "max")
     out = Path(opts.out or Path("runs") / "studies" / spec.name).expanduser().resolve()
-    identity = {**spec.identity(), "base": config_hash(cfg), "overrides": overrides}
+    identity = json.loads(json.dumps({**spec.identity(), "base": config_hash(cfg), "overrides": overrides}))
     if not opts.worker:
         _check_folder(out, spec, identity)
     storage = opts.storage or str(out / "optuna.journal")
