@@ -33,7 +33,7 @@ from audiocls.commands.cv_records import config_hash
 from audiocls.commands.parser import command_parser
 from audiocls.commands.study_fit import make_pruner, open_storage
 from audiocls.commands.study_report import plot_axes, setting_rows, write_final_report, write_study_report
-from audiocls.commands.study_run import Runner, retry_interrupted, run_workers
+from audiocls.commands.study_run import Runner, interrupt_on_sigterm, retry_interrupted, run_workers
 from audiocls.commands.study_spec import StudySpec, arg, load_spec
 from audiocls.errors import ConfigError
 from audiocls.files import atomic_write_text
@@ -244,6 +244,7 @@ def main(argv: list[str]) -> int:
     runner = Runner(spec=spec, out=out, study=study, storage=storage, fit_args=fit_args, cfg=cfg, monitor=monitor,
                     mode=mode, workers=opts.workers if opts.launcher == "local" else 1)  # fmt: skip
     finished = True
+    interrupt_on_sigterm()
     if opts.worker:
         return 0 if run_workers(runner) else 130
     if not opts.report:

@@ -31,7 +31,15 @@ from audiocls.commands.study_fit import RECORD, STEPS_PER_REPEAT
 from audiocls.commands.study_spec import StudySpec, arg, setting_key
 from audiocls.files import atomic_write_text
 
-__all__ = ["Runner", "RESULT", "run_workers", "retry_interrupted", "repeat_name", "fit_objective"]
+__all__ = [
+    "Runner",
+    "RESULT",
+    "run_workers",
+    "interrupt_on_sigterm",
+    "retry_interrupted",
+    "repeat_name",
+    "fit_objective",
+]
 
 log = logging.getLogger(__name__)
 
@@ -238,7 +246,9 @@ def retry_interrupted(study, retry_failed: bool = False) -> int:
     from optuna.trial import TrialState
 
     host, now, queued = socket.gethostname(), time.time(), 0
-    for t in study.get_trials(deepcopy=False):
+    trials = study.get_trials(deepcopy=False)
+    requeued = {t.user_attrs.get("retry_of") for t in trials}  # a finished trial cannot be marked: its retry is
+    for t in trials:
         if t.state == TrialState.RUNNING:
             attrs = t.user_attrs
             dead = attrs.get("host") == host and not _alive(attrs.get("pid"))
@@ -249,9 +259,8 @@ def retry_interrupted(study, retry_failed: bool = False) -> int:
             study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
         elif not (t.state == TrialState.FAIL and ("retry" in t.user_attrs or retry_failed)):
             continue
-        if t.user_attrs.get("requeued") or t.system_attrs.get("requeued"):
+        if t.number in requeued:
             continue
-        study._storage.set_trial_system_attr(t._trial_id, "requeued", True)
         study.enqueue_trial(t.params, user_attrs={"retry_of": t.number})
         queued += 1
     return queued
@@ -283,10 +292,20 @@ def run_workers(runner: Runner) -> bool:
         runner.stop.set()
         with runner.lock:
             procs = list(runner.procs.values())
-        for proc in procs:
+        for proc in procs:  # SIGTERM: a fit started by a background driver ignores SIGINT (the shell's rule)
             with contextlib.suppress(OSError):
-                proc.send_signal(signal.SIGINT)
+                proc.terminate()
         for t in threads:
             t.join()
         return False
     return True
+
+
+def interrupt_on_sigterm() -> None:
+    """Treat SIGTERM (``kill PID``, a cluster's preemption) as Ctrl-C, so the storage is left consistent."""
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)
