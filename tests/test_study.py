@@ -63,6 +63,7 @@ def _tiny_study(tmp_path: Path, tiny_root: Path, **changes) -> Path:
         ({"space": {"transfer": {"choices": [1, 2]}}}, "'transfer' is not a config key"),
         ({"objective": {"metric": "test/acc"}}, "is not a validation key"),
         ({"seed": [0]}, "unknown entries ['seed']"),
+        ({"pruner": "median"}, "a grid runs every setting whole"),
         ({"space": {"model.label_smoothing": {"float": [0.2, 0.1]}}, "sampler": "tpe", "n_trials": 2},
          "must be [low, high] numbers with low < high"),
     ],
@@ -151,6 +152,26 @@ def test_a_fit_reports_its_validation_key_and_stops_when_optuna_prunes(tmp_path)
     assert stored.intermediate_values == {3: pytest.approx(0.2)}
 
 
+def test_fits_of_a_study_are_grouped_in_wandb_and_logged_in_their_folders(tmp_path):
+    from audiocls.commands.study_run import Runner
+
+    spec = load_spec(_write(tmp_path / "s.yaml", {"config": [], "space": {"model.label_smoothing": {"choices": [0.1]}},
+                                                  "seeds": [3]}))  # fmt: skip
+    study = SimpleNamespace(study_name="s")
+    wandb = {"trainer": {"logger": {"class_path": "lightning.pytorch.loggers.WandbLogger"}, "max_epochs": 3}}
+    csv = {"trainer": {"logger": {"class_path": "lightning.pytorch.loggers.CSVLogger"}, "max_epochs": 3}}
+    run_dir = tmp_path / "trials" / "abc" / "seed3"
+    for cfg, expected in ((wandb, [f"--trainer.logger.init_args.save_dir={run_dir}", "--trainer.logger.init_args.name=s-abc-seed3",
+                                   "--trainer.logger.dict_kwargs.group=s"]),
+                          (csv, [f"--trainer.logger.init_args.save_dir={run_dir.parent}", "--trainer.logger.init_args.name=",
+                                 "--trainer.logger.init_args.version=seed3"])):  # fmt: skip
+        runner = Runner(spec=spec, out=tmp_path, study=study, storage="j", fit_args=["--config", "b.yaml"], cfg=cfg,
+                        monitor="val/acc", mode="max")  # fmt: skip
+        user, cmd = runner.fit_command({"model.label_smoothing": 0.1}, {"seed_everything": 3}, run_dir, 7, 0)
+        assert user == ["fit", "--config", "b.yaml", "--model.label_smoothing=0.1", "--seed_everything=3"]
+        assert cmd[-3:] == expected
+
+
 def test_every_shipped_study_passes_its_checks(monkeypatch):
     monkeypatch.chdir(ROOT)  # a study's config paths are relative to where audiocls runs, as --config's are
     for path in sorted(STUDIES.glob("*.yaml")):
@@ -231,3 +252,19 @@ def test_the_paper_study_runs_resumes_and_reports(tmp_path, tmp_path_factory):
     assert final["chosen"] == rows[0]["setting"]
     assert {v: final["variants"][v]["all"]["n"] for v in ("smooth", "plain")} == {"smooth": 2, "plain": 2}
     assert "--data.val_fold" not in (out / "final" / "smooth-seed0" / "cv.log").read_text().splitlines()[0]
+
+
+@pytest.mark.slow
+def test_workers_as_submitit_jobs_share_the_journal(tmp_path, tiny_root):
+    """--launcher submitit (its local executor here; SLURM where sbatch exists): the workers are jobs running
+    `audiocls study --worker` on the same journal; the driver waits and writes the report."""
+    pytest.importorskip("submitit")
+    path = _tiny_study(tmp_path, tiny_root)
+    out = tmp_path / "out"
+    argv = ["study", "--config", str(path), "--out", str(out), "--workers", "2", "--launcher", "submitit",
+            "--cluster", "local", "--trainer.enable_progress_bar=false"]  # fmt: skip
+    assert main(argv) == 0
+    rows = json.loads((out / "study_results.json").read_text())["rows"]
+    assert sorted((r["setting"]["model.label_smoothing"], r["state"], r["n"]) for r in rows) == [
+        (0.0, "COMPLETE", 1), (0.1, "COMPLETE", 1)]  # fmt: skip
+    assert len(list(out.glob("worker_*.log"))) == 2

@@ -227,6 +227,9 @@ def load_spec(path: Path, **overrides: Any) -> StudySpec:
     pruner = raw.get("pruner", "none")
     if pruner not in PRUNERS:
         raise _fail(path, f"pruner: {pruner!r}; choose one of {', '.join(PRUNERS)}")
+    if pruner != "none" and sampler == "grid":
+        raise _fail(path, f"pruner: {pruner} with sampler: grid; a grid runs every setting whole (pruning is for "
+                    "tpe and random searches): set pruner: none")  # fmt: skip
     objective = raw.get("objective") or {}
     if not isinstance(objective, dict) or set(objective) - {"epoch", "metric"}:
         raise _fail(path, f"objective: {objective!r}; write objective: {{epoch: final}} (or best; metric: val/...)")
