@@ -182,7 +182,8 @@ def run(name: str, runs: Path, studies: Path | None = None) -> int:
     resumes in its folder under ``studies``)."""
     if name in STUDIES:
         folder, args = STUDIES[name]
-        cmd = [sys.executable, *_roots(args, _from_env), "--out", str((studies or STUDY_DIR) / folder)]
+        args = [a.format(esc50=_from_env(*DATA_ROOTS["esc50"])) if "{esc50}" in a else a for a in args]
+        cmd = [sys.executable, *args, "--out", str((studies or STUDY_DIR) / folder)]
         print(f"$ {' '.join(cmd)}", flush=True)
         return subprocess.run(cmd, cwd=ROOT, check=False).returncode
     runs.mkdir(parents=True, exist_ok=True)

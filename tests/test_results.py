@@ -171,3 +171,36 @@ def test_multilabel_experiments_show_map_next_to_the_baseline(tmp_path, monkeypa
     assert "| ImageNet (regnetx_002 weights file) | **70.00** |" in doc and "| random | **40.00** |" in doc
     fold1 = report["folds"][0]
     assert f"| 1 | {100 * fold1['final_mAP']:.2f} | 99.00 | 1 of 2 |" in doc
+
+
+def test_the_ablations_script_writes_a_study_that_passes_every_check(tmp_path, monkeypatch):
+    """benchmarks/esc10_ablations.py on generated ESC-10 data with ``--report``: its study file and manifest pass
+    every check of ``audiocls study`` (each variant resolved as a fit config), and no fit runs."""
+    import csv
+
+    import yaml
+
+    from tests.test_combinations import _write_esc10
+
+    root = _write_esc10(tmp_path / "ESC-50-master")  # 2 clips per class and fold
+    where = importlib.util.spec_from_file_location("esc10_ablations", ROOT / "benchmarks" / "esc10_ablations.py")
+    ablations = importlib.util.module_from_spec(where)
+    where.loader.exec_module(ablations)
+    monkeypatch.setattr(ablations, "KEEP_MINORITY", 1)
+    monkeypatch.chdir(tmp_path)  # the script moves to the checkout; this puts the test back where it was
+    out = tmp_path / "study"
+    assert ablations.main(["--root", str(root), "--out", str(out), "--report"]) == 0
+    study = yaml.safe_load((out / "esc10_ablations.yaml").read_text())
+    assert study["search_only"] == {"data.fold": 1, "data.val_fold": 2} and study["seeds"] == [0, 1]
+    choices = study["space"]["variant"]["choices"]
+    assert choices[:2] == [{}, {"config": "configs/callbacks/ema.yaml"}]
+    assert choices[4]["data.init_args.manifest"] == str(out / "imbalanced.csv")
+    minority = json.loads((out / "ablations.json").read_text())["minority"]
+    counts: dict[tuple[str, str], int] = {}
+    with (out / "imbalanced.csv").open() as fh:
+        for row in csv.DictReader(fh):
+            counts[(row["label"], row["fold"])] = counts.get((row["label"], row["fold"]), 0) + 1
+    assert len(minority) == 5
+    for (label, fold), n in counts.items():  # the test and validation folds stay whole
+        assert n == (1 if label in minority and fold not in ("1", "2") else 2), (label, fold)
+    assert not list(out.glob("trials/*"))

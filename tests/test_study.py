@@ -231,3 +231,14 @@ def test_the_paper_study_runs_resumes_and_reports(tmp_path, tmp_path_factory):
     assert final["chosen"] == rows[0]["setting"]
     assert {v: final["variants"][v]["all"]["n"] for v in ("smooth", "plain")} == {"smooth": 2, "plain": 2}
     assert "--data.val_fold" not in (out / "final" / "smooth-seed0" / "cv.log").read_text().splitlines()[0]
+
+
+def test_the_plot_puts_an_empty_choice_on_its_own_setting_only():
+    """A named axis whose first choice is ``{}`` (the base config): every other setting keeps its own point."""
+    from audiocls.commands.study_report import _series
+    from audiocls.commands.study_spec import Axis
+
+    axis = Axis("variant", "choices", ({}, {"model.label_smoothing": 0.1}))
+    fit = {"status": "done", "objective": 0.5, "test": {"test/acc": 0.4}}
+    rows = [{"setting": {"model.label_smoothing": 0.1}, "fits": [fit]}, {"setting": {}, "fits": [fit]}]
+    assert _series(None, axis, rows) == {"model.label_smoothing": [(0.1, [0.5], [0.4])], "variant": [(0, [0.5], [0.4])]}
