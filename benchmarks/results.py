@@ -4,7 +4,14 @@
     python benchmarks/results.py --run esc10_cv fsdd  # (re)run those experiments first, one at a time
     # the runs read AUDIOCLS_ESC50_ROOT / AUDIOCLS_FSDD_ROOT (data) and AUDIOCLS_WEIGHTS (ImageNet weights)
     python benchmarks/results.py --check              # print the tables, write nothing
-    python benchmarks/results.py --run esc10_transfer # the partial-transfer study (benchmarks/esc10_partial_transfer.py)
+    python benchmarks/results.py --run esc10_transfer esc10_ablations  # the fold-1 studies, through audiocls study
+
+The two fold-1 studies are read from their study folders (``runs/studies/partial_transfer`` and
+``runs/studies/esc10_ablations``; ``--studies`` names another parent): validation is the objective and the test
+fold is shown beside it, labelled as not used to choose. Their commands, run by ``--run``:
+``audiocls study --config configs/studies/partial_transfer.yaml --data.root ~/data/ESC-50-master`` and
+``python benchmarks/esc10_ablations.py``. Without a study folder their committed records are shown as they are: those
+figures came from the old runner, which compared the settings on the test fold, and their headings say so.
 
 Each experiment is one shipped command (:data:`EXPERIMENTS`) run in ``<runs>/<name>``. ``--run`` records beside
 it ``<name>.run.json``: the command, the date, the wall time and ``uptime`` before and after (the load average), so
@@ -34,8 +41,17 @@ ROOT = Path(__file__).resolve().parents[1]
 RECORDS = ROOT / "docs" / "results"
 TRANSFER = "esc10_transfer"
 ABLATIONS = "esc10_ablations"
-STUDIES = {TRANSFER: "esc10_partial_transfer.py", ABLATIONS: "esc10_ablations.py"}  # their own drivers
+TRANSFER_COMMAND = "audiocls study --config configs/studies/partial_transfer.yaml --data.root ~/data/ESC-50-master"
+ABLATIONS_COMMAND = "python benchmarks/esc10_ablations.py"
+#: record name -> (its study folder under --studies, the command that runs it with the data root from the environment)
+STUDIES = {
+    TRANSFER: ("partial_transfer", ("-m", "audiocls.cli", "study", "--config", "configs/studies/partial_transfer.yaml",
+                                    "--data.root", "{esc50}")),
+    ABLATIONS: ("esc10_ablations", ("benchmarks/esc10_ablations.py",)),
+}  # fmt: skip
+STUDY_RESULT = "study_result.json"  # one fit of a study (audiocls.commands.study_run.RESULT)
 PLOT = ROOT / "docs" / "esc10_transfer.png"
+STUDY_DIR = ROOT / "runs" / "studies"
 BEGIN, END = "<!-- results:begin (benchmarks/results.py) -->", "<!-- results:end -->"
 
 
@@ -161,12 +177,16 @@ def _uptime() -> str:
         return "n/a"
 
 
-def run(name: str, runs: Path) -> int:
-    """Run one experiment (a fit run replaces its previous folder; a cv run resumes its missing folds)."""
+def run(name: str, runs: Path, studies: Path | None = None) -> int:
+    """Run one experiment (a fit run replaces its previous folder; a cv run resumes its missing folds; a study
+    resumes in its folder under ``studies``)."""
+    if name in STUDIES:
+        folder, args = STUDIES[name]
+        args = [a.format(esc50=_from_env(*DATA_ROOTS["esc50"])) if "{esc50}" in a else a for a in args]
+        cmd = [sys.executable, *args, "--out", str((studies or STUDY_DIR) / folder)]
+        print(f"$ {' '.join(cmd)}", flush=True)
+        return subprocess.run(cmd, cwd=ROOT, check=False).returncode
     runs.mkdir(parents=True, exist_ok=True)
-    if name in STUDIES:  # their own drivers: many fits in one process, resumable
-        script = ROOT / "benchmarks" / STUDIES[name]
-        return subprocess.run([sys.executable, str(script), "--out", str(runs / name)], cwd=ROOT).returncode
     cmd = [sys.executable, "-m", "audiocls.cli", *command(name, runs)]
     if EXPERIMENTS[name].kind == "fit" and (runs / name / "run").exists():
         import shutil
@@ -207,10 +227,10 @@ def _minutes(s) -> str:
     return "n/a" if s is None else f"{s / 60:.1f} min"
 
 
-def read(name: str, runs: Path, keep: bool = True) -> dict | None:
-    """The figures of one experiment: from its run folder (refreshing its record unless not ``keep``), else its
-    committed record."""
-    found = _read_run(name, runs)
+def read(name: str, runs: Path, keep: bool = True, studies: Path | None = None) -> dict | None:
+    """The figures of one experiment: from its run folder (a study: its folder under ``studies``), refreshing its
+    record unless not ``keep``, else its committed record."""
+    found = _read_run(name, runs, studies or STUDY_DIR)
     if found is None:
         return _load(RECORDS / f"{name}.json")
     if not keep:
@@ -220,11 +240,11 @@ def read(name: str, runs: Path, keep: bool = True) -> dict | None:
     return found
 
 
-def _read_run(name: str, runs: Path) -> dict | None:
+def _read_run(name: str, runs: Path, studies: Path) -> dict | None:
     if name == TRANSFER:
-        return read_transfer(runs / TRANSFER)
+        return read_transfer(studies / STUDIES[TRANSFER][0])
     if name == ABLATIONS:
-        return read_ablations(runs / ABLATIONS)
+        return read_ablations(studies / STUDIES[ABLATIONS][0])
     exp, rec = EXPERIMENTS[name], _load(runs / f"{name}.run.json") or {}
     base = {
         "name": name,
@@ -368,113 +388,205 @@ def _multilabel_md(exp: Experiment, r: dict) -> list[str]:
     return out
 
 
-# --- the partial-transfer study (benchmarks/esc10_partial_transfer.py) -----------------------------------------
-def read_transfer(root: Path) -> dict | None:
-    """Every finished run of the study: ``{"runs": [{option, stage, seed, acc, f1, wall_s, load}], ...}``."""
-    rows = []
-    for rec_path in sorted(root.glob("*.run.json")):
-        rec = _load(rec_path) or {}
-        metrics = _load(root / rec_path.name.removesuffix(".run.json") / "run" / "metrics.json")
-        if not metrics or rec.get("returncode") != 0:
-            continue
-        option, stage = rec["item"].split("=")
-        rows.append(
-            {
-                "option": option,
-                "stage": int(stage),
-                "seed": rec["seed"],
-                "acc": metrics["test/acc"],
-                "f1_macro": metrics.get("test/f1_macro"),
-                "wall_s": rec.get("wall_s"),
-                "load_before": _load_avg(rec.get("uptime_before")),
-                "started": rec.get("started"),
-            }
-        )
-    if not rows:
+# --- the fold-1 studies (audiocls study) --------------------------------------------------------------------------
+# A study folder (``audiocls study --out``) holds ``study.json`` (its settings: the test and validation folds),
+# ``study_results.json`` (one row per setting) and one ``trials/<setting key>/<repeat>/study_result.json`` per fit:
+# its objective (the validation figure) and, beside it, its test-fold figures. The records of the old runner
+# (``"runs"``: test-fold accuracies per run, kept in docs/results/) are shown as they were, labelled.
+def read_study(folder: Path) -> dict | None:
+    """A study folder's settings, each with its finished fits (objective, test figure, per-class test recall)."""
+    report = _load(folder / "study_results.json")
+    if not report:
         return None
-    return {"command": "python benchmarks/esc10_partial_transfer.py", "fold": rec.get("fold", 1), "runs": rows}
+    monitor = report["monitor"]
+    test_key = "test/" + monitor.split("/", 1)[1]
+    search = ((_load(folder / "study.json") or {}).get("identity") or {}).get("search_only") or {}
+    settings = []
+    for row in report["rows"]:
+        fits = []
+        for path in (folder / "trials" / row["key"]).glob(f"*/{STUDY_RESULT}"):
+            f = _load(path) or {}
+            if f.get("status") != "done":
+                continue
+            test = f.get("test") or {}
+            fits.append(
+                {
+                    "seed": f["repeat"].get("seed_everything"),
+                    "objective": f["objective"],
+                    "test": test.get(test_key),
+                    "f1_macro": test.get("test/f1_macro"),
+                    "recall": {k.rsplit("/", 1)[-1]: v for k, v in test.items() if k.startswith("test/acc_class/")},
+                    "wall_s": f.get("wall_s"),
+                }
+            )
+        fits.sort(key=lambda f: (f["seed"] is None, f["seed"]))
+        settings.append({"setting": row["setting"], "state": row["state"], "fits": fits})
+    return {
+        "source": "study",
+        "study": report["study"],
+        "monitor": monitor,
+        "test_key": test_key,
+        "epoch": report.get("epoch", "final"),
+        "fold": search.get("data.fold"),
+        "val_fold": search.get("data.val_fold"),
+        "settings": settings,
+    }
+
+
+def _objective_head(s: dict) -> str:
+    return f"{s['monitor']} % on validation fold {s['val_fold']} (the objective: mean ± std)"
+
+
+def _test_head(s: dict) -> str:
+    return f"{s['test_key']} % on test fold {s['fold']} (not used to choose)"
+
+
+def _study_cells(fits: list[dict], state: str) -> str:
+    """``objective mean ± std | per seed | test mean ± std | mean wall s`` of one setting's fits."""
+    if not fits:
+        return f"{state.lower()} | | |"
+    per_seed = " / ".join(f"{100 * f['objective']:.2f}" for f in fits)
+    wall = sum(f["wall_s"] or 0 for f in fits) / len(fits)
+    objective, test = mean_std([f["objective"] for f in fits]), mean_std([f["test"] for f in fits])
+    return f"**{_pm(objective)}** | {per_seed} | {_pm(test)} | {wall:.0f}"
+
+
+def _study_intro(s: dict) -> str:
+    n = sum(len(r["fits"]) for r in s["settings"])
+    return (
+        f"`{s['command']}`: {n} fits (`audiocls fit`, each command recorded in its `study_result.json`). The "
+        f"objective is {s['monitor']} on validation fold {s['val_fold']} at the {s['epoch']} epoch (80 clips, never "
+        f"trained on); test fold {s['fold']}'s {s['test_key']} is recorded beside it and chooses nothing. 80 clips: "
+        "one clip is 1.25 points."
+    )
+
+
+# --- the partial-transfer study (configs/studies/partial_transfer.yaml) -----------------------------------------
+def read_transfer(folder: Path) -> dict | None:
+    """The partial-transfer study folder: :func:`read_study` with each setting's ``option`` and ``stage``."""
+    s = read_study(folder)
+    if s is None:
+        return None
+    for row in s["settings"]:
+        ((key, stage),) = row["setting"].items()
+        row["option"], row["stage"] = key.removeprefix("model."), int(stage)
+    return {**s, "command": TRANSFER_COMMAND}
 
 
 def _transfer_groups(t: dict) -> dict[tuple[str, int], list[dict]]:
+    """``{(option, stage): [one entry per seed]}``: the old runner's runs, or a study's fits."""
     groups: dict[tuple[str, int], list[dict]] = {}
-    for r in t["runs"]:
-        groups.setdefault((r["option"], r["stage"]), []).append(r)
+    if t.get("source") == "study":
+        for row in t["settings"]:
+            groups[(row["option"], row["stage"])] = row["fits"]
+    else:
+        for r in t["runs"]:
+            groups.setdefault((r["option"], r["stage"]), []).append(r)
     return dict(sorted(groups.items()))
 
 
 STAGE_NAMES = {1: "stem", 2: "s1", 3: "s2", 4: "s3", 5: "s4", 6: "head"}
+STAGES_TEXT = (
+    "Stages are timm's `feature_info` stages: 1 = stem, 2-5 = s1-s4. `freeze_until K` keeps stages 1..K at their "
+    "ImageNet weights, frozen (BatchNorm in eval mode); `reinit_from K` starts stages K.. from random init. "
+    "`freeze_until 0` is plain fine-tuning, `reinit_from 1` is random init; `reinit_from 6` (only the head) is "
+    "plain fine-tuning again and is not run."
+)
 
 
 def _span(k: int) -> str:
     return "none" if k == 0 else STAGE_NAMES[1] if k == 1 else f"{STAGE_NAMES[1]}..{STAGE_NAMES[k]}"
 
 
+def _kept_frozen(option: str, stage: int) -> str:
+    kept_txt = "all" if option == "freeze_until" else _span(stage - 1)
+    return f"{kept_txt} | {_span(stage) if option == 'freeze_until' else 'none'}"
+
+
 def transfer_md(t: dict | None) -> list[str]:
     if not t:
         return []
+    if t.get("source") != "study":
+        return _old_transfer_md(t)
+    out = [
+        f"### Partial transfer: ESC-10, regnetx_002, the shipped recipe, validation fold {t['val_fold']} "
+        f"(test fold {t['fold']} beside)",
+        "",
+        _study_intro(t),
+        "",
+        STAGES_TEXT,
+        "",
+        f"| run | stages kept from ImageNet | frozen | {_objective_head(t)} | per seed | {_test_head(t)} | mean wall s |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    states = {(r["option"], r["stage"]): r["state"] for r in t["settings"]}
+    for (option, stage), fits in _transfer_groups(t).items():
+        cells = _study_cells(fits, states[(option, stage)])
+        out.append(f"| `{option}={stage}` | {_kept_frozen(option, stage)} | {cells} |")
+    return out + ["", f"![partial transfer]({PLOT.relative_to(ROOT / 'docs')})", ""]
+
+
+def _old_transfer_md(t: dict) -> list[str]:
+    """The old runner's record (test-fold accuracies per run), as it was committed."""
     first, last = min(r["started"] for r in t["runs"]), max(r["started"] for r in t["runs"])
     loads = sorted(r["load_before"] for r in t["runs"])
     out = [
-        f"### Partial transfer: ESC-10 fold {t['fold']}, regnetx_002, the shipped recipe, 3 seeds",
+        f"### Partial transfer: ESC-10 fold {t['fold']}, regnetx_002, the shipped recipe, 3 seeds (the old runner, "
+        "compared on the test fold)",
         "",
-        f"`{t['command']}` (each run: `audiocls fit --config configs/esc10.yaml --data.fold {t['fold']} "
-        "--seed_everything S --model.freeze_until K` or `--model.reinit_from K`), "
-        f"{len(t['runs'])} runs, started {first} to {last}, 1-min load average before a run "
-        f"{loads[0].split(' / ')[0]} to {loads[-1].split(' / ')[0]} (other sessions wrote code beside it; "
-        "wall times are indicative only).",
+        f"`{t['command']}` (the runner before `audiocls study`, since removed; each run: `audiocls fit --config "
+        f"configs/esc10.yaml --data.fold {t['fold']} --seed_everything S --model.freeze_until K` or "
+        f"`--model.reinit_from K`), {len(t['runs'])} runs, started {first} to {last}, 1-min load average before a run "
+        f"{loads[0].split(' / ')[0]} to {loads[-1].split(' / ')[0]} (other sessions wrote code beside it; wall times "
+        f"are indicative only). The figure compared is test fold {t['fold']}'s accuracy; `{TRANSFER_COMMAND}` "
+        "regenerates this table with validation as the objective and the test fold beside it.",
         "",
-        "Stages are timm's `feature_info` stages: 1 = stem, 2-5 = s1-s4. `freeze_until K` keeps stages 1..K at their "
-        "ImageNet weights, frozen (BatchNorm in eval mode); `reinit_from K` starts stages K.. from random init. "
-        "`freeze_until 0` is plain fine-tuning, `reinit_from 1` is random init; `reinit_from 6` (only the head) is "
-        "plain fine-tuning again and is not run.",
+        STAGES_TEXT,
         "",
         "| run | stages kept from ImageNet | frozen | final-epoch acc % (mean ± std, 3 seeds) | per seed | mean wall s |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
     for (option, stage), rs in _transfer_groups(t).items():
-        kept_txt = "all" if option == "freeze_until" else _span(stage - 1)
-        frozen = _span(stage) if option == "freeze_until" else "none"
         seeds = " / ".join(f"{100 * r['acc']:.2f}" for r in sorted(rs, key=lambda r: r["seed"]))
         wall = sum(r["wall_s"] or 0 for r in rs) / len(rs)
         acc = _pm(mean_std([r["acc"] for r in rs]))
-        out.append(f"| `{option}={stage}` | {kept_txt} | {frozen} | **{acc}** | {seeds} | {wall:.0f} |")
+        out.append(f"| `{option}={stage}` | {_kept_frozen(option, stage)} | **{acc}** | {seeds} | {wall:.0f} |")
     out += ["", f"![partial transfer]({PLOT.relative_to(ROOT / 'docs')})", ""]
     return out
 
 
 def transfer_plot(t: dict | None, path: Path) -> None:
-    """Accuracy vs stage for both options: mean over seeds with each seed as a dot."""
-    if not t:
+    """A study's figures against the stage for both options: validation (the objective, solid, each seed a dot)
+    and the test fold (dashed). The old runner's plot is committed as it was made and left alone."""
+    if not t or t.get("source") != "study":
         return
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    groups = _transfer_groups(t)
+    groups = {k: v for k, v in _transfer_groups(t).items() if v}
     fig, ax = plt.subplots(figsize=(7, 4))
-    for option, label, marker in (
-        ("freeze_until", "freeze stages 1..K (pretrained, frozen)", "o"),
-        ("reinit_from", "re-initialise stages K.. (random)", "s"),
+    for i, (option, label, marker) in enumerate(
+        (
+            ("freeze_until", "freeze stages 1..K (pretrained, frozen)", "o"),
+            ("reinit_from", "re-initialise stages K.. (random)", "s"),
+        )
     ):
         stages = sorted(k for (o, k) in groups if o == option)
-        means = [100 * mean_std([r["acc"] for r in groups[(option, k)]])["mean"] for k in stages]
-        ax.plot(stages, means, marker=marker, label=label)
+        val = [100 * mean_std([f["objective"] for f in groups[(option, k)]])["mean"] for k in stages]
+        test = [100 * (mean_std([f["test"] for f in groups[(option, k)]])["mean"] or float("nan")) for k in stages]
+        ax.plot(stages, val, marker=marker, color=f"C{i}", label=f"{label}: validation fold {t['val_fold']}")
+        ax.plot(stages, test, "--", color=f"C{i}", alpha=0.6, label=f"test fold {t['fold']} (not used to choose)")
         for k in stages:
-            ax.scatter(
-                [k] * len(groups[(option, k)]),
-                [100 * r["acc"] for r in groups[(option, k)]],
-                s=10,
-                color="grey",
-                alpha=0.6,
-                zorder=3,
-            )
+            fits = groups[(option, k)]
+            ax.scatter([k] * len(fits), [100 * f["objective"] for f in fits], s=10, color="grey", alpha=0.6, zorder=3)
     ax.set_xticks(range(0, 7), ["none", "1 stem", "2 s1", "3 s2", "4 s3", "5 s4", "6 head"])
     ax.set_xlabel("stage K")
-    ax.set_ylabel("final-epoch test acc % (fold 1)")
-    ax.set_title("ESC-10 partial transfer, regnetx_002 (line: mean of 3 seeds; dots: seeds)")
+    ax.set_ylabel(f"{t['epoch']}-epoch accuracy %")
+    ax.set_title("ESC-10 partial transfer, regnetx_002 (lines: mean over seeds; dots: seeds, validation)")
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -492,55 +604,96 @@ ABLATION_TEXT = {
 }
 
 
-def read_ablations(root: Path) -> dict | None:
-    """Every finished run of the ablations: ``{"fold", "minority", "runs": [{variant, seed, acc, f1, ...}]}``."""
-    study, rows = _load(root / "study.json") or {}, []
-    for rec_path in sorted(root.glob("*.run.json")):
-        rec = _load(rec_path) or {}
-        metrics = _load(root / rec_path.name.removesuffix(".run.json") / "run" / "metrics.json")
-        if not metrics or rec.get("returncode") != 0:
-            continue
-        recall = {k.split("/")[-1]: v for k, v in metrics.items() if k.startswith("test/acc_class/")}
-        rows.append(
-            {
-                "variant": rec["variant"],
-                "seed": rec["seed"],
-                "acc": metrics["test/acc"],
-                "f1_macro": metrics.get("test/f1_macro"),
-                "recall": recall,
-                "wall_s": rec.get("wall_s"),
-                "load_before": _load_avg(rec.get("uptime_before")),
-                "started": rec.get("started"),
-            }
-        )
-    # runs recorded earlier (committed, e.g. from another machine) and not in this folder stay: a session that
-    # adds seeds keeps the others' figures
-    recorded = _load(RECORDS / f"{ABLATIONS}.json") or {}
-    done = {(r["variant"], r["seed"]) for r in rows}
-    rows += [r for r in recorded.get("runs", []) if (r["variant"], r["seed"]) not in done]
-    if not rows:
+def _variant_of(setting: dict, variants: dict[str, dict]) -> str:
+    """The name ``benchmarks/esc10_ablations.py`` gives a setting (its manifest path aside), else its keys."""
+    plain = {k: "{manifest}" if k == "data.init_args.manifest" else v for k, v in setting.items()}
+    names = [name for name, keys in variants.items() if keys == plain]
+    return names[0] if names else ", ".join(f"{k}={json.dumps(v)}" for k, v in setting.items())
+
+
+def read_ablations(folder: Path) -> dict | None:
+    """The ablations study folder: :func:`read_study` with each setting's ``variant`` and the minority classes
+    (from ``ablations.json``, written there by benchmarks/esc10_ablations.py)."""
+    s = read_study(folder)
+    if s is None:
         return None
-    study = study or recorded
-    command = "python benchmarks/esc10_ablations.py"
-    return {"command": command, "fold": study.get("fold", 1), "minority": study.get("minority", []), "runs": rows}
+    info = _load(folder / "ablations.json") or {}
+    for row in s["settings"]:
+        row["variant"] = _variant_of(row["setting"], info.get("variants") or {})
+    order = list(ABLATION_TEXT)
+    s["settings"].sort(key=lambda r: (order.index(r["variant"]) if r["variant"] in order else len(order), r["variant"]))
+    return {**s, "command": ABLATIONS_COMMAND, "minority": info.get("minority", [])}
+
+
+def _recall_split(r: dict, minority: list[str]) -> tuple[float | None, float | None]:
+    """Mean per-class test recall over the minority and over the other classes of one run."""
+    mino = [v for c, v in r["recall"].items() if c in minority]
+    majo = [v for c, v in r["recall"].items() if c not in minority]
+    return (sum(mino) / len(mino) if mino else None, sum(majo) / len(majo) if majo else None)
 
 
 def ablations_md(a: dict | None) -> list[str]:
     if not a:
         return []
+    if a.get("source") != "study":
+        return _old_ablations_md(a)
+    out = [
+        f"### Recipe ablations: ESC-10, regnetx_002, validation fold {a['val_fold']} (test fold {a['fold']} beside)",
+        "",
+        _study_intro(a),
+        "",
+        f"| variant | what | {_objective_head(a)} | per seed | {_test_head(a)} | mean wall s |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in a["settings"]:
+        if not row["variant"].startswith("imbalanced"):
+            what = ABLATION_TEXT.get(row["variant"], "")
+            out.append(f"| `{row['variant']}` | {what} | {_study_cells(row['fits'], row['state'])} |")
+    imbalanced = [row for row in a["settings"] if row["variant"].startswith("imbalanced")]
+    if imbalanced:
+        minority = a["minority"]
+        out += [
+            "",
+            f"Class imbalance: the training folds keep 8 of the 32 clips of each of {', '.join(minority)} (the test "
+            "and validation folds are untouched). Recall is test fold "
+            f"{a['fold']}'s per-class accuracy (not used to choose), averaged over the five minority and the five "
+            "majority classes.",
+            "",
+            f"| variant | what | {_objective_head(a)} | {_test_head(a)} | test macro F1 % | minority recall % | "
+            "majority recall % | per seed (minority) |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for row in imbalanced:
+            fits = row["fits"]
+            split = [_recall_split(f, minority) for f in fits]
+            mino, majo = [m for m, _ in split], [m for _, m in split]
+            out.append(
+                f"| `{row['variant']}` | {ABLATION_TEXT.get(row['variant'], '')} | "
+                f"**{_pm(mean_std([f['objective'] for f in fits]))}** | {_pm(mean_std([f['test'] for f in fits]))} | "
+                f"{_pm(mean_std([f['f1_macro'] for f in fits]))} | {_pm(mean_std(mino))} | {_pm(mean_std(majo))} | "
+                + " / ".join("n/a" if m is None else f"{100 * m:.1f}" for m in mino)
+                + " |"
+            )
+    return out + [""]
+
+
+def _old_ablations_md(a: dict) -> list[str]:
+    """The old runner's record (test-fold figures per run), as it was committed."""
     groups: dict[str, list[dict]] = {}
     for r in sorted(a["runs"], key=lambda r: (list(ABLATION_TEXT).index(r["variant"]), r["seed"])):
         groups.setdefault(r["variant"], []).append(r)
     first, last = min(r["started"] for r in a["runs"]), max(r["started"] for r in a["runs"])
     loads = sorted(float(r["load_before"].split(" / ")[0]) for r in a["runs"] if r["load_before"] != "n/a")
     out = [
-        f"### Recipe ablations: ESC-10 fold {a['fold']}, regnetx_002",
+        f"### Recipe ablations: ESC-10 fold {a['fold']}, regnetx_002 (the old runner, compared on the test fold)",
         "",
-        f"`{a['command']}` (each run: `audiocls fit --config configs/esc10.yaml --data.fold {a['fold']} "
-        "--seed_everything S` plus the variant's arguments, listed in the script), "
+        f"`{a['command']}` (its version before `audiocls study`: each run `audiocls fit --config configs/esc10.yaml "
+        f"--data.fold {a['fold']} --seed_everything S` plus the variant's arguments), "
         f"{len(a['runs'])} runs, started {first} to {last}, 1-min load average before a run "
         f"{loads[0] if loads else 'n/a'} to {loads[-1] if loads else 'n/a'} (other sessions tested code beside it "
-        "at a lower priority; wall times are indicative only). 80 test clips: one clip is 1.25 points.",
+        "at a lower priority; wall times are indicative only). 80 test clips: one clip is 1.25 points. The figure "
+        f"compared is test fold {a['fold']}'s accuracy; `{ABLATIONS_COMMAND}` now runs the variants as a study that "
+        "regenerates these tables with validation as the objective and the test fold beside it.",
         "",
         "| variant | what | final-epoch acc % (mean ± std) | per seed | mean wall s |",
         "| --- | --- | --- | --- | --- |",
@@ -566,16 +719,11 @@ def ablations_md(a: dict | None) -> list[str]:
         for variant, rs in groups.items():
             if not variant.startswith("imbalanced"):
                 continue
-            mino = [sum(r["recall"][c] for c in minority) / len(minority) for r in rs]
-            majo = [
-                sum(v for c, v in r["recall"].items() if c not in minority) / (len(r["recall"]) - len(minority))
-                for r in rs
-            ]
+            mino, majo = zip(*(_recall_split(r, minority) for r in rs), strict=True)
             out.append(
                 f"| `{variant}` | {ABLATION_TEXT[variant]} | {_pm(mean_std([r['acc'] for r in rs]))} | "
-                f"{_pm(mean_std([r['f1_macro'] for r in rs]))} | **{_pm(mean_std(mino))}** | {_pm(mean_std(majo))} | "
-                + " / ".join(f"{100 * m:.1f}" for m in mino)
-                + " |"
+                f"{_pm(mean_std([r['f1_macro'] for r in rs]))} | **{_pm(mean_std(list(mino)))}** | "
+                f"{_pm(mean_std(list(majo)))} | " + " / ".join(f"{100 * m:.1f}" for m in mino) + " |"
             )
     return out + [""]
 
@@ -597,14 +745,16 @@ def main(argv: list[str] | None = None) -> int:
         "--run", nargs="*", default=None, choices=sorted([*EXPERIMENTS, *STUDIES]), help="experiments to (re)run first"
     )
     p.add_argument("--runs", default=str(ROOT / "runs" / "results"), help="folder of the experiments' run folders")
+    p.add_argument("--studies", default=str(STUDY_DIR), help="folder of the fold-1 studies' folders")
     p.add_argument("--check", action="store_true", help="print the tables only, write no file")
     opts = p.parse_args(argv)
-    runs = Path(opts.runs).resolve()
+    runs, studies = Path(opts.runs).resolve(), Path(opts.studies).resolve()
     for name in opts.run if opts.run is not None else []:
-        if run(name, runs):
-            print(f"results: {name} failed; see its log under {runs / name}", file=sys.stderr)
+        if run(name, runs, studies):
+            where = studies / STUDIES[name][0] if name in STUDIES else runs / name
+            print(f"results: {name} failed; see its log under {where}", file=sys.stderr)
     found = {n: r for n in EXPERIMENTS if (r := read(n, runs, not opts.check)) is not None}
-    transfer, ablations = read(TRANSFER, runs, not opts.check), read(ABLATIONS, runs, not opts.check)
+    transfer, ablations = (read(n, runs, not opts.check, studies) for n in (TRANSFER, ABLATIONS))
     missing = [n for n in EXPERIMENTS if n not in found]
     missing += [n for n, r in ((TRANSFER, transfer), (ABLATIONS, ablations)) if not r]
     readme, doc = readme_rows(found), results_md(found) + transfer_md(transfer) + ablations_md(ablations)

@@ -57,57 +57,90 @@ def test_tables_carry_the_run_folders_figures(tmp_path, monkeypatch):
     )
 
 
-def _ablation_run(root: Path, variant: str, seed: int, recall: dict[str, float]) -> None:
-    name = f"{variant}-seed{seed}"
-    (root / name / "run").mkdir(parents=True)
-    acc = sum(recall.values()) / len(recall)
-    metrics = {"test/acc": acc, "test/f1_macro": acc - 0.01, **{f"test/acc_class/{c}": v for c, v in recall.items()}}
-    (root / name / "run" / "metrics.json").write_text(json.dumps(metrics))
-    rec = {"variant": variant, "seed": seed, "returncode": 0, "wall_s": 90.0, "started": f"2026-12-02T14:0{seed}:00"}
-    (root / f"{name}.run.json").write_text(json.dumps({**rec, "uptime_before": "load average: 1.50, 1.00, 0.50"}))
+def _study(folder: Path, settings: list[tuple[str, dict, str, list[tuple]]], **extra) -> Path:
+    """A study folder as ``audiocls study`` leaves it, by hand: ``(key, setting, state, fits)`` per setting, each fit
+    ``(seed, status, validation objective, test/acc, per-class test recall)``."""
+    (folder / "trials").mkdir(parents=True)
+    identity = {"search_only": {"data.fold": 1, "data.val_fold": 2}}
+    (folder / "study.json").write_text(json.dumps({"name": folder.name, "identity": identity}))
+    rows = [{"key": key, "setting": setting, "state": state, "n": len(fits)} for key, setting, state, fits in settings]
+    (folder / "study_results.json").write_text(json.dumps({"study": folder.name, "monitor": "val/acc",
+                                                           "epoch": "final", "rows": rows}))  # fmt: skip
+    for key, _, _, fits in settings:
+        (folder / "trials" / key).mkdir()
+        for seed, status, objective, test, recall in fits:
+            tests = {
+                "test/acc": test,
+                "test/f1_macro": test - 0.01,
+                **{f"test/acc_class/{c}": v for c, v in recall.items()},
+            }
+            result = {"repeat": {"seed_everything": seed}, "command": "audiocls fit ...", "status": status,
+                      "objective": objective, "test": tests, "wall_s": 60.0 + 10 * seed}  # fmt: skip
+            (folder / "trials" / key / f"seed{seed}").mkdir()
+            (folder / "trials" / key / f"seed{seed}" / "study_result.json").write_text(json.dumps(result))
+    for name, value in extra.items():
+        (folder / name).write_text(json.dumps(value))
+    return folder
 
 
-def test_ablation_tables_average_seeds_and_split_minority_from_majority_recall(tmp_path, monkeypatch):
-    monkeypatch.setattr(results, "RECORDS", tmp_path / "records")  # no committed runs mixed in
-    root = tmp_path / "esc10_ablations"
-    root.mkdir()
-    (root / "study.json").write_text(json.dumps({"fold": 1, "minority": ["b", "d"]}))
-    _ablation_run(root, "recipe", 0, {"a": 1.0, "b": 0.9, "c": 1.0, "d": 0.9})
-    _ablation_run(root, "recipe", 1, {"a": 1.0, "b": 1.0, "c": 1.0, "d": 0.9})
-    _ablation_run(root, "imbalanced", 0, {"a": 1.0, "b": 0.5, "c": 0.9, "d": 0.3})
-    _ablation_run(root, "imbalanced", 1, {"a": 1.0, "b": 0.7, "c": 0.9, "d": 0.5})
-    (root / "ema-seed0.run.json").write_text(json.dumps({"variant": "ema", "seed": 0, "returncode": 1}))  # failed
-    found = results.read_ablations(root)
-    assert sorted((r["variant"], r["seed"]) for r in found["runs"]) == [
-        ("imbalanced", 0), ("imbalanced", 1), ("recipe", 0), ("recipe", 1)
-    ]  # fmt: skip
-    doc = "\n".join(results.ablations_md(found))
-    assert "| `recipe` | the shipped recipe | **96.25 ± 1.77** | 95.00 / 97.50 | 90 |" in doc
-    assert "`ema`" not in doc  # a failed run has no figures
-    # minority (b, d) recall: seed 0 (0.5 + 0.3) / 2 = 40 %, seed 1 60 %; majority (a, c): 95 % both
-    assert "| **50.00 ± 14.14** | 95.00 ± 0.00 | 40.0 / 60.0 |" in doc
+def test_the_transfer_study_table_shows_validation_and_the_test_fold_beside(tmp_path, monkeypatch):
+    monkeypatch.setattr(results, "RECORDS", tmp_path / "records")  # never the committed docs/results
+    studies = tmp_path / "studies"
+    _study(studies / "partial_transfer", [
+        ("k1", {"model.reinit_from": 1}, "COMPLETE", [(0, "done", 0.7, 0.75, {}), (1, "done", 0.725, 0.75, {})]),
+        ("k0", {"model.freeze_until": 0}, "COMPLETE", [(1, "done", 0.95, 0.9875, {}), (0, "done", 0.975, 0.9625, {})]),
+        ("k2", {"model.reinit_from": 2}, "PRUNED", [(0, "done", 0.6, 0.6, {}), (1, "pruned", 0.1, 0.1, {})]),
+        ("k5", {"model.freeze_until": 5}, "FAIL", []),
+    ])  # fmt: skip
+    found = results.read(results.TRANSFER, tmp_path / "runs", studies=studies)
+    doc = "\n".join(results.transfer_md(found))
+    assert "val/acc % on validation fold 2 (the objective: mean ± std)" in doc
+    assert "test/acc % on test fold 1 (not used to choose)" in doc
+    assert "| `freeze_until=0` | all | none | **96.25 ± 1.77** | 97.50 / 95.00 | 97.50 ± 1.77 | 65 |" in doc
+    assert "| `reinit_from=1` | none | none | **71.25 ± 1.77** | 70.00 / 72.50 | 75.00 ± 0.00 | 65 |" in doc
+    assert "| `reinit_from=2` | stem | none | **60.00 ± 0.00** | 60.00 | 60.00 ± 0.00 | 60 |" in doc  # pruned fit out
+    assert "| `freeze_until=5` | all | stem..s4 | fail | | | |" in doc
+    assert "old runner" not in doc and "5 fits" in doc
+    # kept as a record, so a clone without the study folder shows the same table; the plot is the study's
+    assert results.read(results.TRANSFER, tmp_path / "runs", studies=tmp_path / "none") == found
+    results.transfer_plot(found, tmp_path / "transfer.png")
+    assert (tmp_path / "transfer.png").stat().st_size > 10_000
 
 
-def test_ablation_runs_recorded_earlier_stay_when_a_session_adds_seeds(tmp_path, monkeypatch):
-    """The committed record keeps its runs; a run folder holding only new seeds adds to it (the folder wins on a
-    run in both)."""
-    records = tmp_path / "records"
-    records.mkdir()
-    monkeypatch.setattr(results, "RECORDS", records)
-    old = tmp_path / "earlier" / "esc10_ablations"
-    old.mkdir(parents=True)
-    (old / "study.json").write_text(json.dumps({"fold": 1, "minority": ["b"]}))
-    _ablation_run(old, "recipe", 0, {"a": 1.0, "b": 0.5})
-    _ablation_run(old, "ema", 0, {"a": 1.0, "b": 1.0})
-    (records / "esc10_ablations.json").write_text(json.dumps(results.read_ablations(old)))
-    new = tmp_path / "now" / "esc10_ablations"
-    new.mkdir(parents=True)
-    _ablation_run(new, "recipe", 0, {"a": 1.0, "b": 1.0})  # rerun: replaces the recorded one
-    _ablation_run(new, "recipe", 1, {"a": 0.5, "b": 1.0})
-    found = results.read_ablations(new)
-    accs = {(r["variant"], r["seed"]): r["acc"] for r in found["runs"]}
-    assert accs == {("recipe", 0): 1.0, ("recipe", 1): 0.75, ("ema", 0): 1.0}
-    assert found["minority"] == ["b"]  # from the record, as the new folder has no study.json
+def test_the_ablation_study_tables_name_each_variant_and_split_minority_from_majority_recall(tmp_path, monkeypatch):
+    monkeypatch.setattr(results, "RECORDS", tmp_path / "records")
+    csv_data = {"data": "audiocls.data.folder.CSVDataModule", "data.init_args.manifest": "{manifest}"}
+    variants = {"recipe": {}, "ema": {"config": "configs/callbacks/ema.yaml"}, "imbalanced": csv_data}
+    here = {**csv_data, "data.init_args.manifest": "/somewhere/imbalanced.csv"}
+    full = {"a": 1.0, "b": 1.0, "c": 1.0, "d": 1.0}
+    folder = _study(tmp_path / "esc10_ablations", [
+        ("ki", here, "COMPLETE", [(0, "done", 0.9, 0.675, {"a": 1.0, "b": 0.5, "c": 0.9, "d": 0.3}),
+                                  (1, "done", 0.85, 0.775, {"a": 1.0, "b": 0.7, "c": 0.9, "d": 0.5})]),
+        ("ke", {"config": "configs/callbacks/ema.yaml"}, "FAIL", []),
+        ("kr", {}, "COMPLETE", [(0, "done", 0.975, 0.9625, full), (1, "done", 0.95, 0.9875, full)]),
+    ], **{"ablations.json": {"fold": 1, "val_fold": 2, "minority": ["b", "d"], "variants": variants}})  # fmt: skip
+    doc = "\n".join(results.ablations_md(results.read_ablations(folder)))
+    assert doc.index("`recipe`") < doc.index("`ema`") < doc.index("`imbalanced`")  # the script's order
+    assert "| `recipe` | the shipped recipe | **96.25 ± 1.77** | 97.50 / 95.00 | 97.50 ± 1.77 | 65 |" in doc
+    assert "| `ema` | + `--config configs/callbacks/ema.yaml` (EMA of the weights, decay 0.99) | fail | | | |" in doc
+    # minority (b, d) test recall: seed 0 (0.5 + 0.3) / 2 = 40 %, seed 1 60 %; majority (a, c): 95 % both
+    assert "| **87.50 ± 3.54** | 72.50 ± 7.07 | 71.50 ± 7.07 | 50.00 ± 14.14 | 95.00 ± 0.00 | 40.0 / 60.0 |" in doc
+
+
+def test_without_a_study_folder_the_committed_old_runner_tables_stay_as_they_are(tmp_path):
+    """The committed records of the old runner (test fold compared) render the committed docs/RESULTS.md tables
+    line for line, under a heading that says where they came from."""
+    page = (ROOT / "docs" / "RESULTS.md").read_text()
+    for name, render in ((results.TRANSFER, results.transfer_md), (results.ABLATIONS, results.ablations_md)):
+        record = results.read(name, tmp_path / "runs", keep=False, studies=tmp_path / "none")
+        assert "runs" in record  # the old runner's record
+        lines = render(record)
+        assert "(the old runner, compared on the test fold)" in lines[0]
+        assert [ln for ln in lines if ln.startswith("|") and ln not in page] == []
+    results.transfer_plot(
+        results.read(results.TRANSFER, tmp_path / "runs", False, tmp_path / "none"), tmp_path / "untouched.png"
+    )  # the committed plot is left as it was made
+    assert not (tmp_path / "untouched.png").exists()
 
 
 def test_multilabel_experiments_show_map_next_to_the_baseline(tmp_path, monkeypatch):
@@ -138,3 +171,36 @@ def test_multilabel_experiments_show_map_next_to_the_baseline(tmp_path, monkeypa
     assert "| ImageNet (regnetx_002 weights file) | **70.00** |" in doc and "| random | **40.00** |" in doc
     fold1 = report["folds"][0]
     assert f"| 1 | {100 * fold1['final_mAP']:.2f} | 99.00 | 1 of 2 |" in doc
+
+
+def test_the_ablations_script_writes_a_study_that_passes_every_check(tmp_path, monkeypatch):
+    """benchmarks/esc10_ablations.py on generated ESC-10 data with ``--report``: its study file and manifest pass
+    every check of ``audiocls study`` (each variant resolved as a fit config), and no fit runs."""
+    import csv
+
+    import yaml
+
+    from tests.test_combinations import _write_esc10
+
+    root = _write_esc10(tmp_path / "ESC-50-master")  # 2 clips per class and fold
+    where = importlib.util.spec_from_file_location("esc10_ablations", ROOT / "benchmarks" / "esc10_ablations.py")
+    ablations = importlib.util.module_from_spec(where)
+    where.loader.exec_module(ablations)
+    monkeypatch.setattr(ablations, "KEEP_MINORITY", 1)
+    monkeypatch.chdir(tmp_path)  # the script moves to the checkout; this puts the test back where it was
+    out = tmp_path / "study"
+    assert ablations.main(["--root", str(root), "--out", str(out), "--report"]) == 0
+    study = yaml.safe_load((out / "esc10_ablations.yaml").read_text())
+    assert study["search_only"] == {"data.fold": 1, "data.val_fold": 2} and study["seeds"] == [0, 1]
+    choices = study["space"]["variant"]["choices"]
+    assert choices[:2] == [{}, {"config": "configs/callbacks/ema.yaml"}]
+    assert choices[4]["data.init_args.manifest"] == str(out / "imbalanced.csv")
+    minority = json.loads((out / "ablations.json").read_text())["minority"]
+    counts: dict[tuple[str, str], int] = {}
+    with (out / "imbalanced.csv").open() as fh:
+        for row in csv.DictReader(fh):
+            counts[(row["label"], row["fold"])] = counts.get((row["label"], row["fold"]), 0) + 1
+    assert len(minority) == 5
+    for (label, fold), n in counts.items():  # the test and validation folds stay whole
+        assert n == (1 if label in minority and fold not in ("1", "2") else 2), (label, fold)
+    assert not list(out.glob("trials/*"))

@@ -268,3 +268,14 @@ def test_workers_as_submitit_jobs_share_the_journal(tmp_path, tiny_root):
     assert sorted((r["setting"]["model.label_smoothing"], r["state"], r["n"]) for r in rows) == [
         (0.0, "COMPLETE", 1), (0.1, "COMPLETE", 1)]  # fmt: skip
     assert len(list(out.glob("worker_*.log"))) == 2
+
+
+def test_the_plot_puts_an_empty_choice_on_its_own_setting_only():
+    """A named axis whose first choice is ``{}`` (the base config): every other setting keeps its own point."""
+    from audiocls.commands.study_report import _series
+    from audiocls.commands.study_spec import Axis
+
+    axis = Axis("variant", "choices", ({}, {"model.label_smoothing": 0.1}))
+    fit = {"status": "done", "objective": 0.5, "test": {"test/acc": 0.4}}
+    rows = [{"setting": {"model.label_smoothing": 0.1}, "fits": [fit]}, {"setting": {}, "fits": [fit]}]
+    assert _series(None, axis, rows) == {"model.label_smoothing": [(0.1, [0.5], [0.4])], "variant": [(0, [0.5], [0.4])]}

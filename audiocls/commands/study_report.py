@@ -121,7 +121,7 @@ def _series(spec: StudySpec, axis, rows: list[dict]) -> dict[str, list[tuple]]:
             picked = [c for c in axis.choices if all(r["setting"].get(k) == v for k, v in c.items())]
             if not picked:
                 continue
-            choice = picked[0]
+            choice = max(picked, key=len)  # the most specific: an empty choice (the base) matches every setting
             if len(choice) == 1 and isinstance(next(iter(choice.values())), (int, float)):
                 ((name, x),) = choice.items()
             else:
