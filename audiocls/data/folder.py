@@ -6,12 +6,12 @@ their paths (independent of listing order); ``fold`` is held out as the test set
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 from audiocls.data.base import AudioDataModule
 from audiocls.data.clips import Clip, stratified_folds
 from audiocls.data.io import AUDIO_EXTENSIONS
+from audiocls.data.manifest import read_manifest
 from audiocls.errors import ConfigError, DataError
 
 __all__ = ["FolderDataModule", "CSVDataModule", "AUDIO_EXTENSIONS"]
@@ -103,12 +103,7 @@ class CSVDataModule(AudioDataModule):
             raise DataError(
                 f"data.manifest={manifest} does not exist; expected a CSV with the header path,label[,fold]"
             )
-        # utf-8-sig: a byte-order mark (as spreadsheet programs write) is not part of the first column's name
-        with manifest.open(newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh, skipinitialspace=True)
-            if reader.fieldnames:  # "path, label" and "path ,label" name the same columns
-                reader.fieldnames = [name.strip() for name in reader.fieldnames]
-            rows = list(reader)
+        rows = read_manifest(manifest)
         if not rows or not {"path", "label"} <= set(rows[0]):
             raise DataError(f"{manifest} needs the header path,label[,fold] and at least one row")
         cells = [[v.strip() for v in (r["label"] or "").split(";") if v.strip()] for r in rows]

@@ -8,6 +8,7 @@ the dataset over that cache are in :mod:`audiocls.data.clips`.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sys
 from pathlib import Path
@@ -19,7 +20,7 @@ import torchaudio.functional as AF
 
 from audiocls.errors import AudioLoadError
 
-__all__ = ["AUDIO_EXTENSIONS", "load_audio", "pad_or_crop", "sliding_windows"]
+__all__ = ["AUDIO_EXTENSIONS", "decoded_samples", "load_audio", "pad_or_crop", "sliding_windows"]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,22 @@ AUDIO_EXTENSIONS = (
 ) + ((".mp3",) if _MP3 else ())
 
 
+def _source(path: Path) -> str | bytes:
+    # bytes as the file system holds them: soundfile encodes a str path strictly, so a name that is not
+    # UTF-8 (a lone surrogate in Python) would fail to open
+    return str(path) if sys.platform == "win32" else os.fsencode(path)
+
+
+def decoded_samples(path: str | Path, sample_rate: int) -> int:
+    """Samples :func:`load_audio` will return for ``path`` at ``sample_rate``, from the header alone (no decode);
+    0 for a file whose header cannot be read (it will be recorded as a bad file)."""
+    try:
+        info = sf.info(_source(Path(path)))
+    except Exception:  # the decode reports it, naming the file
+        return 0
+    return math.ceil(max(info.frames, 0) * sample_rate / info.samplerate) if info.samplerate > 0 else 0
+
+
 def load_audio(path: str | Path, sample_rate: int) -> np.ndarray:
     """Decode one file to a mono float32 wave at ``sample_rate``.
 
@@ -61,10 +78,7 @@ def load_audio(path: str | Path, sample_rate: int) -> np.ndarray:
     if not path.is_file():
         raise AudioLoadError(f"audio file {path} does not exist")
     try:
-        # bytes as the file system holds them: soundfile encodes a str path strictly, so a name that is not
-        # UTF-8 (a lone surrogate in Python) would fail to open
-        source = str(path) if sys.platform == "win32" else os.fsencode(path)
-        data, sr = sf.read(source, dtype="float32", always_2d=True)
+        data, sr = sf.read(_source(path), dtype="float32", always_2d=True)
     except Exception as err:  # soundfile raises LibsndfileError, RuntimeError, TypeError, ... on bad input
         raise AudioLoadError(f"cannot decode audio file {path}: {err}") from err
     if data.size == 0:
