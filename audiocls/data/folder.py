@@ -22,6 +22,19 @@ def _check_num_folds(num_folds: int) -> None:
         raise ConfigError(f"data.num_folds={num_folds} must be at least 2 (one fold is held out as the test set)")
 
 
+def _label_order(labels: set[str]) -> list[str]:
+    """Integer labels in numeric order (``2`` before ``10``), any other set alphabetically.
+
+    ``int`` decides what is an integer (not ``str.isdigit``, which accepts ``²`` that ``int`` refuses); two cells
+    that are one number (``7`` and ``007``) stay two classes, ordered by their text, so the order never depends on
+    the order of a set.
+    """
+    try:
+        return sorted(labels, key=lambda v: (int(v), v))
+    except ValueError:
+        return sorted(labels)
+
+
 class FolderDataModule(AudioDataModule):
     """``root/<class>/*.{wav,flac,ogg,mp3,...}``; class names are the folder names, sorted.
 
@@ -114,8 +127,7 @@ class CSVDataModule(AudioDataModule):
             self.task = "multilabel"
         labels = [v for c in cells for v in c]
         if class_names is None:
-            uniq = set(labels)
-            class_names = sorted(uniq, key=int) if all(v.lstrip("-").isdigit() for v in uniq) else sorted(uniq)
+            class_names = _label_order(set(labels))
         unknown = sorted(set(labels) - set(class_names))
         if unknown:
             raise DataError(f"{manifest}: labels {unknown[:5]} are not in data.class_names={class_names}")

@@ -44,11 +44,26 @@ def _decode(path: Path, data: bytes) -> str:
         ) from err
 
 
+def _check_row(path: Path, row: dict, line: int) -> None:
+    """A row of fewer cells than the header (a bare ``\\r`` or line break splits a row in two) or without a path."""
+    if "path" not in row or "label" not in row:
+        return  # the header is refused as a whole by the datamodule
+    if row["path"] is None or row["label"] is None:
+        cells = sum(v is not None for k, v in row.items() if k is not None)
+        raise DataError(
+            f"data.manifest={path}: line {line} has {cells} cells for the {len(row)} columns of the header; every "
+            "row needs a path and a label (quote a cell that holds a comma or a line break)"
+        )
+    if not row["path"].strip():
+        raise DataError(f"data.manifest={path}: line {line} has an empty path cell; every row names an audio file")
+
+
 def read_manifest(path: Path) -> list[dict[str, str | None]]:
     """The rows of the CSV manifest ``path`` as dicts keyed by its header (names stripped of spaces).
 
     Raises:
-        DataError: the file is not UTF-8, holds a NUL byte or is not CSV (naming the line).
+        DataError: the file is not UTF-8, holds a NUL byte, is not CSV, or a row lacks its path or label cell
+            (naming the line).
     """
     data = path.read_bytes().removeprefix(codecs.BOM_UTF8)
     text = _decode(path, data)
@@ -59,6 +74,10 @@ def read_manifest(path: Path) -> list[dict[str, str | None]]:
     try:
         if reader.fieldnames:  # "path, label" and "path ,label" name the same columns
             reader.fieldnames = [name.strip() for name in reader.fieldnames]
-        return list(reader)
+        rows = []
+        for row in reader:
+            _check_row(path, row, reader.line_num)
+            rows.append(row)
+        return rows
     except csv.Error as err:
         raise DataError(f"data.manifest={path}: line {reader.line_num} is not CSV ({err}); {_NOT_CSV}") from err
