@@ -53,3 +53,17 @@ def test_utf8_with_accents_and_windows_line_endings_reads(tmp_path):
     man = _write(tmp_path, (HEADER + "".join(rows)).replace("\n", "\r\n").encode("utf-8-sig"))
     dm = CSVDataModule(man, fold=2, sample_rate=8000, clip_seconds=0.25, **SMALL)
     assert dm.class_names == ["cat", "\xe9l\xe9phant"]
+
+
+def test_a_row_split_by_a_bare_cr_names_its_line(tmp_path):
+    """Found by the property test: a bare ``\\r`` in an unquoted path cell ends the row there, leaving a row with
+    no label cell and one with no path cell (was an AttributeError traceback)."""
+    man = _write(tmp_path, ("label,path\n" + "cat,audio/cat/0.wav\n" + "cat,audio/cat/1\r.wav\n").encode())
+    with pytest.raises(DataError, match=r"clips\.csv: line 4 has 1 cells for the 2 columns of the header"):
+        CSVDataModule(man, fold=2, sample_rate=8000, clip_seconds=0.25, **SMALL)
+
+
+def test_an_empty_path_cell_names_its_line(tmp_path):
+    man = _write(tmp_path, (HEADER + ROWS[0] + " ,cat,1\n").encode())
+    with pytest.raises(DataError, match=r"clips\.csv: line 3 has an empty path cell"):
+        CSVDataModule(man, fold=2, sample_rate=8000, clip_seconds=0.25, **SMALL)
