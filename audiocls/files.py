@@ -9,6 +9,7 @@ file list that the caches are keyed by.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shutil
@@ -44,7 +45,57 @@ def writable_dir(path: str | Path, what: str, fix: str) -> Path:
     return path
 
 
+#: write errors that a folder's place causes (full, over quota, read-only, no permission)
+DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+def format_bytes(n: float) -> str:
+    """``n`` bytes for a person: ``512 B``, ``3.4 MB``, ``12.0 GB``."""
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(n) < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"  # unreachable; for the type checker
+
+
+def check_free_space(folder: str | Path, need_bytes: int, what: str, fix: str, *, purpose: str = "") -> None:
+    """Refuse, before a large write, when the disk of ``folder`` has less than ``need_bytes`` free.
+
+    Args:
+        folder: the folder about to be written.
+        need_bytes: the bytes the write needs.
+        what: what the folder holds, for the message.
+        fix: the setting that moves it, for the message (``, or free space`` is added).
+        purpose: what the bytes are for, for the message (``12 files decoded at 8000 Hz``).
+
+    Raises:
+        ConfigError: one line naming the folder, the bytes needed and free, and ``fix``.
+    """
+    free = shutil.disk_usage(folder).free
+    if free < need_bytes:
+        why = f" for {purpose}" if purpose else ""
+        raise ConfigError(
+            f"{what} {folder} has {format_bytes(free)} free, {format_bytes(need_bytes)} needed{why}; {fix}, "
+            "or free space"
+        )
+
+
+def disk_write_error(err: OSError, path: str | Path, what: str, fix: str) -> ConfigError | None:
+    """The one-line error for ``err`` raised while writing ``path`` (a full disk, a read-only one, ...); ``None``
+    for an error that the folder's place does not explain (re-raise that one)."""
+    if err.errno not in DISK_ERRNOS:
+        return None
+    why = "no space left" if err.errno in (errno.ENOSPC, errno.EDQUOT) else "a refused write"
+    return ConfigError(
+        f"{what} {path} could not be written: {why} ({err.strerror or err}; the partial file was removed); {fix}"
+    )
+
+
 __all__ = [
+    "DISK_ERRNOS",
+    "check_free_space",
+    "disk_write_error",
+    "format_bytes",
     "writable_dir",
     "atomic_folder",
     "atomic_write_bytes",

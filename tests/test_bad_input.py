@@ -127,6 +127,6 @@ def test_cache_disk_full_is_named_and_leaves_nothing(tmp_path, monkeypatch):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(np, "save", full)
-    with pytest.raises(ConfigError, match=r"cache folder .*cache.* has no space left.*AUDIOCLS_CACHE"):
+    with pytest.raises(ConfigError, match=r"cache folder .*cache.*decoded-.* no space left.*AUDIOCLS_CACHE"):
         DecodedCache(_one_file(tmp_path), 8000, cache_dir).build()
     assert list(cache_dir.iterdir()) == []

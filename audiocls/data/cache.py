@@ -10,7 +10,6 @@ that policy never re-decodes.
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import logging
@@ -21,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from audiocls.data.io import load_audio
+from audiocls.data.io import decoded_samples, load_audio
 from audiocls.data.suspicious import AudioFacts, truncation
-from audiocls.errors import AudioLoadError, ConfigError
-from audiocls.files import atomic_folder, hash_files, writable_dir
+from audiocls.errors import AudioLoadError
+from audiocls.files import atomic_folder, check_free_space, disk_write_error, hash_files, writable_dir
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +40,8 @@ def default_cache_dir() -> Path:
 
 #: what the errors about the cache folder advise
 _FIX = "set AUDIOCLS_CACHE (or data.cache_dir) to a writable folder with free space"
-#: write errors that the cache folder's place causes (full, over quota, read-only, no permission)
-_DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
+#: space kept free beyond the estimate (the index, the offsets, a resampler's rounding)
+MARGIN_BYTES = 16 * 2**20
 
 
 def check_cache_dir(folder: Path) -> None:
@@ -110,19 +109,25 @@ class DecodedCache:
         if self.complete:
             return
         check_cache_dir(self.dir.parent)
+        need = self.estimate_bytes() + MARGIN_BYTES
+        purpose = f"{len(self.files)} files decoded at {self.sample_rate} Hz"
+        fix = "set AUDIOCLS_CACHE (or data.cache_dir) to a folder on a larger disk"
+        check_free_space(self.dir.parent, need, "the decoded-audio cache folder", fix, purpose=purpose)
         log.info("decoding %d files at %d Hz into %s", len(self.files), self.sample_rate, self.dir)
         try:
             bad = self._write()
         except OSError as err:
-            if err.errno not in _DISK_ERRNOS:
+            error = disk_write_error(err, self.dir, "the decoded-audio cache folder", _FIX)
+            if error is None:
                 raise
-            why = "has no space left" if err.errno in (errno.ENOSPC, errno.EDQUOT) else "refused a write"
-            raise ConfigError(
-                f"the decoded-audio cache folder {self.dir.parent} {why} while decoding {len(self.files)} files "
-                f"({err.strerror or err}; the partial cache was removed); {_FIX}"
-            ) from err
+            raise error from err
         if bad:
             log.warning("%d of %d files could not be decoded (recorded in %s)", len(bad), len(self.files), self.dir)
+
+    def estimate_bytes(self) -> int:
+        """Bytes the decoded waves will take (float32 at :attr:`sample_rate`), from the files' headers."""
+        with ThreadPoolExecutor(self.workers) as pool:
+            return 4 * sum(pool.map(decoded_samples, self.files, [self.sample_rate] * len(self.files)))
 
     def _write(self) -> dict[int, str]:
         """Decode into a temporary folder renamed to :attr:`dir`; returns the files that failed to decode."""

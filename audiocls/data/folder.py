@@ -6,12 +6,12 @@ their paths (independent of listing order); ``fold`` is held out as the test set
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 from audiocls.data.base import AudioDataModule
 from audiocls.data.clips import Clip, stratified_folds
 from audiocls.data.io import AUDIO_EXTENSIONS
+from audiocls.data.manifest import read_manifest
 from audiocls.errors import ConfigError, DataError
 
 __all__ = ["FolderDataModule", "CSVDataModule", "AUDIO_EXTENSIONS"]
@@ -20,6 +20,19 @@ __all__ = ["FolderDataModule", "CSVDataModule", "AUDIO_EXTENSIONS"]
 def _check_num_folds(num_folds: int) -> None:
     if num_folds < 2:
         raise ConfigError(f"data.num_folds={num_folds} must be at least 2 (one fold is held out as the test set)")
+
+
+def _label_order(labels: set[str]) -> list[str]:
+    """Integer labels in numeric order (``2`` before ``10``), any other set alphabetically.
+
+    ``int`` decides what is an integer (not ``str.isdigit``, which accepts ``²`` that ``int`` refuses); two cells
+    that are one number (``7`` and ``007``) stay two classes, ordered by their text, so the order never depends on
+    the order of a set.
+    """
+    try:
+        return sorted(labels, key=lambda v: (int(v), v))
+    except ValueError:
+        return sorted(labels)
 
 
 class FolderDataModule(AudioDataModule):
@@ -103,12 +116,7 @@ class CSVDataModule(AudioDataModule):
             raise DataError(
                 f"data.manifest={manifest} does not exist; expected a CSV with the header path,label[,fold]"
             )
-        # utf-8-sig: a byte-order mark (as spreadsheet programs write) is not part of the first column's name
-        with manifest.open(newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh, skipinitialspace=True)
-            if reader.fieldnames:  # "path, label" and "path ,label" name the same columns
-                reader.fieldnames = [name.strip() for name in reader.fieldnames]
-            rows = list(reader)
+        rows = read_manifest(manifest)
         if not rows or not {"path", "label"} <= set(rows[0]):
             raise DataError(f"{manifest} needs the header path,label[,fold] and at least one row")
         cells = [[v.strip() for v in (r["label"] or "").split(";") if v.strip()] for r in rows]
@@ -119,8 +127,7 @@ class CSVDataModule(AudioDataModule):
             self.task = "multilabel"
         labels = [v for c in cells for v in c]
         if class_names is None:
-            uniq = set(labels)
-            class_names = sorted(uniq, key=int) if all(v.lstrip("-").isdigit() for v in uniq) else sorted(uniq)
+            class_names = _label_order(set(labels))
         unknown = sorted(set(labels) - set(class_names))
         if unknown:
             raise DataError(f"{manifest}: labels {unknown[:5]} are not in data.class_names={class_names}")

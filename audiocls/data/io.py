@@ -8,6 +8,7 @@ the dataset over that cache are in :mod:`audiocls.data.clips`.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sys
 from pathlib import Path
@@ -19,7 +20,7 @@ import torchaudio.functional as AF
 
 from audiocls.errors import AudioLoadError
 
-__all__ = ["AUDIO_EXTENSIONS", "load_audio", "pad_or_crop", "sliding_windows"]
+__all__ = ["AUDIO_EXTENSIONS", "decoded_samples", "load_audio", "pad_or_crop", "resample", "sliding_windows"]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,22 @@ AUDIO_EXTENSIONS = (
 ) + ((".mp3",) if _MP3 else ())
 
 
+def _source(path: Path) -> str | bytes:
+    # bytes as the file system holds them: soundfile encodes a str path strictly, so a name that is not
+    # UTF-8 (a lone surrogate in Python) would fail to open
+    return str(path) if sys.platform == "win32" else os.fsencode(path)
+
+
+def decoded_samples(path: str | Path, sample_rate: int) -> int:
+    """Samples :func:`load_audio` will return for ``path`` at ``sample_rate``, from the header alone (no decode);
+    0 for a file whose header cannot be read (it will be recorded as a bad file)."""
+    try:
+        info = sf.info(_source(Path(path)))
+    except Exception:  # the decode reports it, naming the file
+        return 0
+    return math.ceil(max(info.frames, 0) * sample_rate / info.samplerate) if info.samplerate > 0 else 0
+
+
 def load_audio(path: str | Path, sample_rate: int) -> np.ndarray:
     """Decode one file to a mono float32 wave at ``sample_rate``.
 
@@ -61,20 +78,48 @@ def load_audio(path: str | Path, sample_rate: int) -> np.ndarray:
     if not path.is_file():
         raise AudioLoadError(f"audio file {path} does not exist")
     try:
-        # bytes as the file system holds them: soundfile encodes a str path strictly, so a name that is not
-        # UTF-8 (a lone surrogate in Python) would fail to open
-        source = str(path) if sys.platform == "win32" else os.fsencode(path)
-        data, sr = sf.read(source, dtype="float32", always_2d=True)
+        data, sr = sf.read(_source(path), dtype="float32", always_2d=True)
     except Exception as err:  # soundfile raises LibsndfileError, RuntimeError, TypeError, ... on bad input
         raise AudioLoadError(f"cannot decode audio file {path}: {err}") from err
     if data.size == 0:
         raise AudioLoadError(f"audio file {path} holds no samples")
-    wave = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
-    if not np.isfinite(wave).all():
+    if not np.isfinite(data).all():
         raise AudioLoadError(f"audio file {path} holds NaN or infinite samples")
-    if sr != sample_rate:
-        wave = AF.resample(torch.from_numpy(np.ascontiguousarray(wave)), sr, sample_rate).numpy()
+    with np.errstate(over="ignore"):  # a float file near float32's limit: refused below, by name
+        # the channels are summed in float64: two samples of 3e38 overflow a float32 sum
+        wave = data.mean(axis=1, dtype=np.float64).astype(np.float32) if data.shape[1] > 1 else data[:, 0]
+        if sr != sample_rate:
+            wave = resample(wave, sr, sample_rate)
+    if not np.isfinite(wave).all():
+        raise AudioLoadError(
+            f"audio file {path} holds samples up to {np.abs(data).max():.3g}, which overflow float32 once downmixed "
+            "or resampled; a float file should hold samples within [-1, 1]: rescale it, or delete it"
+        )
     return np.ascontiguousarray(wave, dtype=np.float32)
+
+
+#: the largest (new / gcd) x (orig / gcd) of a rate pair torchaudio's resampler is used for: its kernel holds about
+#: that many floats (a few MB here; 44056 -> 22050 Hz would need 1 GB and a minute)
+RESAMPLE_KERNEL_LIMIT = 2**22
+
+
+def resample(wave: np.ndarray, orig: int, new: int) -> np.ndarray:
+    """``wave (T,)`` at ``orig`` Hz as ``(ceil(T * new / orig),)`` float32 at ``new`` Hz.
+
+    torchaudio's windowed-sinc resampler for every usual pair of rates. Its kernel grows with the product of the
+    reduced rates, so for a pair with a small common divisor (44056 Hz, 11127 Hz, 47999 Hz against 22050 Hz) the
+    wave is resampled in the frequency domain instead (an ideal low-pass; the same length), in time linear in the
+    clip rather than a minute and a gigabyte per file.
+    """
+    g = math.gcd(orig, new)
+    if (orig // g) * (new // g) <= RESAMPLE_KERNEL_LIMIT:
+        return AF.resample(torch.from_numpy(np.ascontiguousarray(wave)), orig, new).numpy()
+    n, m = len(wave), math.ceil(len(wave) * new / orig)
+    spectrum = np.fft.rfft(wave.astype(np.float64))
+    out = np.zeros(m // 2 + 1, dtype=np.complex128)
+    keep = min(len(spectrum), len(out))
+    out[:keep] = spectrum[:keep]
+    return (np.fft.irfft(out, m) * (m / n)).astype(np.float32)
 
 
 def pad_or_crop(wave: np.ndarray, length: int, *, offset: int | None = None) -> np.ndarray:

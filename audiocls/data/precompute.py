@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -30,6 +31,7 @@ from audiocls.audio.frontend import LogMelFrontend
 from audiocls.data.cache import default_cache_dir
 from audiocls.data.clips import ClipDataset
 from audiocls.errors import ConfigError
+from audiocls.files import check_free_space, disk_write_error
 
 __all__ = [
     "SpecDataset",
@@ -45,6 +47,8 @@ log = logging.getLogger(__name__)
 
 #: part of every stored file's key: bump it when the frontend's output changes, so older files are not read
 STORE_VERSION = "v1"
+#: what the errors about the store's folder advise
+_FIX = "set AUDIOCLS_CACHE (or data.cache_dir) to a writable folder on a larger disk"
 
 
 class SpecDataset(Dataset):
@@ -138,7 +142,12 @@ def store_frontend_outputs(
 ) -> None:
     """Write the frontend's output on ``dataset`` to ``path`` (``.npy``, (N, C, F, T) or (N, W, C, F, T)) unless it
     exists: batch by batch on ``device`` (:func:`frontend_batches`) into a preallocated memory map, so memory holds
-    one batch, not the split; written under a temporary name and renamed, so a killed run leaves no partial file."""
+    one batch, not the split; written under a temporary name and renamed, so a killed run leaves no partial file.
+
+    The free space is checked once the first batch gives the image size, before the file is created: a memory map
+    over a full disk would stop the process with SIGBUS, not an error. A disk that fills anyway (another writer)
+    is one :class:`ConfigError` naming the file, and the temporary file is removed.
+    """
     if path.is_file():
         return
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -150,6 +159,9 @@ def store_frontend_outputs(
         for spec in frontend_batches(dataset, frontend, batch_size, device, num_workers):
             if out is None:
                 shape = (len(dataset), *spec.shape[1:])
+                need = 4 * math.prod(shape) + 2**20  # + the .npy header and a margin
+                purpose = f"the spectrograms of {len(dataset)} clips"
+                check_free_space(path.parent, need, "the spectrogram store's cache folder", _FIX, purpose=purpose)
                 out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
             out[start : start + len(spec)] = spec.numpy()
             start += len(spec)
@@ -159,6 +171,12 @@ def store_frontend_outputs(
             out.flush()
             del out
         os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        error = disk_write_error(err, path, "the spectrogram store", _FIX)
+        if error is None:
+            raise
+        raise error from err
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
