@@ -1,4 +1,5 @@
-"""Decoding one file and shaping one wave: :func:`load_audio` (soundfile, downmix to mono, resample),
+"""Decoding one file and shaping one wave: :func:`load_audio` (soundfile, downmix to mono, resample; its
+:func:`decode_audio` twin for bytes in memory),
 :func:`pad_or_crop` and :func:`sliding_windows`.
 
 Every dataset file is decoded here once, by the decoded-audio cache (:mod:`audiocls.data.cache`); clips and
@@ -7,8 +8,11 @@ the dataset over that cache are in :mod:`audiocls.data.clips`.
 
 from __future__ import annotations
 
+import io
 import logging
+import math
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -17,11 +21,17 @@ import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
-from audiocls.errors import AudioLoadError
+from audiocls.errors import AudioLoadError, AudioTooLongError
 
-__all__ = ["AUDIO_EXTENSIONS", "load_audio", "pad_or_crop", "sliding_windows"]
+__all__ = ["AUDIO_EXTENSIONS", "load_audio", "decode_audio", "resample", "pad_or_crop", "sliding_windows"]
 
 log = logging.getLogger(__name__)
+
+#: the largest resampling kernel (numbers) torchaudio is asked to build; :func:`resample` says why
+MAX_KERNEL = 1 << 22
+#: :func:`decode_audio` with a ``max_seconds`` refuses what decodes to more samples than this many channels at this
+#: rate would in that time
+MAX_RATE, MAX_CHANNELS = 48_000, 2
 
 _MP3 = "MP3" in sf.available_formats() or "MPEG" in sf.available_formats()
 #: file endings searched for audio (class folders, ``audiocls predict`` folders): what libsndfile decodes here
@@ -60,21 +70,94 @@ def load_audio(path: str | Path, sample_rate: int) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise AudioLoadError(f"audio file {path} does not exist")
+    # bytes as the file system holds them: soundfile encodes a str path strictly, so a name that is not
+    # UTF-8 (a lone surrogate in Python) would fail to open
+    source = str(path) if sys.platform == "win32" else os.fsencode(path)
+    return _decode(source, f"audio file {path}", sample_rate)
+
+
+def decode_audio(
+    data: bytes, sample_rate: int, *, name: str = "upload", max_seconds: float | None = None
+) -> np.ndarray:
+    """:func:`load_audio` of a file's bytes held in memory (an HTTP upload): the same decode, downmix and resample.
+
+    Args:
+        data: the whole file (WAV, FLAC, OGG, MP3, ... as soundfile reads them).
+        sample_rate: target rate in Hz.
+        name: what the messages call the audio.
+        max_seconds: refuse audio longer than this, read from the header before anything is decoded.
+
+    Returns:
+        wave (T,) float32.
+
+    Raises:
+        AudioLoadError: empty, undecodable, silent of samples or not finite; the message names the problem.
+        AudioTooLongError: longer than ``max_seconds``.
+    """
+    if not data:
+        raise AudioLoadError(f"{name} is empty (0 bytes); send the audio file's bytes")
+    if max_seconds is not None:
+        try:
+            info = sf.info(io.BytesIO(data))
+        except Exception as err:
+            raise AudioLoadError(f"cannot decode {name}: {_why(err)}") from err
+        seconds = info.frames / info.samplerate if info.samplerate else 0.0
+        if seconds > max_seconds:
+            raise AudioTooLongError(
+                f"{name} is {seconds:.1f} s long, over the limit of {max_seconds:g} s; send a shorter recording "
+                "or raise the server's --max_seconds"
+            )
+        # a few compressed bytes can hold hours of many channels: bound what decoding would allocate
+        limit = max_seconds * MAX_RATE * MAX_CHANNELS * 4
+        if info.frames * info.channels * 4 > limit:
+            raise AudioTooLongError(
+                f"{name} decodes to {info.frames * info.channels * 4 / 1e6:.0f} MB of samples ({info.channels} "
+                f"channels at {info.samplerate} Hz), over the {limit / 1e6:.0f} MB that {max_seconds:g} s of "
+                f"{MAX_CHANNELS} channels at {MAX_RATE} Hz take; send fewer channels or a lower rate"
+            )
+    return _decode(io.BytesIO(data), name, sample_rate)
+
+
+def _decode(source, name: str, sample_rate: int) -> np.ndarray:
+    """Decode ``source`` (a path as bytes or str, or a file object) as :func:`load_audio` documents."""
     try:
-        # bytes as the file system holds them: soundfile encodes a str path strictly, so a name that is not
-        # UTF-8 (a lone surrogate in Python) would fail to open
-        source = str(path) if sys.platform == "win32" else os.fsencode(path)
         data, sr = sf.read(source, dtype="float32", always_2d=True)
     except Exception as err:  # soundfile raises LibsndfileError, RuntimeError, TypeError, ... on bad input
-        raise AudioLoadError(f"cannot decode audio file {path}: {err}") from err
+        raise AudioLoadError(f"cannot decode {name}: {_why(err)}") from err
     if data.size == 0:
-        raise AudioLoadError(f"audio file {path} holds no samples")
+        raise AudioLoadError(f"{name} holds no samples")
     wave = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
     if not np.isfinite(wave).all():
-        raise AudioLoadError(f"audio file {path} holds NaN or infinite samples")
+        raise AudioLoadError(f"{name} holds NaN or infinite samples")
     if sr != sample_rate:
-        wave = AF.resample(torch.from_numpy(np.ascontiguousarray(wave)), sr, sample_rate).numpy()
+        wave = resample(wave, sr, sample_rate)
     return np.ascontiguousarray(wave, dtype=np.float32)
+
+
+def _why(err: Exception) -> str:
+    """soundfile's message without ``Error opening <_io.BytesIO object at 0x...>:``, which says nothing to a person."""
+    return re.sub(r"^Error opening <[^>]*>: ", "", str(err))
+
+
+def resample(wave: np.ndarray, orig: int, new: int) -> np.ndarray:
+    """``wave (T,)`` from ``orig`` Hz to ``new`` Hz: torchaudio's windowed sinc, or an FFT when the rates share no
+    small factor.
+
+    torchaudio builds a ``(new / g, orig / g)`` kernel (``g`` their greatest common divisor): 23,520 numbers from
+    48 kHz to 44.1 kHz, but 4.2 billion (17 GB) from a file claiming 96,001 Hz, which kills the process. Above
+    :data:`MAX_KERNEL` numbers the spectrum is cut or zero-padded instead (exact for band-limited audio, memory
+    in proportion to the wave).
+    """
+    g = math.gcd(orig, new)
+    x = torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32))
+    if (orig // g) * (new // g) <= MAX_KERNEL:
+        return AF.resample(x, orig, new).numpy()
+    n, m = len(wave), max(1, round(len(wave) * new / orig))
+    spec = torch.fft.rfft(x.double())
+    keep = min(len(spec), m // 2 + 1)
+    out = torch.zeros(m // 2 + 1, dtype=spec.dtype)
+    out[:keep] = spec[:keep]
+    return (torch.fft.irfft(out, n=m) * (m / n)).float().numpy()
 
 
 def pad_or_crop(wave: np.ndarray, length: int, *, offset: int | None = None) -> np.ndarray:
