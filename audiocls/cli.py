@@ -37,6 +37,7 @@ COMMANDS = {
     "weights": ("audiocls.commands.weights", "add ImageNet weights to the weights folder that model.pretrained reads; list it"),
     "embed": ("audiocls.commands.embed", "pooled penultimate features of audio files from a checkpoint (--out emb.npy|.npz|.csv)"),
     "lr_find": ("audiocls.commands.lr_find", "learning-rate range test on a fit config (--config X), suggested lr and plot PNG"),
+    "serve": ("audiocls.commands.serve", "a checkpoint behind an HTTP API and a web page, on LitServe (--ckpt_path X)"),
 }  # fmt: skip
 
 
