@@ -45,9 +45,7 @@ class PredictAPI(_Base):
         self.ckpt_path, self.threshold, self.batch_windows = ckpt_path, threshold, batch_windows
 
     def setup(self, device: str) -> None:
-        from audiocls.training.checkpoints import load_checkpoint
-
-        self.loaded = load_checkpoint(self.ckpt_path).to(device)
+        self.loaded = _worker_model(self.ckpt_path, device)
 
     def decode_request(self, request: dict) -> dict:
         from audiocls.commands.serve_http import wave_of
@@ -99,9 +97,7 @@ class ExplainAPI(_Base):
         self.ckpt_path = ckpt_path
 
     def setup(self, device: str) -> None:
-        from audiocls.training.checkpoints import load_checkpoint
-
-        self.loaded = load_checkpoint(self.ckpt_path).to(device)
+        self.loaded = _worker_model(self.ckpt_path, device)
 
     def decode_request(self, request: dict) -> dict:
         from audiocls.commands.serve_http import wave_of
@@ -121,6 +117,17 @@ class ExplainAPI(_Base):
 
     def encode_response(self, output: bytes) -> Response:
         return Response(content=output, media_type="image/png")
+
+
+def _worker_model(ckpt_path: str, device: str):
+    """The checkpoint's model in a LitServe worker, a process spawned afresh: ``audiocls.cli.configure_process``'s
+    denormal flush does not reach it, and without it a random-init mobilenetv3_small scored 4x slower on our CPU."""
+    import torch
+
+    from audiocls.training.checkpoints import load_checkpoint
+
+    torch.set_flush_denormal(True)
+    return load_checkpoint(ckpt_path).to(device)
 
 
 def model_info(loaded, threshold) -> dict:
