@@ -4,6 +4,7 @@ input refused with its status while the server keeps answering."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -65,14 +66,10 @@ def start_server(ckpt: Path, log: Path, *extra: str) -> tuple[subprocess.Popen, 
 def stop_server(proc: subprocess.Popen) -> None:
     """SIGTERM to the server's process group (LitServe's workers with it), SIGKILL if it lingers."""
     os.killpg(proc.pid, signal.SIGTERM)
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(20)
-    except subprocess.TimeoutExpired:
-        pass
-    try:  # whatever of the group outlived its leader
+    with contextlib.suppress(ProcessLookupError):  # whatever of the group outlived its leader
         os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     proc.wait(10)
 
 
@@ -141,13 +138,14 @@ def test_parameters_shape_the_answer(server):
 
 
 def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(server):
+    """... and a bad file among them fails alone: it is refused before the queue, never inside a batch."""
     url, _ = server
     clips = [encode("wav", 1.0, seed=s) for s in range(16)]
     alone = [post(url, c).json() for c in clips[:4]]
-    with ThreadPoolExecutor(16) as pool:
-        answers = list(pool.map(lambda c: post(url, c), clips))
-    assert all(r.status_code == 200 for r in answers)
-    got = [r.json() for r in answers]
+    with ThreadPoolExecutor(17) as pool:
+        answers = list(pool.map(lambda c: post(url, c), [*clips, b"not audio"]))  # one bad file among them
+    assert [r.status_code for r in answers] == [200] * 16 + [400]
+    got = [r.json() for r in answers[:16]]
     assert max(g["batch_requests"] for g in got) > 1  # some requests shared a forward pass
     for a, g in zip(alone, got[:4], strict=True):
         assert g["scores"] == pytest.approx(a["scores"], abs=1e-5)
@@ -244,3 +242,31 @@ def test_serve_listens_on_loopback_unless_told_and_checks_its_settings(fitted, c
     for setting in ("--max_batch_size=0", "--max_mb=0", "--batch_timeout=-1"):
         assert main(["serve", f"--ckpt_path={fitted['ckpt']}", setting]) == 2
         assert setting.split("=")[0] in capsys.readouterr().err
+
+
+@pytest.mark.slow  # a second server: ~15 s more
+def test_a_multilabel_model_answers_the_labels_over_its_thresholds_and_every_score(tmp_path):
+    import torch
+
+    from audiocls.models.classifier import AudioClassifier
+    from tests.conftest import TINY_FRONTEND
+
+    names = ["dog", "rain", "bird"]
+    torch.manual_seed(0)
+    model = AudioClassifier("test_resnet", num_classes=3, in_chans=3, class_names=names, task="multilabel")
+    state = model.state_dict()
+    state["thresholds"], state["thresholds_tuned"] = torch.tensor([0.0, 1.01, 0.0]), torch.tensor(True)
+    dm = {"_class_path": "audiocls.data.synthetic.SyntheticDataModule", "sample_rate": SR, "clip_seconds": 1.0}
+    ckpt = tmp_path / "ml.ckpt"
+    torch.save({"state_dict": state, "hyper_parameters": dict(model.hparams),
+                "datamodule_hyper_parameters": dm | {"frontend": dict(TINY_FRONTEND)}}, ckpt)  # fmt: skip
+    proc, url = start_server(ckpt, tmp_path / "serve.log", "--max_batch_size=4")
+    try:
+        assert httpx.get(f"{url}/info", timeout=10).json()["model"]["threshold"] == [0.0, 1.01, 0.0]
+        got = post(url, encode("wav")).json()
+        assert sorted(t["label"] for t in got["top"]) == ["bird", "dog"]  # the tuned thresholds: rain never
+        assert sorted(got["scores"]) == sorted(names)  # every score, sigmoids (need not sum to 1)
+        assert len(post(url, encode("wav"), {"threshold": "0"}).json()["top"]) == 3  # the request's threshold wins
+        assert post(url, encode("wav"), {"threshold": "1.5"}).status_code == 422
+    finally:
+        stop_server(proc)
