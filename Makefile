@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 # Pinned together: torch/torchvision from this machine's disk, torchaudio 2.11 from PyPI (works with both).
 # On another machine: make install TORCH_PINS="torch torchvision torchaudio" (or your CUDA index).
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1 torchaudio==2.11.0
-EXTRAS ?= dev,export,lite
+EXTRAS ?= dev,export,lite,serve
 MARKERS ?= not slow and not gpu
 PYTEST_ARGS ?=
 

@@ -38,6 +38,7 @@ COMMANDS = {
     "embed": ("audiocls.commands.embed", "pooled penultimate features of audio files from a checkpoint (--out emb.npy|.npz|.csv)"),
     "study": ("audiocls.commands.study", "settings x seeds x folds on Optuna, validation objective, resumable (--config configs/studies/X.yaml)"),
     "lr_find": ("audiocls.commands.lr_find", "learning-rate range test on a fit config (--config X), suggested lr and plot PNG"),
+    "serve": ("audiocls.commands.serve", "a checkpoint behind an HTTP API and a web page, on LitServe (--ckpt_path X)"),
 }  # fmt: skip
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["AudioclsError", "ConfigError", "DataError", "AudioLoadError"]
+__all__ = ["AudioclsError", "ConfigError", "DataError", "AudioLoadError", "AudioTooLongError"]
 
 
 class AudioclsError(Exception):
@@ -19,3 +19,7 @@ class DataError(AudioclsError, FileNotFoundError):
 
 class AudioLoadError(AudioclsError, OSError):
     """One audio file could not be decoded; the message names the file."""
+
+
+class AudioTooLongError(AudioLoadError):
+    """Audio longer than a limit the user set (``audiocls serve --max_seconds``); the message names both lengths."""

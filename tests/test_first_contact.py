@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 #: every command a user can type, as the README and DESIGN.md name them
 EVERY_COMMAND = ["fit", "validate", "test", "predict", "cv", "ensemble", "explain", "export"]
-EVERY_COMMAND += ["data", "embed", "lr_find"]
+EVERY_COMMAND += ["data", "embed", "lr_find", "serve"]
 #: what the top-level help must not import (seconds of start-up each)
 HEAVY = ["torch", "lightning", "jsonargparse", "timm", "torchaudio", "numpy"]
 

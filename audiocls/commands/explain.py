@@ -31,7 +31,16 @@ from audiocls.errors import ConfigError
 from audiocls.files import atomic_write_bytes, check_output_file
 from audiocls.training.checkpoints import LoadedModel, load_checkpoint
 
-__all__ = ["Saliency", "compute_saliency", "resolve_targets", "plot_saliency", "mel_centres_hz", "main"]
+__all__ = [
+    "Saliency",
+    "compute_saliency",
+    "explain_wave",
+    "saliency_png",
+    "resolve_targets",
+    "plot_saliency",
+    "mel_centres_hz",
+    "main",
+]
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +126,14 @@ def mel_centres_hz(loaded: LoadedModel, n_rows: int) -> np.ndarray:
 
 
 def plot_saliency(sal: Saliency, loaded: LoadedModel, out: str | Path, *, title: str = "", dpi: int = 100) -> Path:
-    """Draw one row per target: ``|grad|`` over each channel's log-mel, then Grad-CAM over their mean."""
+    """Draw :func:`saliency_png` to the file ``out``."""
+    out = check_output_file(out)
+    atomic_write_bytes(out, saliency_png(sal, loaded, title=title, dpi=dpi))
+    return out
+
+
+def saliency_png(sal: Saliency, loaded: LoadedModel, *, title: str = "", dpi: int = 100) -> bytes:
+    """The PNG of one row per target: ``|grad|`` over each channel's log-mel, then Grad-CAM over their mean."""
     from audiocls.training.curves import new_figure
 
     n_ch, n_rows, _ = sal.spec.shape
@@ -148,11 +164,40 @@ def plot_saliency(sal: Saliency, loaded: LoadedModel, out: str | Path, *, title:
             ax.set_ylabel("mel band centre (Hz)", fontsize=7)
     if title:
         fig.suptitle(title, fontsize=9)
-    out = check_output_file(out)
     buf = io.BytesIO()
     fig.savefig(buf, dpi=dpi, format="png")
-    atomic_write_bytes(out, buf.getvalue())
-    return out
+    return buf.getvalue()
+
+
+def explain_wave(
+    loaded: LoadedModel, wave: np.ndarray, targets: list[int], *, top_k: int = 1, start_seconds: float | None = None
+) -> tuple[Saliency, int, int]:
+    """:func:`compute_saliency` of the clip of ``wave (T,)`` worth explaining.
+
+    A recording longer than the clip is explained from ``start_seconds``, else on its window where the first
+    target (or the most probable class) scores highest. Without ``targets``, the ``top_k`` most probable classes
+    of that clip are explained.
+
+    Returns:
+        The saliency, the clip's start and its length in samples.
+    """
+    clip, sr = loaded.clip_samples, loaded.sample_rate
+    if start_seconds is not None:
+        start = min(max(0, round(start_seconds * sr)), max(0, len(wave) - clip))
+    elif len(wave) > clip:  # the window where the (first) explained class is most probable
+        probs, window_probs, starts = score_wave(loaded, wave)
+        first = targets[0] if targets else int(probs.argmax())
+        start = int(starts[window_probs[:, first].argmax()])
+    else:
+        start = 0
+    segment = wave[start : start + clip]
+    if not targets:
+        with torch.no_grad():
+            p = loaded.model.probabilities(
+                loaded.wave_classifier()(torch.from_numpy(pad_or_crop(segment, clip)).to(loaded.device)[None])
+            )[0]
+        targets = p.argsort(descending=True)[: min(top_k, len(loaded.class_names))].tolist()
+    return compute_saliency(loaded, segment, targets), start, len(segment)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -185,24 +230,9 @@ def main(argv: list[str]) -> int:
     warning = suspicious_input(loaded, args.file, wave, "explained anyway")
     if warning:
         log.warning("%s", warning)
-    clip, sr = loaded.clip_samples, loaded.sample_rate
-    if args.start_seconds is not None:
-        start = min(max(0, round(args.start_seconds * sr)), max(0, len(wave) - clip))
-    elif len(wave) > clip:  # the window where the (first) explained class is most probable
-        probs, window_probs, starts = score_wave(loaded, wave)
-        first = targets[0] if targets else int(probs.argmax())
-        start = int(starts[window_probs[:, first].argmax()])
-    else:
-        start = 0
-    segment = wave[start : start + clip]
-    if not targets:
-        with torch.no_grad():
-            p = loaded.model.probabilities(
-                loaded.wave_classifier()(torch.from_numpy(pad_or_crop(segment, clip))[None])
-            )[0]
-        targets = p.argsort(descending=True)[: min(args.top_k, len(names))].tolist()
-    sal = compute_saliency(loaded, segment, targets)
-    span = f"{start / sr:.2f}-{(start + len(segment)) / sr:.2f} s"
+    sal, start, length = explain_wave(loaded, wave, targets, top_k=args.top_k, start_seconds=args.start_seconds)
+    targets, sr = sal.targets, loaded.sample_rate
+    span = f"{start / sr:.2f}-{(start + length) / sr:.2f} s"
     out = plot_saliency(sal, loaded, args.out, title=f"{shown(args.file.name)} [{span}]", dpi=args.dpi)
     if args.save_arrays is not None:
         np.savez_compressed(

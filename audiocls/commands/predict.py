@@ -30,7 +30,16 @@ from audiocls.files import atomic_write_bytes, check_output_file
 from audiocls.models.multilabel import THRESHOLD
 from audiocls.training.checkpoints import LoadedModel, load_checkpoint
 
-__all__ = ["expand_files", "predict_files", "format_results", "write_output", "Progress", "main"]
+__all__ = [
+    "expand_files",
+    "predict_files",
+    "describe_scores",
+    "choose_thresholds",
+    "format_results",
+    "write_output",
+    "Progress",
+    "main",
+]
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +133,7 @@ def predict_files(
         first (maybe none).
     """
     results = []
-    names, sr = loaded.class_names, loaded.sample_rate
+    sr = loaded.sample_rate
     summary = WarningSummary(log.warning)
     for f in files:
         if progress is not None:
@@ -143,27 +152,39 @@ def predict_files(
             loaded, wave, hop_seconds=hop_seconds, batch_size=batch_size,
             progress=progress.windows if progress is not None else None,
         )  # fmt: skip
-        windows = [
-            {
-                "start_s": round(s / sr, 4),
-                "end_s": round(min(s + loaded.clip_samples, len(wave)) / sr, 4),
-                "top": _top(p, names, top_k, threshold),
-            }
-            for s, p in zip(starts.tolist(), window_probs, strict=True)
-        ]
         results.append(
-            {
-                "file": str(f),
-                "duration_s": round(len(wave) / sr, 4),
-                "top": _top(probs, names, top_k, threshold),
-                "windows": windows,
-            }
+            {"file": str(f)}
+            | describe_scores(loaded, len(wave), probs, window_probs, starts, top_k=top_k, threshold=threshold)
             | ({"warning": warning} if warning else {})
         )
         if progress is not None:
             progress.file_done()
     summary.close()
     return results
+
+
+def describe_scores(
+    loaded: LoadedModel,
+    num_samples: int,
+    probs: np.ndarray,
+    window_probs: np.ndarray,
+    starts: np.ndarray,
+    *,
+    top_k: int = 5,
+    threshold: float | np.ndarray | None = None,
+) -> dict:
+    """One recording's result from :func:`~audiocls.commands.scoring.score_wave`'s arrays: ``duration_s``,
+    ``top`` and ``windows`` as :func:`predict_files` documents (``audiocls serve`` answers with the same)."""
+    names, sr = loaded.class_names, loaded.sample_rate
+    windows = [
+        {
+            "start_s": round(s / sr, 4),
+            "end_s": round(min(s + loaded.clip_samples, num_samples) / sr, 4),
+            "top": _top(p, names, top_k, threshold),
+        }
+        for s, p in zip(starts.tolist(), window_probs, strict=True)
+    ]
+    return {"duration_s": round(num_samples / sr, 4), "top": _top(probs, names, top_k, threshold), "windows": windows}
 
 
 def choose_thresholds(loaded: LoadedModel, threshold: float | None) -> float | np.ndarray:

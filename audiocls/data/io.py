@@ -1,4 +1,5 @@
-"""Decoding one file and shaping one wave: :func:`load_audio` (soundfile, downmix to mono, resample),
+"""Decoding one file and shaping one wave: :func:`load_audio` (soundfile, downmix to mono, resample; its
+:func:`decode_audio` twin for bytes in memory),
 :func:`pad_or_crop` and :func:`sliding_windows`.
 
 Every dataset file is decoded here once, by the decoded-audio cache (:mod:`audiocls.data.cache`); clips and
@@ -7,9 +8,11 @@ the dataset over that cache are in :mod:`audiocls.data.clips`.
 
 from __future__ import annotations
 
+import io
 import logging
 import math
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -18,11 +21,19 @@ import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
-from audiocls.errors import AudioLoadError
+from audiocls.errors import AudioLoadError, AudioTooLongError
 
-__all__ = ["AUDIO_EXTENSIONS", "decoded_samples", "load_audio", "pad_or_crop", "resample", "sliding_windows"]
+__all__ = [
+    "AUDIO_EXTENSIONS", "decode_audio", "decoded_samples", "load_audio", "pad_or_crop", "resample", "sliding_windows",
+]  # fmt: skip
 
 log = logging.getLogger(__name__)
+
+#: the largest resampling kernel (numbers) torchaudio is asked to build; :func:`resample` says why
+MAX_KERNEL = 1 << 22
+#: :func:`decode_audio` with a ``max_seconds`` refuses what decodes to more samples than this many channels at this
+#: rate would in that time
+MAX_RATE, MAX_CHANNELS = 48_000, 2
 
 _MP3 = "MP3" in sf.available_formats() or "MPEG" in sf.available_formats()
 #: file endings searched for audio (class folders, ``audiocls predict`` folders): what libsndfile decodes here
@@ -77,14 +88,61 @@ def load_audio(path: str | Path, sample_rate: int) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise AudioLoadError(f"audio file {path} does not exist")
+    return _decode(_source(path), f"audio file {path}", sample_rate)
+
+
+def decode_audio(
+    data: bytes, sample_rate: int, *, name: str = "upload", max_seconds: float | None = None
+) -> np.ndarray:
+    """:func:`load_audio` of a file's bytes held in memory (an HTTP upload): the same decode, downmix and resample.
+
+    Args:
+        data: the whole file (WAV, FLAC, OGG, MP3, ... as soundfile reads them).
+        sample_rate: target rate in Hz.
+        name: what the messages call the audio.
+        max_seconds: refuse audio longer than this, read from the header before anything is decoded.
+
+    Returns:
+        wave (T,) float32.
+
+    Raises:
+        AudioLoadError: empty, undecodable, silent of samples or not finite; the message names the problem.
+        AudioTooLongError: longer than ``max_seconds``.
+    """
+    if not data:
+        raise AudioLoadError(f"{name} is empty (0 bytes); send the audio file's bytes")
+    if max_seconds is not None:
+        try:
+            info = sf.info(io.BytesIO(data))
+        except Exception as err:
+            raise AudioLoadError(f"cannot decode {name}: {_why(err)}") from err
+        seconds = info.frames / info.samplerate if info.samplerate else 0.0
+        if seconds > max_seconds:
+            raise AudioTooLongError(
+                f"{name} is {seconds:.1f} s long, over the limit of {max_seconds:g} s; send a shorter recording "
+                "or raise the server's --max_seconds"
+            )
+        # a few compressed bytes can hold hours of many channels: bound what decoding would allocate
+        limit = max_seconds * MAX_RATE * MAX_CHANNELS * 4
+        if info.frames * info.channels * 4 > limit:
+            raise AudioTooLongError(
+                f"{name} decodes to {info.frames * info.channels * 4 / 1e6:.0f} MB of samples ({info.channels} "
+                f"channels at {info.samplerate} Hz), over the {limit / 1e6:.0f} MB that {max_seconds:g} s of "
+                f"{MAX_CHANNELS} channels at {MAX_RATE} Hz take; send fewer channels or a lower rate"
+            )
+    return _decode(io.BytesIO(data), name, sample_rate)
+
+
+def _decode(source, name: str, sample_rate: int) -> np.ndarray:
+    """Decode ``source`` (a path as bytes or str, or a file object) as :func:`load_audio` documents."""
     try:
-        data, sr = sf.read(_source(path), dtype="float32", always_2d=True)
+        data, sr = sf.read(source, dtype="float32", always_2d=True)
     except Exception as err:  # soundfile raises LibsndfileError, RuntimeError, TypeError, ... on bad input
-        raise AudioLoadError(f"cannot decode audio file {path}: {err}") from err
+        raise AudioLoadError(f"cannot decode {name}: {_why(err)}") from err
     if data.size == 0:
-        raise AudioLoadError(f"audio file {path} holds no samples")
+        raise AudioLoadError(f"{name} holds no samples")
     if not np.isfinite(data).all():
-        raise AudioLoadError(f"audio file {path} holds NaN or infinite samples")
+        raise AudioLoadError(f"{name} holds NaN or infinite samples")
     with np.errstate(over="ignore"):  # a float file near float32's limit: refused below, by name
         # the channels are summed in float64: two samples of 3e38 overflow a float32 sum
         wave = data.mean(axis=1, dtype=np.float64).astype(np.float32) if data.shape[1] > 1 else data[:, 0]
@@ -92,15 +150,15 @@ def load_audio(path: str | Path, sample_rate: int) -> np.ndarray:
             wave = resample(wave, sr, sample_rate)
     if not np.isfinite(wave).all():
         raise AudioLoadError(
-            f"audio file {path} holds samples up to {np.abs(data).max():.3g}, which overflow float32 once downmixed "
+            f"{name} holds samples up to {np.abs(data).max():.3g}, which overflow float32 once downmixed "
             "or resampled; a float file should hold samples within [-1, 1]: rescale it, or delete it"
         )
     return np.ascontiguousarray(wave, dtype=np.float32)
 
 
-#: the largest (new / gcd) x (orig / gcd) of a rate pair torchaudio's resampler is used for: its kernel holds about
-#: that many floats (a few MB here; 44056 -> 22050 Hz would need 1 GB and a minute)
-RESAMPLE_KERNEL_LIMIT = 2**22
+def _why(err: Exception) -> str:
+    """soundfile's message without ``Error opening <_io.BytesIO object at 0x...>:``, which says nothing to a person."""
+    return re.sub(r"^Error opening <[^>]*>: ", "", str(err))
 
 
 def resample(wave: np.ndarray, orig: int, new: int) -> np.ndarray:
@@ -112,7 +170,7 @@ def resample(wave: np.ndarray, orig: int, new: int) -> np.ndarray:
     clip rather than a minute and a gigabyte per file.
     """
     g = math.gcd(orig, new)
-    if (orig // g) * (new // g) <= RESAMPLE_KERNEL_LIMIT:
+    if (orig // g) * (new // g) <= MAX_KERNEL:
         return AF.resample(torch.from_numpy(np.ascontiguousarray(wave)), orig, new).numpy()
     n, m = len(wave), math.ceil(len(wave) * new / orig)
     spectrum = np.fft.rfft(wave.astype(np.float64))

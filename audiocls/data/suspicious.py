@@ -8,6 +8,7 @@ past :data:`SHOWN` files the rest are only counted (:class:`WarningSummary`).
 
 from __future__ import annotations
 
+import io
 import os
 import re
 from collections.abc import Callable, Sequence
@@ -50,14 +51,17 @@ class AudioFacts:
     truncated: str | None = None
 
 
-def truncation(path: str | Path) -> str | None:
+def truncation(path: str | Path, *, data: bytes | None = None) -> str | None:
     """``"the header promises N bytes of audio, the file holds M (p %)"`` for a cut-off WAV/AIFF, else ``None``.
+
+    ``data``: the file's bytes, when it is held in memory (an upload); ``path`` then only names it.
 
     libsndfile decodes what is there and records the mismatch in its parse log (``SoundFile.extra_info``); FLAC and
     OGG files cut short fail to decode instead, which :func:`~audiocls.data.io.load_audio` reports.
     """
     try:
-        text = sf.info(os.fsencode(path)).extra_info  # bytes: any name the file system allows
+        # bytes: any name the file system allows
+        text = sf.info(os.fsencode(path) if data is None else io.BytesIO(data)).extra_info
     except Exception:  # unreadable: load_audio has said so already
         return None
     m = _SHORT_CHUNK.search(text)
@@ -69,10 +73,10 @@ def truncation(path: str | Path) -> str | None:
     return f"the header promises {promised} bytes of audio, the file holds {held} ({held / promised:.0%})"
 
 
-def audio_facts(path: str | Path, wave: np.ndarray, sample_rate: int) -> AudioFacts:
-    """:class:`AudioFacts` of ``wave (T,)`` decoded from ``path`` at ``sample_rate``."""
+def audio_facts(path: str | Path, wave: np.ndarray, sample_rate: int, *, data: bytes | None = None) -> AudioFacts:
+    """:class:`AudioFacts` of ``wave (T,)`` decoded from ``path`` (or from ``data``, its bytes) at ``sample_rate``."""
     peak = float(np.abs(wave).max()) if len(wave) else 0.0
-    return AudioFacts(len(wave) / sample_rate, peak, truncation(path))
+    return AudioFacts(len(wave) / sample_rate, peak, truncation(path, data=data))
 
 
 def suspicious_audio(
