@@ -204,3 +204,47 @@ def test_the_ablations_script_writes_a_study_that_passes_every_check(tmp_path, m
     for (label, fold), n in counts.items():  # the test and validation folds stay whole
         assert n == (1 if label in minority and fold not in ("1", "2") else 2), (label, fold)
     assert not list(out.glob("trials/*"))
+
+
+def test_the_recipe_search_table_shows_each_setting_its_folds_and_the_final_figure_against_the_aim(tmp_path):
+    """The recipe search's folder: one row per setting (each searched key a column, the objective per validation
+    fold, the test fold beside), then the ``--final`` table and whether the 98 % aim is reached."""
+    folder = tmp_path / "studies" / "cpu_recipe_search"
+    folder.mkdir(parents=True)
+    fits = [{"status": "done", "repeat": {"data.val_fold": 2}, "objective": 0.925},
+            {"status": "done", "repeat": {"data.val_fold": 3}, "objective": 0.95}]  # fmt: skip
+    rows = [
+        {"setting": {"model.backbone": "regnetx_002", "model.optimizer.init_args.lr": 0.001}, "state": "COMPLETE",
+         "n": 2, "objective": {"mean": 0.9375, "std": 0.0176777, "n": 2}, "test": {"mean": 0.9, "std": 0.0, "n": 2},
+         "wall_s": 612.0, "error": None, "fits": fits},
+        {"setting": {"model.backbone": "mobilenetv2_100", "model.optimizer.init_args.lr": 0.0003}, "state": "PRUNED",
+         "n": 0, "objective": {"mean": None, "std": None, "n": 0}, "test": {"mean": None, "std": None, "n": 0},
+         "wall_s": 100.0, "error": None, "fits": []},
+    ]  # fmt: skip
+    (folder / "study_results.json").write_text(json.dumps({"study": "cpu_recipe_search", "monitor": "val/acc",
+                                                           "epoch": "final", "rows": rows}))  # fmt: skip
+    (folder / "study.json").write_text(json.dumps({"identity": {"search_only": {"data.fold": 1}}}))
+    uptime = " 02:42:00 up 3 min,  load average: 0.56, 0.18, 0.06"
+    (folder.parent / "cpu_recipe_search.run.json").write_text(json.dumps(
+        {"started": "2026-12-05T02:42:00+00:00", "uptime_before": uptime, "uptime_after": uptime, "wall_s": 5400.0,
+         "machine": "x86_64"}))  # fmt: skip
+    doc = "\n".join(results.recipe_md(results.read_recipe_search(folder)))
+    assert "| rank | backbone | lr | state | val/acc % (objective) | per fold | test fold 1 % (not used) |" in doc
+    assert "| 1 | regnetx_002 | 0.001 | complete | **93.75 ± 1.77** | val_fold 2: 92.50 / val_fold 3: 95.00 | " \
+           "90.00 ± 0.00 | 612 |" in doc  # fmt: skip
+    assert "| 2 | mobilenetv2_100 | 0.0003 | pruned | **n/a** |  | n/a | 100 |" in doc
+    assert "0.56 / 0.18 / 0.06 before" in doc and "90.0 min in all" in doc and "not measured yet" in doc
+
+    final = {"chosen": rows[0]["setting"], "variants": {
+        "pretrained": {"all": {"mean": 0.975, "std": 0.02, "n": 10}, "per_seed": {"0": 0.98, "1": 0.97},
+                       "seed_spread": {"mean": 0.975, "std": 0.0070711, "n": 2}},
+        "random": {"all": {"mean": None, "std": None, "n": 0}, "per_seed": {}, "seed_spread": {"mean": None,
+                                                                                               "std": None}}}}  # fmt: skip
+    (folder / "final_results.json").write_text(json.dumps(final))
+    doc = "\n".join(results.recipe_md(results.read_recipe_search(folder)))
+    assert "| pretrained | **97.50 ± 2.00** | 10 | seed 0: 98.00, seed 1: 97.00 | 0.71 |" in doc
+    assert "| random | **n/a** | 0 | not run yet | n/a |" in doc
+    assert "is not reached (97.50 ± 2.00 % over 10 fold runs)" in doc
+    final["variants"]["pretrained"]["all"]["mean"] = 0.98
+    (folder / "final_results.json").write_text(json.dumps(final))
+    assert "is reached (98.00 ± 2.00 %" in "\n".join(results.recipe_md(results.read_recipe_search(folder)))

@@ -251,7 +251,12 @@ def test_the_paper_study_runs_resumes_and_reports(tmp_path, tmp_path_factory):
     final = json.loads((out / "final_results.json").read_text())
     assert final["chosen"] == rows[0]["setting"]
     assert {v: final["variants"][v]["all"]["n"] for v in ("smooth", "plain")} == {"smooth": 2, "plain": 2}
-    assert "--data.val_fold" not in (out / "final" / "smooth-seed0" / "cv.log").read_text().splitlines()[0]
+    cv_log = (out / "final" / "smooth-seed0" / "cv.log").read_text()
+    assert "--data.val_fold" not in cv_log.splitlines()[0]
+    (out / "final_results.md").unlink()  # --report --final writes the final table again and runs no cv
+    assert main(["study", *args, "--report", "--final"]) == 1
+    assert "| smooth |" in (out / "final_results.md").read_text()
+    assert (out / "final" / "smooth-seed0" / "cv.log").read_text() == cv_log
 
 
 @pytest.mark.slow

@@ -194,8 +194,9 @@ def _submit_workers(opts, argv: list[str], out: Path) -> None:
         raise
 
 
-def run_final(spec: StudySpec, rows: list[dict], fit_args: list[str], out: Path, key: str) -> str:
-    """The best completed setting as ``audiocls cv`` for each variant and seed of ``final:``; its report."""
+def run_final(spec: StudySpec, rows: list[dict], fit_args: list[str], out: Path, key: str, run: bool = True) -> str:
+    """The best completed setting as ``audiocls cv`` for each variant and seed of ``final:``; its report (of the cv
+    runs finished so far, running none, when not ``run``)."""
     best = next((r for r in rows if r["state"] == "COMPLETE"), None)
     if best is None:
         raise ConfigError(f"--final: no setting of study {spec.name} has completed yet; run the study first")
@@ -210,6 +211,8 @@ def run_final(spec: StudySpec, rows: list[dict], fit_args: list[str], out: Path,
             cmd += [f"--seed_everything={seed}", f"--out={folder}"] + ([f"--folds={','.join(map(str, folds))}"]
                                                                        if folds else [])  # fmt: skip
             runs.setdefault(variant, {})[seed] = folder
+            if not run:
+                continue
             log.info("final: %s seed %d: audiocls %s", variant, seed, " ".join(cmd))
             folder.mkdir(parents=True, exist_ok=True)
             with (folder / "cv.log").open("a") as fh:
@@ -268,7 +271,7 @@ def main(argv: list[str]) -> int:
         return 130
     if opts.final:
         try:
-            print(run_final(spec, rows, fit_args, out, task.headline))
+            print(run_final(spec, rows, fit_args, out, task.headline, run=not opts.report))
         except KeyboardInterrupt:
             log.warning("interrupted: finished folds are kept; run the same command again to resume")
             return 130
