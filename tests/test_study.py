@@ -244,6 +244,7 @@ def test_the_paper_study_runs_resumes_and_reports(tmp_path, tmp_path_factory):
     assert (state, n) == ("FAIL", 0) and "freeze_until" in error
     table = (out / "study_results.md").read_text()
     assert "val/acc % (objective)" in table and "test/acc % (not used)" in table
+    assert "1-minute load average at their starts" in table  # wall times carry the load they ran under
     assert (out / "study_transfer.png").stat().st_size > 10_000
     result = json.loads(next(iter(out.glob("trials/*/seed0/study_result.json"))).read_text())
     assert result["command"].startswith("audiocls fit --config configs/esc10.yaml --config configs/recipes/cpu.yaml")

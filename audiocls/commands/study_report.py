@@ -86,6 +86,9 @@ def write_study_report(out: Path, spec: StudySpec, rows: list[dict], monitor: st
         f"| rank | setting | state | n | {monitor}{unit} (objective) | {test_key}{unit} (not used) | wall s |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
+    when = _when(rows)
+    if when:
+        head.insert(3, when)
     lines = []
     for i, r in enumerate(rows, 1):
         state = r["state"].lower() + (f": {r['error']}" if r["error"] else "")
@@ -105,6 +108,16 @@ def write_study_report(out: Path, spec: StudySpec, rows: list[dict], monitor: st
                          r["wall_s"], r["error"] or ""])  # fmt: skip
     atomic_write_text(out / "study_results.csv", buf.getvalue())
     return text
+
+
+def _when(rows: list[dict]) -> str:
+    """``Fits ran ... (1-minute load average at their starts a to b).``: wall times mean little without the load."""
+    fits = [f for r in rows for f in r["fits"] if f.get("started")]
+    if not fits:
+        return ""
+    loads = [f["load_before"][0] for f in fits if f.get("load_before")]
+    text = f"Fits ran from {min(f['started'] for f in fits)} to {max(f['started'] for f in fits)} (starts)"
+    return text + (f", 1-minute load average at their starts {min(loads):.2f} to {max(loads):.2f}." if loads else ".")
 
 
 def _series(spec: StudySpec, axis, rows: list[dict]) -> dict[str, list[tuple]]:

@@ -68,6 +68,14 @@ def fit_objective(val: dict, epoch: str, mode: str) -> tuple[float | None, int |
     return val[best], int(best)
 
 
+def _load_average() -> list[float] | None:
+    """The 1/5/15-minute load averages (a fit's wall time means little without them); None where unknown."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
+
 def _tail(path: Path, n: int = 5) -> str:
     try:
         lines = [ln.rstrip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
@@ -131,7 +139,7 @@ class Runner:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         if self.workers > 1:
             env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // self.workers))
-        t0, beat = time.monotonic(), time.monotonic()
+        t0, beat, load0 = time.monotonic(), time.monotonic(), _load_average()
         with (run_dir / LOG).open("a") as fh:
             fh.write(f"$ audiocls {shlex.join(user)}\n")
             fh.flush()
@@ -147,7 +155,9 @@ class Runner:
             finally:
                 with self.lock:
                     self.procs.pop(proc.pid, None)
-        result = {"repeat": point, "command": "audiocls " + shlex.join(user), "wall_s": round(time.monotonic() - t0, 1)}
+        result = {"repeat": point, "command": "audiocls " + shlex.join(user), "wall_s": round(time.monotonic() - t0, 1),
+                  "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - (time.monotonic() - t0))),
+                  "load_before": load0, "load_after": _load_average()}  # fmt: skip
         record = run_dir / RECORD
         if self.stop.is_set() or proc.returncode in (-signal.SIGINT, 130, -signal.SIGTERM, -signal.SIGKILL):
             return {**result, "status": "interrupted"}
