@@ -285,3 +285,27 @@ def test_the_plot_puts_an_empty_choice_on_its_own_setting_only():
     fit = {"status": "done", "objective": 0.5, "test": {"test/acc": 0.4}}
     rows = [{"setting": {"model.label_smoothing": 0.1}, "fits": [fit]}, {"setting": {}, "fits": [fit]}]
     assert _series(None, axis, rows) == {"model.label_smoothing": [(0.1, [0.5], [0.4])], "variant": [(0, [0.5], [0.4])]}
+
+
+@pytest.mark.slow
+def test_sigterm_to_a_background_driver_with_one_worker_fails_the_running_trial_for_a_retry(tmp_path, tiny_root):
+    """`kill PID` of `audiocls study ... &` (one worker; SIGINT ignored, as a shell leaves a background job): the
+    running trial is failed with ``retry`` before the driver exits. The driver used to wait in Thread.join, which
+    the interrupt left believing the worker had stopped: it exited and the trial stayed RUNNING."""
+    path = _tiny_study(tmp_path, tiny_root)
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "audiocls.cli", "study", "--config", str(path), "--out", str(out),
+         "--trainer.max_epochs=500", "--trainer.enable_progress_bar=false"],
+        cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), start_new_session=True, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )  # fmt: skip
+    t0 = time.monotonic()
+    while not any("Epoch" in p.read_text() or "epoch" in p.read_text() for p in out.glob("trials/*/*/fit.log")):
+        assert proc.poll() is None and time.monotonic() - t0 < 300, proc.communicate()[0][-3000:]
+        time.sleep(0.5)
+    time.sleep(3)
+    proc.terminate()
+    assert proc.wait(timeout=120) == 130, proc.communicate()[0][-3000:]
+    trials = optuna.load_study(study_name="tiny_study", storage=open_storage(str(out / "optuna.journal"))).trials
+    assert [(t.state.name, t.user_attrs.get("retry")) for t in trials] == [("FAIL", "interrupted")]

@@ -291,13 +291,23 @@ def _alive(pid) -> bool:
 def run_workers(runner: Runner) -> bool:
     """Run the study with ``runner.workers`` threads until done; returns False when Ctrl-C stopped it (the fits get
     SIGINT, their trials are failed with ``retry`` set, and the storage stays consistent)."""
-    threads = [threading.Thread(target=runner.work, name=f"study-worker-{i}") for i in range(runner.workers)]
+    # The driver waits on events, never in Thread.join: a KeyboardInterrupt raised inside join(timeout) marks the
+    # thread as stopped on Python <= 3.12 (bpo-45274's cleanup releases the thread's own lock), so the driver went
+    # on and exited while its worker was still failing the trial, which stayed RUNNING in the storage.
+    done = [threading.Event() for _ in range(runner.workers)]
+
+    def work(event: threading.Event) -> None:
+        try:
+            runner.work()
+        finally:
+            event.set()
+
+    threads = [threading.Thread(target=work, args=(e,), name=f"study-worker-{i}") for i, e in enumerate(done)]
     for t in threads:
         t.start()
     try:
-        while any(t.is_alive() for t in threads):
-            for t in threads:
-                t.join(timeout=0.5)
+        while not all(e.wait(0.5) for e in done):
+            pass
     except KeyboardInterrupt:
         runner.stop.set()
         with runner.lock:
@@ -305,8 +315,9 @@ def run_workers(runner: Runner) -> bool:
         for proc in procs:  # SIGTERM: a fit started by a background driver ignores SIGINT (the shell's rule)
             with contextlib.suppress(OSError):
                 proc.terminate()
-        for t in threads:
-            t.join()
+        for e in done:  # each worker fails its trial (retry set) once its fit has exited
+            while not e.wait(0.5):
+                pass
         return False
     return True
 
