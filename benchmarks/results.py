@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from audiocls.commands.cv_report import mean_std  # the cv report's mean and sample std
+from audiocls.commands.study_run import repeat_name  # a study fit's folder name
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORDS = ROOT / "docs" / "results"
@@ -765,11 +766,23 @@ def read_recipe_search(folder: Path) -> dict | None:
         })  # fmt: skip
     final = _load(folder / "final_results.json")
     record = _load(folder.with_name(f"{folder.name}.run.json")) or {}
+    fits = [f for row in report["rows"] for f in row.get("fits", []) if f.get("started")]
+    if not record and fits:  # run by hand, not by --run: when and under what load its fits started
+        loads = [f["load_before"][0] for f in fits if f.get("load_before")]
+        info = [_load(folder / "trials" / row["key"] / repeat_name(f["repeat"]) / "runinfo.json") or {}
+                for row in report["rows"] for f in row.get("fits", [])]  # fmt: skip
+        machine = next((f"{i['platform']}, {i['cpus']} CPUs" for i in info if i.get("cpus")), None)
+        machine = machine or next((i["platform"] for i in info if i.get("platform")), "n/a")
+        record = {"started": min(f["started"] for f in fits), "machine": machine,
+                  "wall_s": sum(row["wall_s"] or 0 for row in report["rows"])}  # fmt: skip
+        load = f"{min(loads):.2f} to {max(loads):.2f} (1 minute) at the fits' starts" if loads else "n/a"
+    else:
+        load = f"{_load_avg(record.get('uptime_before'))} before, {_load_avg(record.get('uptime_after'))} after"
     return {
         "source": "study", "study": report["study"], "command": RECIPE_COMMAND, "monitor": report["monitor"],
         "epoch": report.get("epoch", "final"), "fold": search.get("data.fold"), "rows": rows, "final": final,
         "date": record.get("started", "n/a"), "machine": record.get("machine", "n/a"), "wall_s": record.get("wall_s"),
-        "load": f"{_load_avg(record.get('uptime_before'))} before, {_load_avg(record.get('uptime_after'))} after",
+        "load": load,
     }  # fmt: skip
 
 
@@ -788,7 +801,8 @@ def recipe_md(r: dict | None) -> list[str]:
     out = [
         f"### CPU recipe search: ESC-10, test fold {r['fold']} held out, settings chosen on validation folds",
         "",
-        f"`{r['command']} --final` (the search, then the chosen setting's 5-fold cv): {len(r['rows'])} settings, "
+        f"`{r['command']} --final` (the search, then the chosen setting's 5-fold cv): {len(r['rows'])} "
+        f"setting{'s' if len(r['rows']) != 1 else ''}, "
         f"started {r['date']} on {r['machine']}, load average {r['load']}, {_minutes(r['wall_s'])} in all. Each "
         f"setting trains on three of folds 2-5 and is validated on a whole fourth (fold 2, then fold 3: 80 clips "
         f"each); the objective is their mean {r['monitor']} at the {r['epoch']} epoch. Test fold {r['fold']}'s "

@@ -214,10 +214,12 @@ def test_the_recipe_search_table_shows_each_setting_its_folds_and_the_final_figu
     fits = [{"status": "done", "repeat": {"data.val_fold": 2}, "objective": 0.925},
             {"status": "done", "repeat": {"data.val_fold": 3}, "objective": 0.95}]  # fmt: skip
     rows = [
-        {"setting": {"model.backbone": "regnetx_002", "model.optimizer.init_args.lr": 0.001}, "state": "COMPLETE",
+        {"key": "k1", "setting": {"model.backbone": "regnetx_002", "model.optimizer.init_args.lr": 0.001},
+         "state": "COMPLETE",
          "n": 2, "objective": {"mean": 0.9375, "std": 0.0176777, "n": 2}, "test": {"mean": 0.9, "std": 0.0, "n": 2},
          "wall_s": 612.0, "error": None, "fits": fits},
-        {"setting": {"model.backbone": "mobilenetv2_100", "model.optimizer.init_args.lr": 0.0003}, "state": "PRUNED",
+        {"key": "k2", "setting": {"model.backbone": "mobilenetv2_100", "model.optimizer.init_args.lr": 0.0003},
+         "state": "PRUNED",
          "n": 0, "objective": {"mean": None, "std": None, "n": 0}, "test": {"mean": None, "std": None, "n": 0},
          "wall_s": 100.0, "error": None, "fits": []},
     ]  # fmt: skip
@@ -234,6 +236,19 @@ def test_the_recipe_search_table_shows_each_setting_its_folds_and_the_final_figu
            "90.00 ± 0.00 | 612 |" in doc  # fmt: skip
     assert "| 2 | mobilenetv2_100 | 0.0003 | pruned | **n/a** |  | n/a | 100 |" in doc
     assert "0.56 / 0.18 / 0.06 before" in doc and "90.0 min in all" in doc and "not measured yet" in doc
+    # run by hand (no run record): the fits' own start times, load averages and machine
+    (folder.parent / "cpu_recipe_search.run.json").unlink()
+    for fit, load in zip(fits, ([1.5, 1.0, 0.5], [3.25, 2.0, 1.0]), strict=True):
+        fit.update(started="2026-12-05T03:00:00Z", load_before=load)
+    fits[0]["started"] = "2026-12-05T02:58:00Z"
+    run = folder / "trials" / "k1" / "val_fold2"
+    run.mkdir(parents=True)
+    (run / "runinfo.json").write_text(json.dumps({"platform": "Linux-x86_64", "cpus": 2}))
+    (folder / "study_results.json").write_text(json.dumps({"study": "cpu_recipe_search", "monitor": "val/acc",
+                                                           "epoch": "final", "rows": rows}))  # fmt: skip
+    doc = "\n".join(results.recipe_md(results.read_recipe_search(folder)))
+    assert "started 2026-12-05T02:58:00Z on Linux-x86_64, 2 CPUs, load average 1.50 to 3.25 (1 minute) at the " \
+           "fits' starts, 11.9 min in all" in doc  # fmt: skip
 
     final = {"chosen": rows[0]["setting"], "variants": {
         "pretrained": {"all": {"mean": 0.975, "std": 0.02, "n": 10}, "per_seed": {"0": 0.98, "1": 0.97},

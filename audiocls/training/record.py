@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import platform
 import random
 import shutil
@@ -91,6 +92,7 @@ def collect_runinfo(seed: int | None, **extra: Any) -> dict[str, Any]:
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "host": platform.node(),
         "platform": platform.platform(),
+        "cpus": os.cpu_count(),
         "cuda": torch.version.cuda if torch.cuda.is_available() else None,
         "devices": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
         "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
