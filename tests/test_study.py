@@ -255,7 +255,9 @@ def test_the_paper_study_runs_resumes_and_reports(tmp_path, tmp_path_factory):
     cv_log = (out / "final" / "smooth-seed0" / "cv.log").read_text()
     assert "--data.val_fold" not in cv_log.splitlines()[0]
     (out / "final_results.md").unlink()  # --report --final writes the final table again and runs no cv
-    assert main(["study", *args, "--report", "--final"]) == 1
+    again = _study_process([*args, "--report", "--final"], env)
+    log = again.communicate(timeout=300)[0]
+    assert again.returncode == 1, log[-3000:]
     assert "| smooth |" in (out / "final_results.md").read_text()
     assert (out / "final" / "smooth-seed0" / "cv.log").read_text() == cv_log
 
