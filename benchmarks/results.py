@@ -794,6 +794,19 @@ def _value(v) -> str:
     return f"{v:.3g}" if isinstance(v, float) else str(v)
 
 
+def recipe_readme_row(r: dict | None) -> list[str]:
+    """The README's row for the recipe search: its best setting on validation, the test fold beside."""
+    best = next((row for row in (r or {}).get("rows", []) if row["objective"].get("mean") is not None), None)
+    if best is None:
+        return []
+    setting = ", ".join(f"{_short(k)} {_value(v)}" for k, v in best["setting"].items())
+    return [
+        f"| ESC-10, recipe search over {len(r['rows'])} settings (`audiocls study`, test fold {r['fold']} held out) "
+        f"| best on validation: {setting} | val/acc {_pm(best['objective'])} % (validation folds); test fold "
+        f"{r['fold']} {_pm(best['test'])} % (not used to choose) | {_minutes(r['wall_s'])} | `{r['command']}` |"
+    ]
+
+
 def recipe_md(r: dict | None) -> list[str]:
     if not r:
         return []
@@ -872,7 +885,7 @@ def main(argv: list[str] | None = None) -> int:
     transfer, ablations, recipe = (read(n, runs, not opts.check, studies) for n in (TRANSFER, ABLATIONS, RECIPE))
     missing = [n for n in EXPERIMENTS if n not in found]
     missing += [n for n, r in ((TRANSFER, transfer), (ABLATIONS, ablations), (RECIPE, recipe)) if not r]
-    readme = readme_rows(found)
+    readme = readme_rows(found) + recipe_readme_row(recipe)
     doc = results_md(found) + recipe_md(recipe) + transfer_md(transfer) + ablations_md(ablations)
     print("\n".join(readme + [""] + doc))
     if missing:
