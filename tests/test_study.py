@@ -311,3 +311,28 @@ def test_sigterm_to_a_background_driver_with_one_worker_fails_the_running_trial_
     assert proc.wait(timeout=120) == 130, proc.communicate()[0][-3000:]
     trials = optuna.load_study(study_name="tiny_study", storage=open_storage(str(out / "optuna.journal"))).trials
     assert [(t.state.name, t.user_attrs.get("retry")) for t in trials] == [("FAIL", "interrupted")]
+
+
+def test_the_report_calls_a_running_trial_whose_process_is_gone_interrupted(tmp_path):
+    """A study killed with SIGKILL leaves its trial RUNNING in the storage; the report (``--report``) says it was cut
+    short and that rerunning resumes it, not that it is running."""
+    import socket
+
+    from audiocls.commands.study_report import setting_rows
+
+    path = _write(tmp_path / "s.yaml", {"config": [str(ROOT / "configs" / "demo.yaml")], "sampler": "grid",
+                                        "space": {"model.label_smoothing": {"choices": [0.0, 0.1]}}})  # fmt: skip
+    spec = load_spec(path)
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    study = optuna.create_study(study_name="s", direction="maximize")
+    for pid in (int(gone.stdout), os.getppid()):  # a finished process; a live one (pytest's parent)
+        trial = study.ask()
+        for name, value in (("key", f"k{pid}"), ("setting", {"model.label_smoothing": pid}),
+                            ("host", socket.gethostname()), ("pid", pid)):  # fmt: skip
+            trial.set_user_attr(name, value)
+    rows = {r["key"]: (r["state"], r["error"]) for r in setting_rows(study, spec, tmp_path, "val/acc", "max")}
+    assert rows[f"k{int(gone.stdout)}"] == (
+        "INTERRUPTED",
+        "cut short: its process is gone; run the same command again to resume",
+    )
+    assert rows[f"k{os.getppid()}"] == ("RUNNING", None)

@@ -11,18 +11,19 @@ import csv
 import io
 import json
 import math
+import socket
 from pathlib import Path
 
 import numpy as np
 
 from audiocls.commands.cv_report import mean_std
-from audiocls.commands.study_run import RESULT, repeat_name
+from audiocls.commands.study_run import RESULT, pid_alive, repeat_name
 from audiocls.commands.study_spec import StudySpec
 from audiocls.files import atomic_write_text
 
 __all__ = ["setting_rows", "write_study_report", "plot_axes", "write_final_report"]
 
-STATE_ORDER = {"COMPLETE": 0, "PRUNED": 1, "RUNNING": 2, "WAITING": 3, "FAIL": 4}
+STATE_ORDER = {"COMPLETE": 0, "PRUNED": 1, "RUNNING": 2, "INTERRUPTED": 3, "WAITING": 4, "FAIL": 5}
 
 
 def _fmt(stats: dict, scale: float) -> str:
@@ -41,6 +42,13 @@ def setting_rows(study, spec: StudySpec, out: Path, monitor: str, mode: str) -> 
                                       "state": "FAIL", "error": None})  # fmt: skip
         row["trials"].append(t.number)
         state = t.state.name
+        if (
+            state == "RUNNING"
+            and t.user_attrs.get("host") == socket.gethostname()
+            and not pid_alive(t.user_attrs.get("pid"))
+        ):
+            state = "INTERRUPTED"  # its driver is gone (killed): the next run of the command runs it again
+            row["error"] = row["error"] or "cut short: its process is gone; run the same command again to resume"
         if STATE_ORDER.get(state, 9) < STATE_ORDER.get(row["state"], 9):
             row["state"] = state
         if t.user_attrs.get("error") and row["error"] is None:

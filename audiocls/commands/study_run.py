@@ -261,7 +261,7 @@ def retry_interrupted(study, retry_failed: bool = False) -> int:
     for t in trials:
         if t.state == TrialState.RUNNING:
             attrs = t.user_attrs
-            dead = attrs.get("host") == host and not _alive(attrs.get("pid"))
+            dead = attrs.get("host") == host and not pid_alive(attrs.get("pid"))
             if not (dead or now - attrs.get("alive", now) > STALE_S):
                 continue
             # study._storage: Optuna's own RetryFailedTrialCallback marks trials through it; no public setter
@@ -276,7 +276,8 @@ def retry_interrupted(study, retry_failed: bool = False) -> int:
     return queued
 
 
-def _alive(pid) -> bool:
+def pid_alive(pid) -> bool:
+    """Whether process ``pid`` of this host runs (not this process: a driver never waits on itself)."""
     if not isinstance(pid, int):
         return False
     try:
