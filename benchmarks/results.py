@@ -794,6 +794,10 @@ def _value(v) -> str:
     return f"{v:.3g}" if isinstance(v, float) else str(v)
 
 
+def _finished(r: dict) -> int:
+    return sum(row["objective"].get("mean") is not None for row in r["rows"])
+
+
 def recipe_readme_row(r: dict | None) -> list[str]:
     """The README's row for the recipe search: its best setting on validation, the test fold beside."""
     best = next((row for row in (r or {}).get("rows", []) if row["objective"].get("mean") is not None), None)
@@ -801,7 +805,7 @@ def recipe_readme_row(r: dict | None) -> list[str]:
         return []
     setting = ", ".join(f"{_short(k)} {_value(v)}" for k, v in best["setting"].items())
     return [
-        f"| ESC-10, recipe search over {len(r['rows'])} settings (`audiocls study`, test fold {r['fold']} held out) "
+        f"| ESC-10, recipe search over {_finished(r)} settings (`audiocls study`, test fold {r['fold']} held out) "
         f"| best on validation: {setting} | val/acc {_pm(best['objective'])} % (validation folds); test fold "
         f"{r['fold']} {_pm(best['test'])} % (not used to choose) | {_minutes(r['wall_s'])} | `{r['command']}` |"
     ]
@@ -814,8 +818,8 @@ def recipe_md(r: dict | None) -> list[str]:
     out = [
         f"### CPU recipe search: ESC-10, test fold {r['fold']} held out, settings chosen on validation folds",
         "",
-        f"`{r['command']} --final` (the search, then the chosen setting's 5-fold cv): {len(r['rows'])} "
-        f"setting{'s' if len(r['rows']) != 1 else ''}, "
+        f"`{r['command']} --final` (the search, then the chosen setting's 5-fold cv): {_finished(r)} "
+        f"of the {len(r['rows'])} settings started have finished, "
         f"started {r['date']} on {r['machine']}, load average {r['load']}, {_minutes(r['wall_s'])} in all. Each "
         f"setting trains on three of folds 2-5 and is validated on a whole fourth (fold 2, then fold 3: 80 clips "
         f"each); the objective is their mean {r['monitor']} at the {r['epoch']} epoch. Test fold {r['fold']}'s "

@@ -236,9 +236,10 @@ def test_the_recipe_search_table_shows_each_setting_its_folds_and_the_final_figu
            "90.00 ± 0.00 | 612 |" in doc  # fmt: skip
     assert "| 2 | mobilenetv2_100 | 0.0003 | pruned | **n/a** |  | n/a | 100 |" in doc
     row = results.recipe_readme_row(results.read_recipe_search(folder))
-    assert row == ["| ESC-10, recipe search over 2 settings (`audiocls study`, test fold 1 held out) | best on validation: "
+    assert row == ["| ESC-10, recipe search over 1 settings (`audiocls study`, test fold 1 held out) | best on validation: "
                    "backbone regnetx_002, lr 0.001 | val/acc 93.75 ± 1.77 % (validation folds); test fold 1 90.00 ± 0.00 "
                    f"% (not used to choose) | 90.0 min | `{results.RECIPE_COMMAND}` |"]  # fmt: skip
+    assert "1 of the 2 settings started have finished" in doc
     assert "0.56 / 0.18 / 0.06 before" in doc and "90.0 min in all" in doc and "not measured yet" in doc
     # run by hand (no run record): the fits' own start times, load averages and machine
     (folder.parent / "cpu_recipe_search.run.json").unlink()
