@@ -819,7 +819,7 @@ def recipe_md(r: dict | None) -> list[str]:
         f"### CPU recipe search: ESC-10, test fold {r['fold']} held out, settings chosen on validation folds",
         "",
         f"`{r['command']} --final` (the search, then the chosen setting's 5-fold cv): {_finished(r)} "
-        f"of the {len(r['rows'])} settings started have finished, "
+        f"of the {len(r['rows'])} settings tried have a figure (the rest were pruned or cut short), "
         f"started {r['date']} on {r['machine']}, load average {r['load']}, {_minutes(r['wall_s'])} in all. Each "
         f"setting trains on three of folds 2-5 and is validated on a whole fourth (fold 2, then fold 3: 80 clips "
         f"each); the objective is their mean {r['monitor']} at the {r['epoch']} epoch. Test fold {r['fold']}'s "

@@ -239,7 +239,7 @@ def test_the_recipe_search_table_shows_each_setting_its_folds_and_the_final_figu
     assert row == ["| ESC-10, recipe search over 1 settings (`audiocls study`, test fold 1 held out) | best on validation: "
                    "backbone regnetx_002, lr 0.001 | val/acc 93.75 ± 1.77 % (validation folds); test fold 1 90.00 ± 0.00 "
                    f"% (not used to choose) | 90.0 min | `{results.RECIPE_COMMAND}` |"]  # fmt: skip
-    assert "1 of the 2 settings started have finished" in doc
+    assert "1 of the 2 settings tried have a figure" in doc
     assert "0.56 / 0.18 / 0.06 before" in doc and "90.0 min in all" in doc and "not measured yet" in doc
     # run by hand (no run record): the fits' own start times, load averages and machine
     (folder.parent / "cpu_recipe_search.run.json").unlink()

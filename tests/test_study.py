@@ -181,9 +181,12 @@ def test_every_shipped_study_passes_its_checks(monkeypatch):
 
 # --- the paper's study, end to end ---------------------------------------------------------------------------
 def _study_process(argv: list[str], env: dict) -> subprocess.Popen:
+    """The study as a user's foreground command: SIGINT at its default (Ctrl-C) even when the test suite itself runs
+    in the background, where the shell leaves SIGINT ignored and every child inherits that."""
     return subprocess.Popen(
         [sys.executable, "-m", "audiocls.cli", "study", *argv], cwd=ROOT, env=env, start_new_session=True,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
 
 
