@@ -140,6 +140,7 @@ class Runner:
         if self.workers > 1:
             env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // self.workers))
         t0, beat, load0 = time.monotonic(), time.monotonic(), _load_average()
+        started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         with (run_dir / LOG).open("a") as fh:
             fh.write(f"$ audiocls {shlex.join(user)}\n")
             fh.flush()
@@ -156,8 +157,7 @@ class Runner:
                 with self.lock:
                     self.procs.pop(proc.pid, None)
         result = {"repeat": point, "command": "audiocls " + shlex.join(user), "wall_s": round(time.monotonic() - t0, 1),
-                  "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - (time.monotonic() - t0))),
-                  "load_before": load0, "load_after": _load_average()}  # fmt: skip
+                  "started": started, "load_before": load0, "load_after": _load_average()}  # fmt: skip
         record = run_dir / RECORD
         if self.stop.is_set() or proc.returncode in (-signal.SIGINT, 130, -signal.SIGTERM, -signal.SIGKILL):
             return {**result, "status": "interrupted"}
