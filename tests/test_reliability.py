@@ -213,8 +213,8 @@ def test_unwritable_output_folder(tiny_args, tmp_path, capsys):
 
 def test_full_output_disk(tiny_args, capsys, monkeypatch):
     usage = namedtuple("usage", "total used free")
-    monkeypatch.setattr("audiocls.training.preflight.shutil.disk_usage", lambda p: usage(10**9, 10**9 - 2**20, 2**20))
-    _fails_before_training(["fit", *tiny_args], capsys, "1 MB free", "runs")
+    monkeypatch.setattr("audiocls.files.shutil.disk_usage", lambda p: usage(10**9, 10**9 - 2**20, 2**20))
+    _fails_before_training(["fit", *tiny_args], capsys, "1.0 MB free", "+ 67.1 MB for logs", "runs")
 
 
 def test_missing_data_root(tmp_path, capsys):

@@ -12,14 +12,13 @@ whole run in view: the output folder, the data root, and a checkpoint against th
 from __future__ import annotations
 
 import logging
-import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from audiocls.errors import ConfigError, DataError
-from audiocls.files import writable_dir
+from audiocls.errors import DataError
+from audiocls.files import check_free_space, format_bytes, writable_dir
 
 __all__ = ["check_output_dir", "estimate_checkpoint_bytes", "check_data_root"]
 
@@ -27,10 +26,6 @@ log = logging.getLogger(__name__)
 
 #: space kept free beyond the checkpoints, for logs and temporary files
 MARGIN_BYTES = 64 * 2**20
-
-
-def _mb(n: float) -> str:
-    return f"{n / 2**20:.0f} MB"
 
 
 def check_output_dir(path: str | Path, *, need_bytes: int = 0, setting: str = "trainer.logger.save_dir") -> Path:
@@ -46,12 +41,8 @@ def check_output_dir(path: str | Path, *, need_bytes: int = 0, setting: str = "t
     """
     fix = f"pass a writable folder with --{setting}=<dir>"
     path = writable_dir(path, "output folder", fix)
-    free = shutil.disk_usage(path).free
-    if free < need_bytes + MARGIN_BYTES:
-        raise ConfigError(
-            f"output folder {path} has {_mb(free)} free, the run needs about {_mb(need_bytes + MARGIN_BYTES)} "
-            f"(checkpoints of this model + {_mb(MARGIN_BYTES)} for logs); free space or {fix}"
-        )
+    purpose = f"the checkpoints of this model + {format_bytes(MARGIN_BYTES)} for logs"
+    check_free_space(path, need_bytes + MARGIN_BYTES, "output folder", fix, purpose=purpose)
     return path
 
 
