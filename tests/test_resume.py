@@ -137,10 +137,11 @@ def test_runinfo_records_seed_versions_and_commit(tiny_args, tmp_path):
         "--trainer.max_epochs=1",
         "--trainer.limit_train_batches=2",
         "--trainer.deterministic=false",  # torch's default: nothing leaks into later tests
-        "--test_after_fit=false",
+        "--test_after_fit=true",
     ]
     assert main(["fit", *tiny_args, *args]) == 0
     info = json.loads((tmp_path / "runs" / "audiocls" / "version_0" / "runinfo.json").read_text())
+    assert "earlier" not in info  # the fit's own test stage is not a second run (it was recorded as one)
     assert info["seed"] == 123 and info["subcommand"] == "fit" and info["ckpt_path"] is None
     assert info["deterministic"] is False  # the trainer's setting, as configured (None when not given)
     for package in ("torch", "torchaudio", "timm", "lightning", "python"):

@@ -149,7 +149,8 @@ def write_runinfo(run_dir: str | Path, info: dict[str, Any]) -> Path:
 
 
 class RunInfoCallback(L.Callback):
-    """Writes ``runinfo.json`` into the trainer's log folder when fit/validate/test/predict starts (rank 0).
+    """Writes ``runinfo.json`` into the trainer's log folder when fit/validate/test/predict starts (rank 0), once per
+    run: the test that ends a fit (``test_after_fit``) keeps the fit's record.
 
     Args:
         seed: the seed the run was started with.
@@ -175,6 +176,8 @@ class RunInfoCallback(L.Callback):
         from audiocls.training.run_folder import run_dir as _run_dir
 
         run_dir = _run_dir(trainer)
+        if self.path == Path(run_dir) / RUNINFO_FILE:
+            return  # one record per run: a fit's own test stage (test_after_fit) is the same run, not a rerun
         extra = {"subcommand": self.subcommand or stage, "ckpt_path": self.ckpt_path}
         extra["deterministic"] = self.deterministic
         self.path = write_runinfo(run_dir, collect_runinfo(self.seed, **extra))
