@@ -143,6 +143,7 @@ def test_runinfo_records_seed_versions_and_commit(tiny_args, tmp_path):
     info = json.loads((tmp_path / "runs" / "audiocls" / "version_0" / "runinfo.json").read_text())
     assert "earlier" not in info  # the fit's own test stage is not a second run (it was recorded as one)
     assert info["seed"] == 123 and info["subcommand"] == "fit" and info["ckpt_path"] is None
+    assert [type(x) for x in info["load_average"]] == [float] * 3  # the load the run started under
     assert info["deterministic"] is False  # the trainer's setting, as configured (None when not given)
     for package in ("torch", "torchaudio", "timm", "lightning", "python"):
         assert info["versions"][package], package

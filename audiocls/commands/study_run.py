@@ -30,6 +30,7 @@ from audiocls.commands.cv_launch import logger_args
 from audiocls.commands.study_fit import RECORD, STEPS_PER_REPEAT
 from audiocls.commands.study_spec import StudySpec, arg, setting_key
 from audiocls.files import atomic_write_text
+from audiocls.training.record import load_average
 
 __all__ = [
     "Runner",
@@ -66,14 +67,6 @@ def fit_objective(val: dict, epoch: str, mode: str) -> tuple[float | None, int |
     pick = max if mode == "max" else min
     best = pick(epochs, key=lambda e: val[e])
     return val[best], int(best)
-
-
-def _load_average() -> list[float] | None:
-    """The 1/5/15-minute load averages (a fit's wall time means little without them); None where unknown."""
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except (AttributeError, OSError):
-        return None
 
 
 def _tail(path: Path, n: int = 5) -> str:
@@ -139,7 +132,7 @@ class Runner:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         if self.workers > 1:
             env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // self.workers))
-        t0, beat, load0 = time.monotonic(), time.monotonic(), _load_average()
+        t0, beat, load0 = time.monotonic(), time.monotonic(), load_average()
         started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         with (run_dir / LOG).open("a") as fh:
             fh.write(f"$ audiocls {shlex.join(user)}\n")
@@ -157,7 +150,7 @@ class Runner:
                 with self.lock:
                     self.procs.pop(proc.pid, None)
         result = {"repeat": point, "command": "audiocls " + shlex.join(user), "wall_s": round(time.monotonic() - t0, 1),
-                  "started": started, "load_before": load0, "load_after": _load_average()}  # fmt: skip
+                  "started": started, "load_before": load0, "load_after": load_average()}  # fmt: skip
         record = run_dir / RECORD
         if self.stop.is_set() or proc.returncode in (-signal.SIGINT, 130, -signal.SIGTERM, -signal.SIGKILL):
             return {**result, "status": "interrupted"}

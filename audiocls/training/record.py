@@ -82,8 +82,17 @@ def git_commit(folder: str | Path | None = None) -> dict[str, Any] | None:
     return {"commit": sha, "dirty": bool(status.strip())}
 
 
+def load_average() -> list[float] | None:
+    """The 1/5/15-minute load averages (a wall time means little without them); None where unknown."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
+
 def collect_runinfo(seed: int | None, **extra: Any) -> dict[str, Any]:
-    """The record of one run: seed, versions, git commit, device, command line, time, plus ``extra``."""
+    """The record of one run: seed, versions, git commit, device, command line, time and load average, plus
+    ``extra``."""
     info: dict[str, Any] = {
         "seed": seed,
         "versions": package_versions(),
@@ -93,6 +102,7 @@ def collect_runinfo(seed: int | None, **extra: Any) -> dict[str, Any]:
         "host": platform.node(),
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
+        "load_average": load_average(),
         "cuda": torch.version.cuda if torch.cuda.is_available() else None,
         "devices": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
         "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
