@@ -778,12 +778,27 @@ def read_recipe_search(folder: Path) -> dict | None:
         load = f"{min(loads):.2f} to {max(loads):.2f} (1 minute) at the fits' starts" if loads else "n/a"
     else:
         load = f"{_load_avg(record.get('uptime_before'))} before, {_load_avg(record.get('uptime_after'))} after"
+    if final:
+        final = {**final, "record": _final_record(folder / "final")}
     return {
         "source": "study", "study": report["study"], "command": RECIPE_COMMAND, "monitor": report["monitor"],
         "epoch": report.get("epoch", "final"), "fold": search.get("data.fold"), "rows": rows, "final": final,
         "date": record.get("started", "n/a"), "machine": record.get("machine", "n/a"), "wall_s": record.get("wall_s"),
         "load": load,
     }  # fmt: skip
+
+
+def _final_record(folder: Path) -> dict:
+    """When, where and under what load the ``--final`` cv runs ran: their folds' ``runinfo.json`` (start, machine,
+    the load average at the start where recorded) and their ``cv_results.json`` (wall time)."""
+    infos = [i for p in sorted(folder.glob("*/fold_*/runinfo.json")) if (i := _load(p))]
+    walls = [c.get("wall_s_total") or 0.0 for p in sorted(folder.glob("*/cv_results.json")) if (c := _load(p))]
+    loads = [i["load_average"][0] for i in infos if i.get("load_average")]
+    machine = next((f"{i['platform']}, {i['cpus']} CPUs" for i in infos if i.get("cpus")), "n/a")
+    load = (f"{min(loads):.2f} to {max(loads):.2f} (1 minute) at the starts of {len(loads)} of {len(infos)} folds"
+            if loads else "not recorded (the folds ran before runs recorded it)")  # fmt: skip
+    return {"started": min((i["started"] for i in infos if i.get("started")), default="n/a"), "machine": machine,
+            "wall_s": round(sum(walls), 1) if walls else None, "folds": len(infos), "load": load}  # fmt: skip
 
 
 def _short(key: str) -> str:
@@ -804,10 +819,23 @@ def recipe_readme_row(r: dict | None) -> list[str]:
     if best is None:
         return []
     setting = ", ".join(f"{_short(k)} {_value(v)}" for k, v in best["setting"].items())
+    final_rows = []
+    for variant, v in ((r.get("final") or {}).get("variants") or {}).items():
+        if v["all"].get("mean") is None:
+            continue
+        spread = "" if v["seed_spread"].get("std") is None else (
+            f"; seed-to-seed std of the 5-fold mean {100 * v['seed_spread']['std']:.2f}")  # fmt: skip
+        final_rows.append(
+            f"| ESC-10, 5 official folds, the recipe chosen on validation, {len(v['per_seed'])} seeds ({variant}) "
+            f"| {best['setting'].get('model.backbone', 'the chosen setting')}, {variant} | {_pm(v['all'])} % over "
+            f"{v['all']['n']} fold runs{spread} | {_minutes((r['final'].get('record') or {}).get('wall_s'))} "
+            f"(all variants) | `{r['command']} --final` |"
+        )
     return [
         f"| ESC-10, recipe search over {_finished(r)} settings (`audiocls study`, test fold {r['fold']} held out) "
         f"| best on validation: {setting} | val/acc {_pm(best['objective'])} % (validation folds); test fold "
-        f"{r['fold']} {_pm(best['test'])} % (not used to choose) | {_minutes(r['wall_s'])} | `{r['command']}` |"
+        f"{r['fold']} {_pm(best['test'])} % (not used to choose) | {_minutes(r['wall_s'])} | `{r['command']}` |",
+        *final_rows,
     ]
 
 
@@ -852,6 +880,10 @@ def recipe_md(r: dict | None) -> list[str]:
         per = ", ".join(f"seed {s}: {100 * m:.2f}" for s, m in v["per_seed"].items()) or "not run yet"
         spread = "n/a" if v["seed_spread"].get("std") is None else f"{100 * v['seed_spread']['std']:.2f}"
         out.append(f"| {variant} | **{_pm(v['all'])}** | {v['all']['n']} | {per} | {spread} |")
+    rec = final.get("record") or {}
+    if rec.get("folds"):
+        out += ["", f"The {rec['folds']} fold fits started {rec['started']} on {rec['machine']}, "
+                f"{_minutes(rec['wall_s'])} in all; load average {rec['load']}."]  # fmt: skip
     pre = final["variants"].get("pretrained", {}).get("all", {})
     if pre.get("mean") is not None:
         reached = "reached" if pre["mean"] >= RECIPE_AIM else "not reached"

@@ -268,3 +268,22 @@ def test_the_recipe_search_table_shows_each_setting_its_folds_and_the_final_figu
     final["variants"]["pretrained"]["all"]["mean"] = 0.98
     (folder / "final_results.json").write_text(json.dumps(final))
     assert "is reached (98.00 ± 2.00 %" in "\n".join(results.recipe_md(results.read_recipe_search(folder)))
+    # the final cv runs: when, where, under what load (each fold's runinfo) and how long (each cv's results)
+    for seed, (started, load) in enumerate((("2026-12-05T07:01:03+0000", [0.5, 1, 1]),
+                                            ("2026-12-05T07:20:00+0000", [2.25, 2, 1]))):  # fmt: skip
+        cv = folder / "final" / f"pretrained-seed{seed}"
+        (cv / "fold_1").mkdir(parents=True)
+        (cv / "fold_1" / "runinfo.json").write_text(json.dumps({"started": started, "platform": "Linux-x86_64",
+                                                                "cpus": 2, "load_average": load}))  # fmt: skip
+        (cv / "cv_results.json").write_text(json.dumps({"wall_s_total": 600.0}))
+    (folder / "final" / "random-seed0" / "fold_1").mkdir(parents=True)  # a fold from before runs recorded the load
+    (folder / "final" / "random-seed0" / "fold_1" / "runinfo.json").write_text(
+        json.dumps({"started": "2026-12-05T08:00"})
+    )
+    r = results.read_recipe_search(folder)
+    assert "The 3 fold fits started 2026-12-05T07:01:03+0000 on Linux-x86_64, 2 CPUs, 20.0 min in all; load " \
+           "average 0.50 to 2.25 (1 minute) at the starts of 2 of 3 folds." in "\n".join(results.recipe_md(r))  # fmt: skip
+    rows = results.recipe_readme_row(r)
+    assert rows[1:] == ["| ESC-10, 5 official folds, the recipe chosen on validation, 2 seeds (pretrained) | regnetx_002, "
+                        "pretrained | 98.00 ± 2.00 % over 10 fold runs; seed-to-seed std of the 5-fold mean 0.71 | "
+                        f"20.0 min (all variants) | `{results.RECIPE_COMMAND} --final` |"]  # fmt: skip
