@@ -797,7 +797,8 @@ def _final_record(folder: Path) -> dict:
     machine = next((f"{i['platform']}, {i['cpus']} CPUs" for i in infos if i.get("cpus")), "n/a")
     load = (f"{min(loads):.2f} to {max(loads):.2f} (1 minute) at the starts of {len(loads)} of {len(infos)} folds"
             if loads else "not recorded (the folds ran before runs recorded it)")  # fmt: skip
-    return {"started": min((i["started"] for i in infos if i.get("started")), default="n/a"), "machine": machine,
+    starts = [e["started"] for i in infos for e in (i, *i.get("earlier", [])) if e.get("started")]  # first start
+    return {"started": min(starts, default="n/a"), "machine": machine,
             "wall_s": round(sum(walls), 1) if walls else None, "folds": len(infos), "load": load}  # fmt: skip
 
 

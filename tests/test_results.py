@@ -269,12 +269,14 @@ def test_the_recipe_search_table_shows_each_setting_its_folds_and_the_final_figu
     (folder / "final_results.json").write_text(json.dumps(final))
     assert "is reached (98.00 ± 2.00 %" in "\n".join(results.recipe_md(results.read_recipe_search(folder)))
     # the final cv runs: when, where, under what load (each fold's runinfo) and how long (each cv's results)
-    for seed, (started, load) in enumerate((("2026-12-05T07:01:03+0000", [0.5, 1, 1]),
+    for seed, (started, load) in enumerate((("2026-12-05T07:04:00+0000", [0.5, 1, 1]),
                                             ("2026-12-05T07:20:00+0000", [2.25, 2, 1]))):  # fmt: skip
         cv = folder / "final" / f"pretrained-seed{seed}"
         (cv / "fold_1").mkdir(parents=True)
+        earlier = [{"started": "2026-12-05T07:01:03+0000"}] if seed == 0 else []  # a record rewritten (resume, test)
         (cv / "fold_1" / "runinfo.json").write_text(json.dumps({"started": started, "platform": "Linux-x86_64",
-                                                                "cpus": 2, "load_average": load}))  # fmt: skip
+                                                                "cpus": 2, "load_average": load,
+                                                                "earlier": earlier}))  # fmt: skip
         (cv / "cv_results.json").write_text(json.dumps({"wall_s_total": 600.0}))
     (folder / "final" / "random-seed0" / "fold_1").mkdir(parents=True)  # a fold from before runs recorded the load
     (folder / "final" / "random-seed0" / "fold_1" / "runinfo.json").write_text(
