@@ -798,8 +798,16 @@ def _final_record(folder: Path) -> dict:
     load = (f"{min(loads):.2f} to {max(loads):.2f} (1 minute) at the starts of {len(loads)} of {len(infos)} folds"
             if loads else "not recorded (the folds ran before runs recorded it)")  # fmt: skip
     starts = [e["started"] for i in infos for e in (i, *i.get("earlier", [])) if e.get("started")]  # first start
+    per_fold: dict[str, dict[str, list[float]]] = {}  # variant -> fold -> final-epoch accuracy of each seed
+    for path in sorted(folder.glob("*-seed*/cv_results.json")):
+        for f in (_load(path) or {}).get("folds", []):
+            if f.get("status") == "done" and f.get("final_acc") is not None:
+                variant = path.parent.name.rsplit("-seed", 1)[0]
+                per_fold.setdefault(variant, {}).setdefault(str(f["fold"]), []).append(f["final_acc"])
     return {"started": min(starts, default="n/a"), "machine": machine,
-            "wall_s": round(sum(walls), 1) if walls else None, "folds": len(infos), "load": load}  # fmt: skip
+            "wall_s": round(sum(walls), 1) if walls else None, "folds": len(infos), "load": load,
+            "per_fold": {v: {k: mean_std(x)["mean"] for k, x in sorted(folds.items(), key=lambda kv: int(kv[0]))}
+                         for v, folds in per_fold.items()}}  # fmt: skip
 
 
 def _short(key: str) -> str:
@@ -814,6 +822,12 @@ def _finished(r: dict) -> int:
     return sum(row["objective"].get("mean") is not None for row in r["rows"])
 
 
+def _tried(r: dict) -> str:
+    """``6 settings (1 pruned or cut short)``: how many settings the search tried, and how many have no figure."""
+    n, other = len(r["rows"]), len(r["rows"]) - _finished(r)
+    return f"{n} setting{'s' * (n != 1)}" + (f" ({other} pruned or cut short)" if other else "")
+
+
 def recipe_readme_row(r: dict | None) -> list[str]:
     """The README's row for the recipe search: its best setting on validation, the test fold beside."""
     best = next((row for row in (r or {}).get("rows", []) if row["objective"].get("mean") is not None), None)
@@ -826,14 +840,15 @@ def recipe_readme_row(r: dict | None) -> list[str]:
             continue
         spread = "" if v["seed_spread"].get("std") is None else (
             f"; seed-to-seed std of the 5-fold mean {100 * v['seed_spread']['std']:.2f}")  # fmt: skip
+        init = {"pretrained": "ImageNet weights", "random": "random init"}.get(variant, variant)
         final_rows.append(
             f"| ESC-10, 5 official folds, the recipe chosen on validation, {len(v['per_seed'])} seeds ({variant}) "
-            f"| {best['setting'].get('model.backbone', 'the chosen setting')}, {variant} | {_pm(v['all'])} % over "
+            f"| {best['setting'].get('model.backbone', 'the chosen setting')}, {init} | {_pm(v['all'])} % over "
             f"{v['all']['n']} fold runs{spread} | {_minutes((r['final'].get('record') or {}).get('wall_s'))} "
             f"(all variants) | `{r['command']} --final` |"
         )
     return [
-        f"| ESC-10, recipe search over {_finished(r)} settings (`audiocls study`, test fold {r['fold']} held out) "
+        f"| ESC-10, recipe search over {_tried(r)} (`audiocls study`, test fold {r['fold']} held out) "
         f"| best on validation: {setting} | val/acc {_pm(best['objective'])} % (validation folds); test fold "
         f"{r['fold']} {_pm(best['test'])} % (not used to choose) | {_minutes(r['wall_s'])} | `{r['command']}` |",
         *final_rows,
@@ -874,14 +889,15 @@ def recipe_md(r: dict | None) -> list[str]:
         "epoch), per variant over seeds:",
         "",
         "| variant | 5-fold final-epoch accuracy % (mean ± std over seeds x folds) | n | per seed (5-fold mean) | "
-        "seed-to-seed std of the 5-fold mean |",
-        "| --- | --- | --- | --- | --- |",
+        "seed-to-seed std of the 5-fold mean | per fold (mean over seeds) |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
+    rec = final.get("record") or {}
     for variant, v in final["variants"].items():
         per = ", ".join(f"seed {s}: {100 * m:.2f}" for s, m in v["per_seed"].items()) or "not run yet"
         spread = "n/a" if v["seed_spread"].get("std") is None else f"{100 * v['seed_spread']['std']:.2f}"
-        out.append(f"| {variant} | **{_pm(v['all'])}** | {v['all']['n']} | {per} | {spread} |")
-    rec = final.get("record") or {}
+        folds = " / ".join(f"{k}: {100 * m:.2f}" for k, m in (rec.get("per_fold") or {}).get(variant, {}).items())
+        out.append(f"| {variant} | **{_pm(v['all'])}** | {v['all']['n']} | {per} | {spread} | {folds or 'n/a'} |")
     if rec.get("folds"):
         out += ["", f"The {rec['folds']} fold fits started {rec['started']} on {rec['machine']}, "
                 f"{_minutes(rec['wall_s'])} in all; load average {rec['load']}."]  # fmt: skip

@@ -236,7 +236,7 @@ def test_the_recipe_search_table_shows_each_setting_its_folds_and_the_final_figu
            "90.00 ± 0.00 | 612 |" in doc  # fmt: skip
     assert "| 2 | mobilenetv2_100 | 0.0003 | pruned | **n/a** |  | n/a | 100 |" in doc
     row = results.recipe_readme_row(results.read_recipe_search(folder))
-    assert row == ["| ESC-10, recipe search over 1 settings (`audiocls study`, test fold 1 held out) | best on validation: "
+    assert row == ["| ESC-10, recipe search over 2 settings (1 pruned or cut short) (`audiocls study`, test fold 1 held out) | best on validation: "
                    "backbone regnetx_002, lr 0.001 | val/acc 93.75 ± 1.77 % (validation folds); test fold 1 90.00 ± 0.00 "
                    f"% (not used to choose) | 90.0 min | `{results.RECIPE_COMMAND}` |"]  # fmt: skip
     assert "1 of the 2 settings tried have a figure" in doc
@@ -262,8 +262,8 @@ def test_the_recipe_search_table_shows_each_setting_its_folds_and_the_final_figu
                                                                                                "std": None}}}}  # fmt: skip
     (folder / "final_results.json").write_text(json.dumps(final))
     doc = "\n".join(results.recipe_md(results.read_recipe_search(folder)))
-    assert "| pretrained | **97.50 ± 2.00** | 10 | seed 0: 98.00, seed 1: 97.00 | 0.71 |" in doc
-    assert "| random | **n/a** | 0 | not run yet | n/a |" in doc
+    assert "| pretrained | **97.50 ± 2.00** | 10 | seed 0: 98.00, seed 1: 97.00 | 0.71 | n/a |" in doc
+    assert "| random | **n/a** | 0 | not run yet | n/a | n/a |" in doc
     assert "is not reached (97.50 ± 2.00 % over 10 fold runs)" in doc
     final["variants"]["pretrained"]["all"]["mean"] = 0.98
     (folder / "final_results.json").write_text(json.dumps(final))
@@ -277,7 +277,8 @@ def test_the_recipe_search_table_shows_each_setting_its_folds_and_the_final_figu
         (cv / "fold_1" / "runinfo.json").write_text(json.dumps({"started": started, "platform": "Linux-x86_64",
                                                                 "cpus": 2, "load_average": load,
                                                                 "earlier": earlier}))  # fmt: skip
-        (cv / "cv_results.json").write_text(json.dumps({"wall_s_total": 600.0}))
+        folds = [{"fold": k, "status": "done", "final_acc": a} for k, a in ((10, 0.9 + seed / 20), (2, 0.95))]
+        (cv / "cv_results.json").write_text(json.dumps({"wall_s_total": 600.0, "folds": folds}))
     (folder / "final" / "random-seed0" / "fold_1").mkdir(parents=True)  # a fold from before runs recorded the load
     (folder / "final" / "random-seed0" / "fold_1" / "runinfo.json").write_text(
         json.dumps({"started": "2026-12-05T08:00"})
@@ -285,7 +286,8 @@ def test_the_recipe_search_table_shows_each_setting_its_folds_and_the_final_figu
     r = results.read_recipe_search(folder)
     assert "The 3 fold fits started 2026-12-05T07:01:03+0000 on Linux-x86_64, 2 CPUs, 20.0 min in all; load " \
            "average 0.50 to 2.25 (1 minute) at the starts of 2 of 3 folds." in "\n".join(results.recipe_md(r))  # fmt: skip
+    assert "| 0.71 | 2: 95.00 / 10: 92.50 |" in "\n".join(results.recipe_md(r))  # folds in order, mean over seeds
     rows = results.recipe_readme_row(r)
     assert rows[1:] == ["| ESC-10, 5 official folds, the recipe chosen on validation, 2 seeds (pretrained) | regnetx_002, "
-                        "pretrained | 98.00 ± 2.00 % over 10 fold runs; seed-to-seed std of the 5-fold mean 0.71 | "
+                        "ImageNet weights | 98.00 ± 2.00 % over 10 fold runs; seed-to-seed std of the 5-fold mean 0.71 | "
                         f"20.0 min (all variants) | `{results.RECIPE_COMMAND} --final` |"]  # fmt: skip
