@@ -771,11 +771,9 @@ def read_recipe_search(folder: Path) -> dict | None:
         loads = [f["load_before"][0] for f in fits if f.get("load_before")]
         info = [_load(folder / "trials" / row["key"] / repeat_name(f["repeat"]) / "runinfo.json") or {}
                 for row in report["rows"] for f in row.get("fits", [])]  # fmt: skip
-        machine = next((f"{i['platform']}, {i['cpus']} CPUs" for i in info if i.get("cpus")), None)
-        machine = machine or next((i["platform"] for i in info if i.get("platform")), "n/a")
-        record = {"started": min(f["started"] for f in fits), "machine": machine,
+        record = {"started": min(f["started"] for f in fits), "machine": _machine(info),
                   "wall_s": sum(row["wall_s"] or 0 for row in report["rows"])}  # fmt: skip
-        load = f"{min(loads):.2f} to {max(loads):.2f} (1 minute) at the fits' starts" if loads else "n/a"
+        load = f"{_load_range(loads)} at the fits' starts" if loads else "n/a"
     else:
         load = f"{_load_avg(record.get('uptime_before'))} before, {_load_avg(record.get('uptime_after'))} after"
     if final:
@@ -788,26 +786,30 @@ def read_recipe_search(folder: Path) -> dict | None:
     }  # fmt: skip
 
 
+def _machine(infos: list[dict]) -> str:
+    """``Linux-..., 2 CPUs``: the machine named by the first of these ``runinfo.json`` records that names it."""
+    machine = next((f"{i['platform']}, {i['cpus']} CPUs" for i in infos if i.get("cpus")), None)
+    return machine or next((i["platform"] for i in infos if i.get("platform")), "n/a")
+
+
+def _load_range(loads: list[float]) -> str:
+    return f"{min(loads):.2f} to {max(loads):.2f} (1 minute)"
+
+
 def _final_record(folder: Path) -> dict:
-    """When, where and under what load the ``--final`` cv runs ran: their folds' ``runinfo.json`` (start, machine,
-    the load average at the start where recorded) and their ``cv_results.json`` (wall time)."""
+    """When, where and under what load the ``--final`` cv runs ran, from their folds' ``runinfo.json`` (the first
+    start, the machine, the load average at each start where recorded)."""
     infos = [i for p in sorted(folder.glob("*/fold_*/runinfo.json")) if (i := _load(p))]
-    walls = [c.get("wall_s_total") or 0.0 for p in sorted(folder.glob("*/cv_results.json")) if (c := _load(p))]
     loads = [i["load_average"][0] for i in infos if i.get("load_average")]
-    machine = next((f"{i['platform']}, {i['cpus']} CPUs" for i in infos if i.get("cpus")), "n/a")
-    load = (f"{min(loads):.2f} to {max(loads):.2f} (1 minute) at the starts of {len(loads)} of {len(infos)} folds"
-            if loads else "not recorded (the folds ran before runs recorded it)")  # fmt: skip
+    load = (f"{_load_range(loads)} at the starts of {len(loads)} of {len(infos)} folds" if loads
+            else "not recorded (the folds ran before runs recorded it)")  # fmt: skip
     starts = [e["started"] for i in infos for e in (i, *i.get("earlier", [])) if e.get("started")]  # first start
-    per_fold: dict[str, dict[str, list[float]]] = {}  # variant -> fold -> final-epoch accuracy of each seed
-    for path in sorted(folder.glob("*-seed*/cv_results.json")):
-        for f in (_load(path) or {}).get("folds", []):
-            if f.get("status") == "done" and f.get("final_acc") is not None:
-                variant = path.parent.name.rsplit("-seed", 1)[0]
-                per_fold.setdefault(variant, {}).setdefault(str(f["fold"]), []).append(f["final_acc"])
-    return {"started": min(starts, default="n/a"), "machine": machine,
-            "wall_s": round(sum(walls), 1) if walls else None, "folds": len(infos), "load": load,
-            "per_fold": {v: {k: mean_std(x)["mean"] for k, x in sorted(folds.items(), key=lambda kv: int(kv[0]))}
-                         for v, folds in per_fold.items()}}  # fmt: skip
+    return {"started": min(starts, default="n/a"), "machine": _machine(infos), "folds": len(infos), "load": load}
+
+
+def _final_wall(final: dict) -> float | None:
+    walls = [v["wall_s"] for v in final["variants"].values() if v.get("wall_s") is not None]
+    return sum(walls) if walls else None
 
 
 def _short(key: str) -> str:
@@ -844,7 +846,7 @@ def recipe_readme_row(r: dict | None) -> list[str]:
         final_rows.append(
             f"| ESC-10, 5 official folds, the recipe chosen on validation, {len(v['per_seed'])} seeds ({variant}) "
             f"| {best['setting'].get('model.backbone', 'the chosen setting')}, {init} | {_pm(v['all'])} % over "
-            f"{v['all']['n']} fold runs{spread} | {_minutes((r['final'].get('record') or {}).get('wall_s'))} "
+            f"{v['all']['n']} fold runs{spread} | {_minutes(_final_wall(r['final']))} "
             f"(all variants) | `{r['command']} --final` |"
         )
     return [
@@ -896,11 +898,11 @@ def recipe_md(r: dict | None) -> list[str]:
     for variant, v in final["variants"].items():
         per = ", ".join(f"seed {s}: {100 * m:.2f}" for s, m in v["per_seed"].items()) or "not run yet"
         spread = "n/a" if v["seed_spread"].get("std") is None else f"{100 * v['seed_spread']['std']:.2f}"
-        folds = " / ".join(f"{k}: {100 * m:.2f}" for k, m in (rec.get("per_fold") or {}).get(variant, {}).items())
+        folds = " / ".join(f"{k}: {100 * m:.2f}" for k, m in v.get("per_fold", {}).items())
         out.append(f"| {variant} | **{_pm(v['all'])}** | {v['all']['n']} | {per} | {spread} | {folds or 'n/a'} |")
     if rec.get("folds"):
         out += ["", f"The {rec['folds']} fold fits started {rec['started']} on {rec['machine']}, "
-                f"{_minutes(rec['wall_s'])} in all; load average {rec['load']}."]  # fmt: skip
+                f"{_minutes(_final_wall(final))} in all; load average {rec['load']}."]  # fmt: skip
     pre = final["variants"].get("pretrained", {}).get("all", {})
     if pre.get("mean") is not None:
         reached = "reached" if pre["mean"] >= RECIPE_AIM else "not reached"

@@ -172,6 +172,24 @@ def test_fits_of_a_study_are_grouped_in_wandb_and_logged_in_their_folders(tmp_pa
         assert cmd[-3:] == expected
 
 
+def test_the_final_report_gives_each_folds_mean_over_seeds_and_the_wall_time(tmp_path):
+    from audiocls.commands.study_report import write_final_report
+
+    runs = {}
+    for seed, (acc10, acc2) in enumerate(((0.9, 0.95), (0.95, 1.0))):
+        cv = tmp_path / "final" / f"pretrained-seed{seed}"
+        cv.mkdir(parents=True)
+        folds = [{"fold": 10, "status": "done", "final_acc": acc10}, {"fold": 2, "status": "done", "final_acc": acc2},
+                 {"fold": 3, "status": "failed"}]  # fmt: skip
+        (cv / "cv_results.json").write_text(json.dumps({"wall_s_total": 600.0, "folds": folds}))
+        runs[seed] = cv
+    write_final_report(tmp_path, SimpleNamespace(name="s"), {}, {"pretrained": runs}, "acc")
+    variant = json.loads((tmp_path / "final_results.json").read_text())["variants"]["pretrained"]
+    assert variant["per_fold"] == {"2": pytest.approx(0.975), "10": pytest.approx(0.925)}
+    assert list(variant["per_fold"]) == ["2", "10"]  # in fold order
+    assert variant["wall_s"] == 1200.0 and variant["all"]["n"] == 4
+
+
 def test_every_shipped_study_passes_its_checks(monkeypatch):
     monkeypatch.chdir(ROOT)  # a study's config paths are relative to where audiocls runs, as --config's are
     for path in sorted(STUDIES.glob("*.yaml")):

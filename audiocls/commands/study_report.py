@@ -209,18 +209,26 @@ def write_final_report(out: Path, spec: StudySpec, chosen: dict, runs: dict[str,
              "seed-to-seed std of the fold mean |", "| --- | --- | --- | --- | --- |"]  # fmt: skip
     report = {"chosen": chosen, "variants": {}}
     for variant, seeds in runs.items():
-        values, per_seed = [], {}
+        values, per_seed, per_fold, wall = [], {}, {}, 0.0
         for seed, folder in seeds.items():
             path = folder / "cv_results.json"
             if not path.is_file():
                 continue
-            folds = [f.get(f"final_{key}") for f in json.loads(path.read_text())["folds"] if f.get("status") == "done"]
+            cv = json.loads(path.read_text())
+            done = [f for f in cv["folds"] if f.get("status") == "done"]
+            folds = [f.get(f"final_{key}") for f in done]
             values += folds
+            wall += cv.get("wall_s_total") or 0.0
+            for f in done:
+                per_fold.setdefault(str(f["fold"]), []).append(f.get(f"final_{key}"))
             if folds:
                 per_seed[seed] = float(np.mean(folds))
         stats = mean_std(values)
         spread = mean_std(list(per_seed.values()))
-        report["variants"][variant] = {"all": stats, "per_seed": per_seed, "seed_spread": spread}
+        report["variants"][variant] = {
+            "all": stats, "per_seed": per_seed, "seed_spread": spread, "wall_s": round(wall, 1),
+            "per_fold": {k: float(np.mean(v)) for k, v in sorted(per_fold.items(), key=lambda kv: int(kv[0]))},
+        }  # fmt: skip
         seeds_text = ", ".join(f"{s}: {100 * v:.2f}" for s, v in per_seed.items()) or "n/a"
         spread_text = "n/a" if spread["std"] is None else f"{100 * spread['std']:.2f}"
         lines.append(f"| {variant} | {_fmt(stats, 100)} | {stats['n']} | {seeds_text} | {spread_text} |")
